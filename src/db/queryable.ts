@@ -1,0 +1,84 @@
+import type pg from 'pg';
+
+/**
+ * Anything that runs a parameterized statement: a `pg.Pool`, a `pg.PoolClient` or `pg.Client`
+ * (for example inside the caller's transaction), or a `ClusterPool`. pgcoord never closes a
+ * Queryable it was given.
+ */
+export interface Queryable {
+  query<R extends pg.QueryResultRow = pg.QueryResultRow>(
+    text: string,
+    values?: unknown[],
+  ): Promise<pg.QueryResult<R>>;
+}
+
+/** A Queryable that can also hand out a dedicated client (a pool). */
+export interface ConnectableQueryable extends Queryable {
+  connect(): Promise<pg.PoolClient>;
+}
+
+/** Whether `q` can hand out dedicated clients (a pool), as opposed to being one client. */
+export function isConnectable(q: Queryable): q is ConnectableQueryable {
+  return typeof (q as Partial<ConnectableQueryable>).connect === 'function' && !isClient(q);
+}
+
+/** A single connection (`pg.Client` / `pg.PoolClient`): has `release` or `processID`. */
+function isClient(q: Queryable): boolean {
+  const c = q as { release?: unknown; processID?: unknown };
+  return typeof c.release === 'function' || typeof c.processID === 'number';
+}
+
+/**
+ * Runs `fn` inside a transaction. On a pool a client is checked out for it; on a client that
+ * is already in a transaction (the caller's), a savepoint keeps our part atomic without
+ * committing theirs.
+ */
+export async function withTransaction<T>(
+  q: Queryable,
+  fn: (tx: Queryable) => Promise<T>,
+): Promise<T> {
+  if (isConnectable(q)) {
+    const client = await q.connect();
+    let broken: unknown;
+    try {
+      await client.query('BEGIN');
+      const result = await fn(client);
+      await client.query('COMMIT');
+      return result;
+    } catch (err) {
+      try {
+        await client.query('ROLLBACK');
+      } catch (rollbackErr) {
+        broken = rollbackErr;
+      }
+      throw err;
+    } finally {
+      // A client whose ROLLBACK failed is in an unknown state: destroy it rather than reuse it.
+      client.release(broken === undefined ? undefined : (broken as Error));
+    }
+  }
+  const inTx = isInTransaction(q);
+  const savepoint = `pgcoord_${(savepointCounter = (savepointCounter + 1) % 1_000_000)}`;
+  await q.query(inTx ? `SAVEPOINT ${savepoint}` : 'BEGIN');
+  try {
+    const result = await fn(q);
+    await q.query(inTx ? `RELEASE SAVEPOINT ${savepoint}` : 'COMMIT');
+    return result;
+  } catch (err) {
+    await q.query(inTx ? `ROLLBACK TO SAVEPOINT ${savepoint}` : 'ROLLBACK').catch(() => undefined);
+    throw err;
+  }
+}
+
+let savepointCounter = 0;
+
+/**
+ * Whether a client is inside a transaction block, from the last ReadyForQuery status that
+ * node-postgres keeps (`I` idle, `T` in a transaction, `E` in a failed one). A client we cannot
+ * inspect is assumed to be inside the caller's transaction, so our work nests in a savepoint.
+ */
+function isInTransaction(q: Queryable): boolean {
+  const c = q as { getTransactionStatus?: () => string | null };
+  const status = typeof c.getTransactionStatus === 'function' ? c.getTransactionStatus() : null;
+  return status !== 'I';
+}

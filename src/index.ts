@@ -1,0 +1,25 @@
+// Every public export of pgcoord, by name.
+export type { Queryable, ConnectableQueryable } from './db/queryable.js';
+export { withTransaction } from './db/queryable.js';
+export {
+  PgcoordError,
+  ValidationError,
+  ConnectionError,
+  DatabaseError,
+  NotFoundError,
+  ConflictError,
+  StaleTokenError,
+  TimeoutError,
+  UnsupportedError,
+  MigrationError,
+  DatabaseNewerError,
+  ClosedError,
+  coerceError,
+  isConnectionSqlState,
+} from './db/errors.js';
+export type { ErrorCode } from './db/errors.js';
+export { migrate, loadMigrations, latestMigrationId, renderMigration } from './db/migrator.js';
+export type { Migration, MigrateOptions, MigrateResult } from './db/migrator.js';
+export { quoteIdent, DEFAULT_SCHEMA } from './db/identifier.js';
+export { resolveConnectionConfig, createPool, redactConnectionString } from './db/connection.js';
+export type { ConnectionInput } from './db/connection.js';

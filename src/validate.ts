@@ -1,0 +1,131 @@
+import { ValidationError } from './db/errors.js';
+
+/**
+ * Argument checks shared by every block. Each throws a {@link ValidationError} naming the
+ * argument and the limit, before any SQL runs.
+ */
+
+const encoder = new TextEncoder();
+
+/** UTF-8 byte length of a string (what PostgreSQL stores and limits). */
+export function byteLength(value: string): number {
+  // Fast path: a string of n UTF-16 units takes at least n and at most 3n bytes.
+  if (value.length * 3 <= 0xffff) {
+    let ascii = true;
+    for (let i = 0; i < value.length; i++) {
+      if (value.charCodeAt(i) > 0x7f) {
+        ascii = false;
+        break;
+      }
+    }
+    if (ascii) return value.length;
+  }
+  return encoder.encode(value).length;
+}
+
+export interface TextRule {
+  /** Largest accepted size in UTF-8 bytes. */
+  maxBytes: number;
+  /** Accept the empty string (default false). */
+  allowEmpty?: boolean;
+}
+
+/**
+ * A string PostgreSQL can store: a real string, no NUL byte (PostgreSQL text cannot hold one),
+ * no lone surrogate (it would not survive UTF-8), within `maxBytes`.
+ */
+export function checkText(argument: string, value: unknown, rule: TextRule): string {
+  if (typeof value !== 'string') {
+    throw new ValidationError(argument, `must be a string, got ${describe(value)}`);
+  }
+  if (value.length === 0) {
+    if (rule.allowEmpty) return value;
+    throw new ValidationError(argument, 'must not be empty');
+  }
+  if (value.includes('\u0000')) {
+    throw new ValidationError(argument, 'must not contain a NUL byte (\\u0000)');
+  }
+  if (!value.isWellFormed()) {
+    throw new ValidationError(argument, 'must be well-formed Unicode (it has a lone surrogate)');
+  }
+  const bytes = byteLength(value);
+  if (bytes > rule.maxBytes) {
+    throw new ValidationError(argument, `is ${bytes} bytes; the limit is ${rule.maxBytes} bytes`);
+  }
+  return value;
+}
+
+/** An array of texts, each checked by {@link checkText}; `maxLength` bounds the array. */
+export function checkTextArray(
+  argument: string,
+  value: unknown,
+  rule: TextRule & { maxLength?: number },
+): string[] {
+  if (!Array.isArray(value)) {
+    throw new ValidationError(argument, `must be an array of strings, got ${describe(value)}`);
+  }
+  if (rule.maxLength !== undefined && value.length > rule.maxLength) {
+    throw new ValidationError(
+      argument,
+      `has ${value.length} entries; the limit is ${rule.maxLength} per call`,
+    );
+  }
+  for (let i = 0; i < value.length; i++) checkText(`${argument}[${i}]`, value[i], rule);
+  return value as string[];
+}
+
+export interface IntRule {
+  min: number;
+  max: number;
+}
+
+/** A safe integer within [min, max]. */
+export function checkInt(argument: string, value: unknown, rule: IntRule): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value)) {
+    throw new ValidationError(argument, `must be an integer, got ${describe(value)}`);
+  }
+  if (value < rule.min || value > rule.max) {
+    throw new ValidationError(
+      argument,
+      `must be between ${rule.min} and ${rule.max}, got ${value}`,
+    );
+  }
+  return value;
+}
+
+/** Like {@link checkInt}, but `undefined` yields `fallback`. */
+export function optionalInt(
+  argument: string,
+  value: unknown,
+  rule: IntRule,
+  fallback: number,
+): number {
+  return value === undefined ? fallback : checkInt(argument, value, rule);
+}
+
+/** A plain options object (or undefined, read as `{}`). */
+export function checkOptions<T extends object>(argument: string, value: T | undefined): T {
+  if (value === undefined) return {} as T;
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new ValidationError(argument, `must be an object, got ${describe(value)}`);
+  }
+  return value;
+}
+
+/** Short, safe description of a bad value for error messages (never the whole value). */
+export function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  switch (typeof value) {
+    case 'string':
+      return value.length > 40 ? `a string of length ${value.length}` : JSON.stringify(value);
+    case 'number':
+    case 'boolean':
+    case 'bigint':
+      return String(value);
+    case 'undefined':
+      return 'undefined';
+    default:
+      return `a ${typeof value}`;
+  }
+}

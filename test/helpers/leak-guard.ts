@@ -1,0 +1,30 @@
+import pg from 'pg';
+import { afterAll } from 'vitest';
+import { waitFor } from './wait-for.js';
+
+/**
+ * Leak guard, loaded before every test file: records every node-postgres connection opened in
+ * this worker and fails the file if any is still open once its own afterAll hooks have run.
+ * A block that forgets to close a pool, a client or a listener is caught here.
+ */
+const open = new Set<pg.Client>();
+const origConnect = pg.Client.prototype.connect;
+
+pg.Client.prototype.connect = function patchedConnect(this: pg.Client, ...args: unknown[]) {
+  open.add(this);
+  this.once('end', () => open.delete(this));
+  return (origConnect as (...a: unknown[]) => unknown).apply(this, args);
+} as typeof pg.Client.prototype.connect;
+
+// Registered first, so it runs last (hooks unwind like a stack).
+afterAll(async () => {
+  try {
+    await waitFor(() => open.size === 0, { timeoutMs: 5_000, message: 'connections to close' });
+  } catch {
+    const names = [...open].map((c) => `${c.database ?? '?'}@${c.host}:${c.port}`);
+    open.clear();
+    throw new Error(
+      `leak guard: ${names.length} PostgreSQL connection(s) left open: ${names.join(', ')}`,
+    );
+  }
+});
