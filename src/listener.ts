@@ -206,6 +206,10 @@ export class Listener extends EventEmitter<ListenerEvents> {
   /** Handlers and backlogs running now, across channels (released ones included). */
   private inFlight = 0;
   private readonly stopHooks = new Set<() => void>();
+  private stopped: Promise<void> | undefined;
+  /** Resolves when stop() begins: aborts a dial or a statement in flight. */
+  private stopSignal: Promise<void> = Promise.resolve();
+  private signalStop: (() => void) | undefined;
 
   constructor(options: ListenerOptions = {}) {
     super();
@@ -430,12 +434,17 @@ export class Listener extends EventEmitter<ListenerEvents> {
    * connecting) if stop() is called meanwhile.
    */
   async start(): Promise<void> {
+    // A start() racing a stop() begins after it, rather than being swallowed by it.
+    if (this.stopped) await this.stopped;
     if (!this.running) {
       this.running = true;
       this.stopping = false;
       let resolve!: () => void;
       const promise = new Promise<void>((r) => (resolve = r));
       this.firstListening = { promise, resolve };
+      let signal!: () => void;
+      this.stopSignal = new Promise<void>((r) => (signal = r));
+      this.signalStop = signal;
       this.loop = this.runLoop();
     }
     await this.firstListening?.promise;
@@ -447,11 +456,15 @@ export class Listener extends EventEmitter<ListenerEvents> {
    * start(). The listener can be started again.
    */
   async stop(): Promise<void> {
-    if (!this.running) {
-      await this.drained();
-      return;
-    }
+    if (this.stopped) return this.stopped;
+    if (!this.running) return this.drained();
+    this.stopped = this.stopNow().finally(() => (this.stopped = undefined));
+    return this.stopped;
+  }
+
+  private async stopNow(): Promise<void> {
     this.stopping = true;
+    this.signalStop?.();
     this.wakeBackoff?.();
     this.session?.end();
     await this.loop;
@@ -723,11 +736,16 @@ export class Listener extends EventEmitter<ListenerEvents> {
   }
 
   private async openSession(): Promise<Session> {
-    const client = await withTimeout(this.dial(), this.connectTimeoutMs, (late) => {
-      // The dial finished after we gave up on it: close what it made.
-      late.on('error', () => undefined);
-      void late.end().catch(() => undefined);
-    });
+    const client = await withTimeout(
+      this.dial(),
+      this.connectTimeoutMs,
+      (late) => {
+        // The dial finished after we gave up on it (timeout or stop): close what it made.
+        late.on('error', () => undefined);
+        void late.end().catch(() => undefined);
+      },
+      this.stopSignal,
+    );
     let endFn!: (err?: PgcoordError) => void;
     const ended = new Promise<void>((resolve) => (endFn = () => resolve()));
     const session: Session = {
@@ -798,6 +816,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
         session.client.query(text, values),
         this.healthCheckTimeoutMs,
         () => undefined,
+        session.ended,
       );
       session.lastActivity = Date.now();
       return res;
@@ -856,23 +875,44 @@ export class Listener extends EventEmitter<ListenerEvents> {
   }
 }
 
-/** Resolves like `p`, or rejects with a TimeoutError after `ms`; `onLate` gets a late success. */
-function withTimeout<T>(p: Promise<T>, ms: number, onLate: (value: T) => void): Promise<T> {
+/**
+ * Resolves like `p`, or rejects with a TimeoutError after `ms`, or with a ClosedError when
+ * `abort` resolves first; `onLate` receives a success that came after we gave up.
+ */
+function withTimeout<T>(
+  p: Promise<T>,
+  ms: number,
+  onLate: (value: T) => void,
+  abort?: Promise<void>,
+): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      reject(new TimeoutError(`the listener connection gave no answer within ${ms} ms`));
-    }, ms);
+    let settled = false;
+    const giveUp = (err: Error) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      reject(err);
+    };
+    const timer = setTimeout(
+      () => giveUp(new TimeoutError(`the listener connection gave no answer within ${ms} ms`)),
+      ms,
+    );
+    void abort?.then(() => giveUp(new ClosedError('the listener is stopping')));
     p.then(
       (v) => {
         clearTimeout(timer);
-        if (timedOut) onLate(v);
-        else resolve(v);
+        if (settled) onLate(v);
+        else {
+          settled = true;
+          resolve(v);
+        }
       },
       (err: unknown) => {
         clearTimeout(timer);
-        if (!timedOut) reject(err);
+        if (!settled) {
+          settled = true;
+          reject(err);
+        }
       },
     );
   });

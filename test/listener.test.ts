@@ -302,6 +302,27 @@ describe('Listener', () => {
     await listener.stop(); // idempotent
   });
 
+  it('stop() while a dial hangs (the server accepts but never answers) returns promptly', async () => {
+    const held = new Set<net.Socket>();
+    const blackhole = net.createServer((sock) => void held.add(sock));
+    await new Promise<void>((r) => blackhole.listen(0, '127.0.0.1', () => r()));
+    const port = (blackhole.address() as net.AddressInfo).port;
+    try {
+      const { listener } = makeListener({
+        connection: `postgres://postgres@127.0.0.1:${port}/postgres`,
+        connectTimeoutMs: 60_000,
+      });
+      void listener.start();
+      await waitFor(() => held.size === 1, { message: 'dial reached the blackhole' });
+      const t0 = Date.now();
+      await listener.stop();
+      expect(Date.now() - t0).toBeLessThan(2_000);
+    } finally {
+      for (const s of held) s.destroy();
+      await new Promise((r) => blackhole.close(r));
+    }
+  });
+
   it('stop before start, start twice, restart after stop', async () => {
     const { listener } = makeListener();
     await listener.stop();
