@@ -79,7 +79,10 @@ export interface ListenerOptions {
    * connected client each time (never a pooled one). The listener ends it when done.
    */
   connect?: () => Promise<pg.Client>;
-  /** First reconnect delay in ms; doubles per failed attempt, with jitter. Default 100. */
+  /**
+   * Reconnect delay in ms after the first retry (which is immediate); doubles per failed attempt,
+   * with jitter, up to `maxReconnectDelayMs`. Default 100.
+   */
   reconnectDelayMs?: number;
   /** Cap of the reconnect delay in ms. Default 5000. */
   maxReconnectDelayMs?: number;
@@ -108,7 +111,10 @@ export interface ListenerEvents {
   connect: [info: { reconnected: boolean; processId: number | undefined }];
   /** The connection was lost (or closed by stop()). */
   disconnect: [info: { error: PgcoordError | undefined }];
-  /** A reconnect attempt is about to be made after `delayMs`. `attempt` counts from 1. */
+  /**
+   * A reconnect attempt is about to be made after `delayMs`. `attempt` counts from 1 since the
+   * last connection that stayed up 1 s; the first is immediate (`delayMs` 0).
+   */
   reconnect: [info: { attempt: number; delayMs: number; error: PgcoordError | undefined }];
   /** A connection-level error (dial, LISTEN, health check). Never fatal. */
   error: [error: PgcoordError];
@@ -162,6 +168,8 @@ interface Session {
 }
 
 const CHANNEL_RULE = { maxBytes: MAX_CHANNEL_BYTES };
+/** A connection up at least this long (ms) resets the reconnect backoff. */
+const STABLE_CONNECTION_MS = 1_000;
 /** LISTEN statements sent in one round trip on (re)connect. */
 const LISTEN_CHUNK = 500;
 
@@ -663,21 +671,20 @@ export class Listener extends EventEmitter<ListenerEvents> {
   // ---- connection ----
 
   private async runLoop(): Promise<void> {
+    // Reconnect attempts since the last stable connection. The first one is immediate (a killed
+    // backend or a dropped socket usually means the server is there); later ones back off.
     let attempt = 0;
+    let firstDial = true;
     let lastError: PgcoordError | undefined;
     while (!this.stopping) {
-      if (attempt > 0) {
-        const cap = Math.min(
-          this.maxReconnectDelayMs,
-          this.reconnectDelayMs * 2 ** Math.min(attempt - 1, 30),
-        );
-        // "Equal jitter": half fixed, half random, so peers spread out but never retry at once.
-        const delayMs = Math.round(cap / 2 + Math.random() * (cap / 2));
+      if (!firstDial) {
+        attempt++;
+        const delayMs = attempt === 1 ? 0 : this.backoffMs(attempt - 1);
         this.emit('reconnect', { attempt, delayMs, error: lastError });
-        await this.sleep(delayMs);
+        if (delayMs > 0) await this.sleep(delayMs);
         if (this.stopping) break;
       }
-      attempt++;
+      firstDial = false;
       let session: Session;
       try {
         session = await this.openSession();
@@ -697,8 +704,9 @@ export class Listener extends EventEmitter<ListenerEvents> {
         this.reportError(lastError);
         session.end(lastError);
       }
+      let upAt: number | undefined;
       if (!session.dead) {
-        attempt = 1; // next loss: first retry after reconnectDelayMs
+        upAt = Date.now();
         const reconnected = this.connectedOnce;
         this.connectedOnce = true;
         this.emit('connect', {
@@ -710,10 +718,24 @@ export class Listener extends EventEmitter<ListenerEvents> {
       await session.ended;
       lastError = session.error;
       await this.closeSession(session);
+      if (upAt === undefined) continue;
       this.emit('disconnect', { error: session.error });
-      if (session.error)
+      if (session.error) {
         this.logger?.warn?.({ err: session.error }, 'pgcoord listener: connection lost');
+      }
+      // Flap guard: only a connection that stayed up resets the backoff.
+      if (Date.now() - upAt >= STABLE_CONNECTION_MS) attempt = 0;
     }
+  }
+
+  /** Delay before the n-th backed-off retry: exponential, capped, with "equal jitter". */
+  private backoffMs(n: number): number {
+    const cap = Math.min(
+      this.maxReconnectDelayMs,
+      this.reconnectDelayMs * 2 ** Math.min(n - 1, 30),
+    );
+    // Half fixed, half random: peers spread out, yet nobody retries at once.
+    return Math.round(cap / 2 + Math.random() * (cap / 2));
   }
 
   private reportError(err: PgcoordError): void {
