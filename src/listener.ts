@@ -148,7 +148,7 @@ interface ChannelState {
   handler: HandlerSub | undefined;
   iterators: Set<Subscription>;
   /** Jobs waiting to run, in arrival order. */
-  queue: Array<() => Promise<void>>;
+  queue: Array<() => void | Promise<void>>;
   running: number;
   concurrency: number;
 }
@@ -606,7 +606,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
   }
 
   /** Queues work for a channel and runs what its concurrency allows. */
-  private enqueue(state: ChannelState, job: () => Promise<void>): void {
+  private enqueue(state: ChannelState, job: () => void | Promise<void>): void {
     state.queue.push(job);
     this.pump(state);
   }
@@ -614,9 +614,12 @@ export class Listener extends EventEmitter<ListenerEvents> {
   private pump(state: ChannelState): void {
     while (state.running < state.concurrency && state.queue.length > 0) {
       const job = state.queue.shift()!;
+      const pending = job();
+      // A synchronous handler costs no promise: the hot path at thousands per second.
+      if (pending === undefined) continue;
       state.running++;
       this.inFlight++;
-      void job().finally(() => {
+      void pending.finally(() => {
         state.running--;
         this.inFlight--;
         this.pump(state);
@@ -625,13 +628,20 @@ export class Listener extends EventEmitter<ListenerEvents> {
     }
   }
 
-  private async runHandler(state: ChannelState, sub: HandlerSub, n: Notification): Promise<void> {
+  private runHandler(state: ChannelState, sub: HandlerSub, n: Notification): void | Promise<void> {
     // Unhandled (or replaced) after it was queued: drop it.
     if (state.handler !== sub) return;
+    let result: void | Promise<void>;
     try {
-      await sub.handler(n.payload, n);
+      result = sub.handler(n.payload, n);
     } catch (error) {
       this.reportHandlerError(state.name, error, n, 'handler');
+      return;
+    }
+    if (result && typeof (result as Promise<void>).then === 'function') {
+      return Promise.resolve(result).then(undefined, (error: unknown) =>
+        this.reportHandlerError(state.name, error, n, 'handler'),
+      );
     }
   }
 
