@@ -74,6 +74,8 @@ export interface ListenerOptions {
    * `connect` is given. Default: `DATABASE_URL`, then the `PG*` variables, then 127.0.0.1:5432.
    */
   connection?: ConnectionInput;
+  /** Shorthand for `connection` with a connection string. */
+  connectionString?: string;
   /**
    * Dials a new dedicated connection; called on every (re)connect and must return a fresh,
    * connected client each time (never a pooled one). The listener ends it when done.
@@ -248,7 +250,13 @@ export class Listener extends EventEmitter<ListenerEvents> {
         o.applicationName === undefined
           ? undefined
           : checkText('options.applicationName', o.applicationName, { maxBytes: 63 });
-      const base = resolveConnectionConfig(o.connection);
+      if (o.connection !== undefined && o.connectionString !== undefined) {
+        throw new ValidationError(
+          'options.connectionString',
+          'give connection or connectionString, not both',
+        );
+      }
+      const base = resolveConnectionConfig(o.connection ?? o.connectionString);
       const config: pg.ClientConfig = {
         ...base,
         keepAlive: true,
