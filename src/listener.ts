@@ -220,6 +220,8 @@ export class Listener extends EventEmitter<ListenerEvents> {
   /** Resolves when stop() begins: aborts a dial or a statement in flight. */
   private stopSignal: Promise<void> = Promise.resolve();
   private signalStop: (() => void) | undefined;
+  /** A connection being dialed by the built-in dialer: stop() cuts it off. */
+  private dialing: pg.Client | undefined;
 
   constructor(options: ListenerOptions = {}) {
     super();
@@ -266,12 +268,15 @@ export class Listener extends EventEmitter<ListenerEvents> {
       };
       this.dial = async () => {
         const client = new pg.Client(config);
+        client.on('error', () => undefined); // until the session takes over
+        this.dialing = client;
         try {
           await client.connect();
         } catch (err) {
-          client.on('error', () => undefined);
           await client.end().catch(() => undefined);
           throw err;
+        } finally {
+          this.dialing = undefined;
         }
         return client;
       };
@@ -481,6 +486,12 @@ export class Listener extends EventEmitter<ListenerEvents> {
   private async stopNow(): Promise<void> {
     this.stopping = true;
     this.signalStop?.();
+    if (this.dialing) {
+      // As pg's own connect timeout does: mark the end as ours, then cut the socket with an error
+      // so the pending connect() rejects instead of waiting forever.
+      (this.dialing.connection as unknown as { _ending: boolean })._ending = true;
+      this.dialing.connection.stream.destroy(new Error('the listener is stopping'));
+    }
     this.wakeBackoff?.();
     this.session?.end();
     await this.loop;

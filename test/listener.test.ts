@@ -329,7 +329,13 @@ describe('Listener', () => {
 
   it('stop() while a dial hangs (the server accepts but never answers) returns promptly', async () => {
     const held = new Set<net.Socket>();
-    const blackhole = net.createServer((sock) => void held.add(sock));
+    let closed = 0;
+    const blackhole = net.createServer((sock) => {
+      held.add(sock);
+      sock.resume(); // read (and ignore) what the client sends, so its close is seen
+      sock.on('error', () => undefined);
+      sock.on('close', () => closed++);
+    });
     await new Promise<void>((r) => blackhole.listen(0, '127.0.0.1', () => r()));
     const port = (blackhole.address() as net.AddressInfo).port;
     try {
@@ -342,6 +348,8 @@ describe('Listener', () => {
       const t0 = Date.now();
       await listener.stop();
       expect(Date.now() - t0).toBeLessThan(2_000);
+      // The half-made connection was cut off, not left to its 60 s timeout.
+      await waitFor(() => closed === 1, { timeoutMs: 2_000, message: 'dial socket closed' });
     } finally {
       for (const s of held) s.destroy();
       await new Promise((r) => blackhole.close(r));
