@@ -509,6 +509,49 @@ describe('Listener', () => {
 });
 
 describe('Listener on a private server', () => {
+  it('detects a backend frozen with SIGSTOP (socket open, no answers) and moves to a new one', async () => {
+    const inst = await startInstance();
+    const app = `lt_frozen_${randomBytes(4).toString('hex')}`;
+    const admin = new pg.Pool({ connectionString: inst.url(), max: 2 });
+    admin.on('error', () => undefined);
+    let frozenPid: number | undefined;
+    try {
+      const listener = new Listener({
+        connection: inst.url(),
+        applicationName: app,
+        reconnectDelayMs: 20,
+        maxReconnectDelayMs: 200,
+        healthCheckIntervalMs: 300,
+        healthCheckTimeoutMs: 700,
+      });
+      listener.on('error', () => undefined);
+      listeners.push(listener);
+      const got: string[] = [];
+      listener.handle('frozen', (p) => void got.push(p));
+      await listener.start();
+      const { rows } = await admin.query<{ pid: number }>(
+        `SELECT pid FROM pg_stat_activity WHERE application_name = $1`,
+        [app],
+      );
+      frozenPid = rows[0]!.pid;
+      const lost = nextEvent<{ error: Error | undefined }>(listener, 'disconnect', 10_000);
+      const t0 = Date.now();
+      process.kill(frozenPid, 'SIGSTOP');
+      const { error } = await lost;
+      expect(error?.name).toBe('TimeoutError');
+      // Worst case interval + timeout = 1 s; generous margin for a loaded machine.
+      expect(Date.now() - t0).toBeLessThan(5_000);
+      await waitFor(() => listener.listening, { message: 'listening on a new backend' });
+      await admin.query(`NOTIFY frozen, 'after'`);
+      await waitFor(() => got.includes('after'));
+      await listener.stop();
+    } finally {
+      if (frozenPid !== undefined) process.kill(frozenPid, 'SIGCONT');
+      await admin.end();
+      inst.destroy();
+    }
+  });
+
   it('comes back by itself after the server restarts, and the backlog covers the gap', async () => {
     const inst = await startInstance();
     const pool = new pg.Pool({ connectionString: inst.url(), max: 2 });
