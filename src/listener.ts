@@ -709,6 +709,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
       if (!firstDial) {
         attempt++;
         const delayMs = attempt === 1 ? 0 : this.backoffMs(attempt - 1);
+        this.logger?.debug?.({ attempt, delayMs }, 'pgcoord listener: reconnecting');
         this.emit('reconnect', { attempt, delayMs, error: lastError });
         if (delayMs > 0) await this.sleep(delayMs);
         if (this.stopping) break;
@@ -738,10 +739,12 @@ export class Listener extends EventEmitter<ListenerEvents> {
         upAt = Date.now();
         const reconnected = this.connectedOnce;
         this.connectedOnce = true;
-        this.emit('connect', {
-          reconnected,
-          processId: (session.client as { processID?: number }).processID,
-        });
+        const processId = (session.client as { processID?: number }).processID;
+        this.logger?.info?.(
+          { reconnected, processId, channels: this.channels.size },
+          'pgcoord listener: listening',
+        );
+        this.emit('connect', { reconnected, processId });
         this.firstListening?.resolve();
       }
       await session.ended;

@@ -94,7 +94,13 @@ describe('Listener', () => {
   });
 
   it('reports handler errors (sync and async) as handler:error and keeps going', async () => {
-    const { listener } = makeListener();
+    const logged: string[] = [];
+    const { listener } = makeListener({
+      logger: {
+        info: (_o, msg) => void logged.push(`info ${msg}`),
+        warn: (_o, msg) => void logged.push(`warn ${msg}`),
+      },
+    });
     const errors: Array<{ channel: string; error: unknown }> = [];
     listener.on('handler:error', (e) => errors.push(e));
     const ok: string[] = [];
@@ -108,6 +114,8 @@ describe('Listener', () => {
     await waitFor(() => ok.length === 3 && errors.length === 2);
     expect(ok).toEqual(['a', 'b', 'c']);
     expect(errors.map((e) => (e.error as Error).message)).toEqual(['sync-ish', 'async']);
+    expect(logged).toContain('info pgcoord listener: listening');
+    expect(logged.filter((m) => m === 'warn pgcoord listener: handler failed')).toHaveLength(2);
     expect(listener.listening).toBe(true);
   });
 
