@@ -150,7 +150,7 @@ interface ChannelState {
   handler: HandlerSub | undefined;
   iterators: Set<Subscription>;
   /** Jobs waiting to run, in arrival order. */
-  queue: Array<() => void | Promise<void>>;
+  queue: Fifo<() => void | Promise<void>>;
   running: number;
   concurrency: number;
 }
@@ -336,7 +336,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
     const state = this.channels.get(channel);
     if (!state || !state.handler) return this;
     state.handler = undefined;
-    state.queue.length = 0;
+    state.queue.clear();
     this.maybeRelease(state);
     return this;
   }
@@ -365,9 +365,8 @@ export class Listener extends EventEmitter<ListenerEvents> {
       );
     }
     const state = this.channelState(channel);
-    const buffer: Notification[] = [];
+    const buffer = new Fifo<Notification>();
     let waiter: ((r: IteratorResult<Notification>) => void) | undefined;
-    let failer: ((err: unknown) => void) | undefined;
     let done = false;
     let failure: ClosedError | undefined;
 
@@ -383,7 +382,6 @@ export class Listener extends EventEmitter<ListenerEvents> {
       if (waiter) {
         const w = waiter;
         waiter = undefined;
-        failer = undefined;
         w({ value: undefined, done: true });
       }
     };
@@ -393,7 +391,6 @@ export class Listener extends EventEmitter<ListenerEvents> {
         if (waiter) {
           const w = waiter;
           waiter = undefined;
-          failer = undefined;
           w({ value: n, done: false });
           return;
         }
@@ -427,19 +424,15 @@ export class Listener extends EventEmitter<ListenerEvents> {
           return Promise.reject(f);
         }
         if (done) return Promise.resolve({ value: undefined, done: true });
-        return new Promise<IteratorResult<Notification>>((resolve, reject) => {
-          waiter = resolve;
-          failer = reject;
-        });
+        return new Promise<IteratorResult<Notification>>((resolve) => (waiter = resolve));
       },
       return: () => {
         finish();
-        buffer.length = 0;
+        buffer.clear();
         if (waiter) {
           waiter({ value: undefined, done: true });
           waiter = undefined;
         }
-        void failer;
         return Promise.resolve({ value: undefined, done: true });
       },
       [Symbol.asyncIterator]() {
@@ -495,7 +488,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
     this.wakeBackoff?.();
     this.session?.end();
     await this.loop;
-    for (const state of this.channels.values()) state.queue.length = 0;
+    for (const state of this.channels.values()) state.queue.clear();
     for (const hook of [...this.stopHooks]) hook();
     await this.drained();
     this.firstListening?.resolve();
@@ -542,7 +535,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
         name: channel,
         handler: undefined,
         iterators: new Set(),
-        queue: [],
+        queue: new Fifo(),
         running: 0,
         concurrency: 1,
       };
@@ -970,4 +963,35 @@ function withTimeout<T>(
       },
     );
   });
+}
+
+/** A first-in first-out queue with O(1) push and shift (an array with a moving head). */
+class Fifo<T> {
+  private items: T[] = [];
+  private head = 0;
+
+  get length(): number {
+    return this.items.length - this.head;
+  }
+
+  push(item: T): void {
+    this.items.push(item);
+  }
+
+  shift(): T | undefined {
+    if (this.head >= this.items.length) return undefined;
+    const item = this.items[this.head];
+    this.items[this.head++] = undefined as T;
+    // Compact once the consumed prefix is half the array, so memory stays bounded.
+    if (this.head > 1024 && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+    return item;
+  }
+
+  clear(): void {
+    this.items = [];
+    this.head = 0;
+  }
 }
