@@ -289,6 +289,50 @@ describe('Listener', () => {
     await waitFor(() => got.length === 1);
   });
 
+  it('refuses bad options and arguments with a ValidationError naming them', () => {
+    const bad: Array<[ListenerOptions, string]> = [
+      [{ reconnectDelayMs: -1 }, 'options.reconnectDelayMs'],
+      [{ reconnectDelayMs: 500, maxReconnectDelayMs: 100 }, 'options.maxReconnectDelayMs'],
+      [{ healthCheckIntervalMs: '1s' as unknown as number }, 'options.healthCheckIntervalMs'],
+      [{ healthCheckTimeoutMs: 1.5 }, 'options.healthCheckTimeoutMs'],
+      [{ connect: 5 as unknown as () => Promise<pg.Client> }, 'options.connect'],
+      [{ connection: db.url, connectionString: db.url }, 'options.connectionString'],
+      [{ applicationName: '' }, 'options.applicationName'],
+      [{ schema: '' }, 'options.schema'],
+    ];
+    for (const [options, argument] of bad) {
+      let caught: unknown;
+      try {
+        new Listener(options);
+      } catch (err) {
+        caught = err;
+      }
+      expect(caught, argument).toBeInstanceOf(ValidationError);
+      expect((caught as ValidationError).argument).toBe(argument);
+    }
+    const listener = new Listener({ connection: db.url });
+    const arg = (fn: () => unknown) => {
+      try {
+        fn();
+      } catch (err) {
+        return (err as ValidationError).argument;
+      }
+      return undefined;
+    };
+    expect(arg(() => listener.handle('c', 'x' as unknown as () => void))).toBe('handler');
+    expect(arg(() => listener.handle('c', () => undefined, { concurrency: 0 }))).toBe(
+      'options.concurrency',
+    );
+    expect(
+      arg(() => listener.handle('c', () => undefined, { backlog: 1 as unknown as () => void })),
+    ).toBe('options.backlog');
+    expect(arg(() => listener.iterate('c', { bufferSize: 0 }))).toBe('options.bufferSize');
+    expect(arg(() => listener.iterate('c', { overflow: 'bogus' as unknown as 'error' }))).toBe(
+      'options.overflow',
+    );
+    expect(listener.channelNames).toEqual([]);
+  });
+
   it('retries forever with jittered exponential backoff under a cap; the first retry is immediate', async () => {
     const port = await freePort();
     const { listener } = makeListener({
