@@ -269,6 +269,21 @@ describe('Listener', () => {
     expect(got).toEqual(['1']);
   });
 
+  it('handle() on a handled channel replaces the handler and keeps listening', async () => {
+    const { listener } = makeListener();
+    const first: string[] = [];
+    const second: string[] = [];
+    listener.handle('swap', (p) => void first.push(p));
+    await listener.start();
+    await db.pool.query(`NOTIFY swap, 'a'`);
+    await waitFor(() => first.length === 1);
+    listener.handle('swap', (p) => void second.push(p));
+    await db.pool.query(`NOTIFY swap, 'b'`);
+    await waitFor(() => second.length === 1);
+    expect(first).toEqual(['a']);
+    expect(second).toEqual(['b']);
+  });
+
   it('unhandle UNLISTENs; handle again LISTENs again', async () => {
     const { listener, app } = makeListener();
     listener.handle('toggle', () => undefined);
