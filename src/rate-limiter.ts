@@ -7,6 +7,7 @@ import {
   ALGORITHM_CODE,
   decideSql,
   hasBurst,
+  setDecideSql,
   RATE_LIMIT_ALGORITHMS,
   stateTable,
   type RateLimitAlgorithm,
@@ -133,12 +134,14 @@ export class RateLimiter {
   private readonly q: Queryable;
   private readonly coalescer: Coalescer<Item, RateLimitDecision>;
   private readonly sql: string;
+  private readonly setSql: string;
   private readonly capacity: number;
 
   constructor(q: Queryable, options: RateLimiterOptions = {}) {
     this.q = q;
     this.options = resolveOptions(options);
     this.sql = decideSql(this.options.schema);
+    this.setSql = setDecideSql(this.options.schema, this.options.unlogged, this.options.algorithm);
     this.capacity = Math.min(...this.options.quotas.map((x) => x.burst));
     this.coalescer = new Coalescer((items) => this.flush(items), {
       maxBatch: this.options.maxBatch,
@@ -286,6 +289,19 @@ export class RateLimiter {
 
   private async decide(q: Queryable, items: Item[], write: boolean): Promise<RateLimitDecision[]> {
     const { quotas, unlogged, algorithm } = this.options;
+    if (write && quotas.length === 1 && sameCostPerKey(items)) {
+      // Common case: one set-based statement, one write per key (see setDecideSql).
+      const quota = quotas[0]!;
+      const res = await q.query<DecisionRow>(this.setSql, [
+        items.map((x) => this.rowKey(0, x.key)),
+        items.map((x) => x.cost),
+        items[0]!.nowMs ?? null,
+        quota.limit,
+        quota.periodMs,
+        quota.burst,
+      ]);
+      return toDecisions(res.rows, items.length);
+    }
     const keys: string[] = [];
     const index = new Map<string, number>();
     const slots: number[] = [];
@@ -313,17 +329,33 @@ export class RateLimiter {
       items.map((x) => x.cost),
       items[0]!.nowMs ?? null,
     ]);
-    const out = new Array<RateLimitDecision>(items.length);
-    for (const r of res.rows) {
-      out[r.item - 1] = {
-        allowed: r.allowed,
-        remaining: r.remaining,
-        retryAfterMs: Math.ceil(r.retry_after_ms),
-        resetAfterMs: Math.ceil(r.reset_after_ms),
-      };
-    }
-    return out;
+    return toDecisions(res.rows, items.length);
   }
+}
+
+function toDecisions(rows: DecisionRow[], count: number): RateLimitDecision[] {
+  const out = new Array<RateLimitDecision>(count);
+  for (const r of rows) {
+    out[r.item - 1] = {
+      allowed: r.allowed,
+      remaining: r.remaining,
+      retryAfterMs: Math.ceil(r.retry_after_ms),
+      resetAfterMs: Math.ceil(r.reset_after_ms),
+    };
+  }
+  return out;
+}
+
+/** Whether every item of a key has the same cost (the set-based statement's condition). */
+function sameCostPerKey(items: Item[]): boolean {
+  if (items.length === 1) return true;
+  const cost = new Map<string, number>();
+  for (const x of items) {
+    const c = cost.get(x.key);
+    if (c === undefined) cost.set(x.key, x.cost);
+    else if (c !== x.cost) return false;
+  }
+  return true;
 }
 
 function resolveOptions(options: RateLimiterOptions): ResolvedOptions {
