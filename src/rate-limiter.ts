@@ -12,6 +12,7 @@ import {
   stateTable,
   type RateLimitAlgorithm,
 } from './rate-limit-algorithms.js';
+import { preparedQuery } from './prepared-query.js';
 import { checkInt, checkOptions, checkText, describe, optionalInt } from './validate.js';
 
 /** Largest limiter name, in UTF-8 bytes. */
@@ -292,7 +293,7 @@ export class RateLimiter {
     if (write && quotas.length === 1 && sameCostPerKey(items)) {
       // Common case: one set-based statement, one write per key (see setDecideSql).
       const quota = quotas[0]!;
-      const res = await q.query<DecisionRow>(this.setSql, [
+      const res = await preparedQuery<DecisionRow>(q, this.setSql, [
         items.map((x) => this.rowKey(0, x.key)),
         items.map((x) => x.cost),
         items[0]!.nowMs ?? null,
@@ -317,7 +318,7 @@ export class RateLimiter {
         slots.push(s);
       }
     }
-    const res = await q.query<DecisionRow>(this.sql, [
+    const res = await preparedQuery<DecisionRow>(q, this.sql, [
       unlogged,
       write,
       ALGORITHM_CODE[algorithm],
