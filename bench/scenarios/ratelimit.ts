@@ -19,12 +19,12 @@ export interface DriveResult {
   count: number;
 }
 
-/** Runs `concurrency` callers in a loop for `durationMs` (after `warmMs`), each call on a random key. */
+/** Runs `concurrency` callers (numbered `worker`) in a loop for `durationMs` after `warmMs`, each call on a random key. */
 export async function drive(
   concurrency: number,
   warmMs: number,
   durationMs: number,
-  call: (key: string) => Promise<unknown>,
+  call: (key: string, worker: number) => Promise<unknown>,
 ): Promise<DriveResult> {
   const latencies: number[] = [];
   let measuring = false;
@@ -32,12 +32,12 @@ export async function drive(
   const measureFrom = start + warmMs;
   const end = measureFrom + durationMs;
   await Promise.all(
-    Array.from({ length: concurrency }, async () => {
+    Array.from({ length: concurrency }, async (_, worker) => {
       for (;;) {
         const t = performance.now();
         if (t >= end) return;
         if (!measuring && t >= measureFrom) measuring = true;
-        await call(`key-${Math.floor(Math.random() * KEYS)}`);
+        await call(`key-${Math.floor(Math.random() * KEYS)}`, worker);
         const done = performance.now();
         if (t >= measureFrom && done <= end) latencies.push(done - t);
       }
