@@ -181,6 +181,23 @@ function stepSql(f: SetFragments, vars: Record<string, string>): string {
 }
 
 /**
+ * The same step as plain expressions (no subquery), for ON CONFLICT DO UPDATE SET: a SubPlan
+ * per conflicting row cost more than computing the shared parts several times.
+ */
+function stepExprs(f: SetFragments, vars: Record<string, string>): string[] {
+  const v = { ...vars, nn: `greatest(${vars.N}, coalesce(${vars.T}, ${vars.N}))` };
+  const x = {
+    a0: `(${substitute(f.norm.a0, v)})`,
+    b0: `(${substitute(f.norm.b0, v)})`,
+    t0: `(${substitute(f.norm.t0, v)})`,
+  };
+  const withX = (e: string) => e.replace(/\bx\.(a0|b0|t0)\b/g, (_m, c: 'a0' | 'b0' | 't0') => x[c]);
+  const m = `(greatest(0, least(${vars.K}, floor(${withX(substitute(f.room, v))})))::float8)`;
+  const step = (e: string) => withX(substitute(e, v)).replace(/\by\.m\b/g, m);
+  return [step(f.next.a1), step(f.next.b1), step(f.next.t1), step(f.next.e1), m];
+}
+
+/**
  * The set-based decision statement of one algorithm, for a batch with one quota where every
  * item of a key has the same cost (the common case): one INSERT .. ON CONFLICT DO UPDATE takes
  * each key's row lock in key order (the order rate_limit_decide uses too) and applies all of
@@ -203,7 +220,7 @@ export function setDecideSql(
     C: 'g.c',
     K: 'g.n',
   });
-  const updateStep = stepSql(f, {
+  const updateStep = stepExprs(f, {
     A: 'r.a',
     B: 'r.b',
     T: 'r.t',
@@ -227,7 +244,7 @@ export function setDecideSql(
         FROM grp g CROSS JOIN clock CROSS JOIN LATERAL (${insertStep}) s
        ORDER BY g.k COLLATE "C"
       ON CONFLICT (key) DO UPDATE SET (a, b, t, expires_ms, m, c, n) =
-        (SELECT s.a1, s.b1, s.t1, s.e1, s.m, EXCLUDED.c, EXCLUDED.n FROM (${updateStep}) s)
+        ROW(${updateStep.join(', ')}, EXCLUDED.c, EXCLUDED.n)
       RETURNING r.key, r.a, r.b, r.t, r.m, r.c)
     SELECT i.ord::int AS item, i.j <= u.m AS allowed,
            greatest(0, ${item(f.item.rem)}) AS remaining,
