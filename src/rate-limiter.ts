@@ -156,7 +156,7 @@ export class RateLimiter {
    * @throws ValidationError for a bad key or cost (including a cost above the capacity: it could never be allowed).
    */
   async consume(key: string, options?: ConsumeOptions): Promise<RateLimitDecision> {
-    const item = this.checkItem(key, options, 'consume');
+    const item = this.checkItem(key, options);
     const tx = options?.tx;
     try {
       if (tx !== undefined) {
@@ -170,11 +170,8 @@ export class RateLimiter {
   }
 
   /** What {@link consume} would answer for `cost` now, without taking anything. */
-  async peek(
-    key: string,
-    options?: Omit<ConsumeOptions, 'tx'> & { tx?: Queryable },
-  ): Promise<RateLimitDecision> {
-    const item = this.checkItem(key, options, 'peek');
+  async peek(key: string, options?: ConsumeOptions): Promise<RateLimitDecision> {
+    const item = this.checkItem(key, options);
     try {
       await ensureMigrated(this.q, this.options.schema);
       return (await this.decide(options?.tx ?? this.q, [item], false))[0]!;
@@ -224,7 +221,7 @@ export class RateLimiter {
     }
   }
 
-  private checkItem(key: string, options: ConsumeOptions | undefined, _op: string): Item {
+  private checkItem(key: string, options: ConsumeOptions | undefined): Item {
     checkText('key', key, { maxBytes: MAX_RATE_LIMIT_KEY_BYTES });
     const o = checkOptions('options', options);
     const cost = optionalInt('options.cost', o.cost, { min: 1, max: MAX_RATE_LIMIT_UNITS }, 1);
