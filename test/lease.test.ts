@@ -183,13 +183,13 @@ describe('LeaderElection', () => {
     const a = new LeaderElection(db.pool, {
       name: 'leader',
       owner: 'a',
-      ttlMs: 1_000,
+      ttlMs: 3_000,
       intervalMs: 50,
     });
     const b = new LeaderElection(db.pool, {
       name: 'leader',
       owner: 'b',
-      ttlMs: 1_000,
+      ttlMs: 3_000,
       intervalMs: 50,
     });
     await b.stop(); // stop before start is fine
