@@ -64,3 +64,14 @@ describe('validation', () => {
     expect(checkInt('count', 5, { min: 1, max: 5 })).toBe(5);
   });
 });
+
+describe('isConnectionSqlState', () => {
+  it('treats class 08 and shutdowns as connectivity, but not a protocol violation', async () => {
+    const { isConnectionSqlState } = await import('../src/index.js');
+    expect(isConnectionSqlState('08006')).toBe(true);
+    expect(isConnectionSqlState('57P01')).toBe(true);
+    expect(isConnectionSqlState('08P01')).toBe(false);
+    expect(isConnectionSqlState('23505')).toBe(false);
+    expect(isConnectionSqlState(undefined)).toBe(false);
+  });
+});

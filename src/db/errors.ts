@@ -199,9 +199,10 @@ interface PgErrorFields {
 
 /** Whether a SQLSTATE marks a connectivity problem (class 08, shutdown, too many connections). */
 export function isConnectionSqlState(sqlState: string | undefined): boolean {
-  return (
-    sqlState !== undefined && (sqlState.startsWith('08') || CONNECTION_SQLSTATES.has(sqlState))
-  );
+  if (sqlState === undefined) return false;
+  // 08P01 (protocol_violation) is in class 08 but means a client bug, not a broken link.
+  if (sqlState === '08P01') return false;
+  return sqlState.startsWith('08') || CONNECTION_SQLSTATES.has(sqlState);
 }
 
 /**
