@@ -524,13 +524,15 @@ function captureDdl(
 ): string[] {
   const s = quoteIdent(schema);
   const table = `${quoteIdent(ref.schema)}.${quoteIdent(ref.name)}`;
+  // `n.*`, not `n`: a bare alias would mean a column of that name if the table has one.
+  const whole = (alias: string) => (alias === 'NEW' || alias === 'OLD' ? alias : `${alias}.*`);
   const rowJson = (alias: string) =>
     columns === null
-      ? `to_jsonb(${alias})`
+      ? `to_jsonb(${whole(alias)})`
       : `jsonb_build_object(${columns.map((c) => `${literal(c)}, ${alias}.${quoteIdent(c)}`).join(', ')})`;
   const pkJson = (alias: string) =>
     info.pk.length === 0
-      ? `to_jsonb(${alias})`
+      ? `to_jsonb(${whole(alias)})`
       : `jsonb_build_object(${info.pk.map((c) => `${literal(c)}, ${alias}.${quoteIdent(c)}`).join(', ')})`;
   const head = `INSERT INTO ${s}.changes (schema_name, table_name, op, pk, old, new)`;
   const names = `${literal(ref.schema)}, ${literal(ref.name)}`;

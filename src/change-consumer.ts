@@ -334,14 +334,13 @@ export class ChangeConsumer extends EventEmitter<ChangeConsumerEvents> {
 
   private idle(ms: number): Promise<void> {
     return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.waiters = this.waiters.filter((w) => w !== done);
+        resolve();
+      };
       const timer = setTimeout(done, ms);
       timer.unref();
-      const self = this;
-      function done() {
-        clearTimeout(timer);
-        self.waiters = self.waiters.filter((w) => w !== done);
-        resolve();
-      }
       this.waiters.push(done);
     });
   }
