@@ -426,6 +426,10 @@ export class ChangeConsumer extends EventEmitter<ChangeConsumerEvents> {
   private async runBatch(part: number): Promise<number> {
     const o = this.o;
     const client = await this.pool.connect();
+    // A connection cut while we hold it (between statements) is reported on the client, not the
+    // pool: without a listener that 'error' event would crash the process.
+    const onError = (): void => undefined;
+    client.on('error', onError);
     let broken: Error | undefined;
     try {
       await client.query('BEGIN');
@@ -509,6 +513,7 @@ export class ChangeConsumer extends EventEmitter<ChangeConsumerEvents> {
       await client.query('ROLLBACK').catch(() => undefined);
       throw err;
     } finally {
+      client.off('error', onError);
       client.release(broken && coerceError(broken) instanceof ConnectionError ? broken : undefined);
     }
   }
