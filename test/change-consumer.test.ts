@@ -179,7 +179,6 @@ describe('ChangeConsumer across processes', () => {
     expect(await terminated).toBeGreaterThan(0);
     const killed = victim!;
     const cut = second!;
-    const rest = procs.filter((p) => p !== killed);
     const expected = await writing;
     expect(expected).toBe(20_000);
     await verify(group, 'rows_o', expected, true);
