@@ -199,7 +199,6 @@ interface FetchRow {
   rows: ChangeRow[];
   covered: string;
   xmin: string;
-  xmax: string;
   seq: string;
   replays: number;
 }
@@ -212,10 +211,13 @@ interface FetchRow {
  * delivered (`delivered`, a multirange that stays small: runs of consecutive ids). Each batch
  * takes the lowest visible ids above W that are NOT in that set, so a change that commits late
  * with an id below others already delivered is picked up when it becomes visible. W only moves
- * past an id once no transaction can still commit it: the consumer reads the id sequence (S)
- * and, in a later statement, the snapshot's xmax (X); every id <= S was allocated by a
- * transaction with an xid < X, so once the oldest running xid (snapshot xmin) reaches X, every
- * id <= S is final, committed or aborted. Delivery itself never waits for long transactions;
+ * past an id once no transaction can still commit it: the consumer reads the id sequence (S),
+ * then, in a later statement, takes a transaction id of its own (X = pg_current_xact_id()).
+ * Every id <= S was allocated by a transaction whose xid was assigned before that read (the
+ * trigger runs after the row write that assigned it), so its xid is < X; once a later snapshot's
+ * xmin (oldest running xid) is above X, every id <= S is final: committed or aborted. (A
+ * snapshot's xmax would not do: PostgreSQL reuses a snapshot while no transaction ends, so its
+ * xmax can be older than the statement.) Delivery itself never waits for long transactions;
  * only the bookkeeping does.
  *
  * @example
@@ -239,7 +241,8 @@ export class ChangeConsumer extends EventEmitter<ChangeConsumerEvents> {
   private trackCommitTs = false;
   // Low-water bookkeeping shared by every statement of this consumer (see the class comment).
   private lastCompletedSeq: bigint | null = null;
-  private samples: Array<{ seq: bigint; xmax: bigint }> = [];
+  private samples: Array<{ seq: bigint; x: bigint }> = [];
+  private ticking = false;
   private finalUpTo: bigint | null = null;
   private lastSeenSeq: bigint | null = null;
   private notBefore = new Map<number, number>();
@@ -345,18 +348,25 @@ export class ChangeConsumer extends EventEmitter<ChangeConsumerEvents> {
     });
   }
 
-  /** Cheap check for new ids: reads the sequence (no transaction id, no write) and wakes workers. */
+  /**
+   * Cheap check for new ids: reads the sequence and wakes workers when it moved. While some ids
+   * are not known final it also takes an xid (pg_current_xact_id(): no write, no fsync) as the
+   * anchor of the low-water bookkeeping (see the class comment).
+   */
   private async tick(): Promise<void> {
-    if (!this.running) return;
+    if (!this.running || this.ticking) return;
+    this.ticking = true;
     try {
       const seqBefore = this.lastCompletedSeq;
-      const { rows } = await this.pool.query<{ seq: string; xmin: string; xmax: string }>(
+      const newest = this.samples[this.samples.length - 1]?.seq ?? this.finalUpTo;
+      const anchor = seqBefore !== null && (newest === null || seqBefore > newest);
+      const { rows } = await this.pool.query<{ seq: string; xmin: string; x: string | null }>(
         `SELECT (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM ${this.s}.change_ids)::text AS seq,
                 pg_snapshot_xmin(pg_current_snapshot())::text AS xmin,
-                pg_snapshot_xmax(pg_current_snapshot())::text AS xmax`,
+                ${anchor ? 'pg_current_xact_id()::text' : 'NULL::text'} AS x`,
       );
       const r = rows[0]!;
-      this.observe(seqBefore, r);
+      this.observe(anchor ? seqBefore : null, r);
       const seq = BigInt(r.seq);
       if (this.lastSeenSeq === null || seq !== this.lastSeenSeq) {
         this.lastSeenSeq = seq;
@@ -364,20 +374,26 @@ export class ChangeConsumer extends EventEmitter<ChangeConsumerEvents> {
       }
     } catch {
       // The workers see and report connection trouble; the tick just tries again.
+    } finally {
+      this.ticking = false;
     }
   }
 
-  /** Records a statement's snapshot bounds and sequence read (see the class comment). */
-  private observe(seqBefore: bigint | null, r: { seq: string; xmin: string; xmax: string }): void {
+  /**
+   * Records what a statement saw: its sequence read, its snapshot's xmin and, for an anchoring
+   * tick, its own xid paired with a sequence value read by a statement that completed before it
+   * started (see the class comment).
+   */
+  private observe(
+    seqBefore: bigint | null,
+    r: { seq: string; xmin: string; x?: string | null },
+  ): void {
     const xmin = BigInt(r.xmin);
-    if (seqBefore !== null) {
-      const last = this.samples[this.samples.length - 1];
-      if (!last || last.seq !== seqBefore) {
-        this.samples.push({ seq: seqBefore, xmax: BigInt(r.xmax) });
-        if (this.samples.length > 256) this.samples.splice(128, 1);
-      }
+    if (seqBefore !== null && r.x) {
+      this.samples.push({ seq: seqBefore, x: BigInt(r.x) });
+      if (this.samples.length > 256) this.samples.splice(128, 1);
     }
-    while (this.samples.length > 0 && this.samples[0]!.xmax <= xmin) {
+    while (this.samples.length > 0 && this.samples[0]!.x < xmin) {
       const s = this.samples.shift()!;
       if (this.finalUpTo === null || s.seq > this.finalUpTo) this.finalUpTo = s.seq;
     }
@@ -432,8 +448,9 @@ export class ChangeConsumer extends EventEmitter<ChangeConsumerEvents> {
     client.on('error', onError);
     let broken: Error | undefined;
     try {
-      await client.query('BEGIN');
-      const seqBefore = this.lastCompletedSeq;
+      // The row estimates of these statements are poor (multirange gaps); JIT compiling them
+      // costs more than running them.
+      await client.query('BEGIN; SET LOCAL jit = off');
       const fetched = await client.query<FetchRow>(this.fetchSql(), [
         o.group,
         part,
@@ -449,7 +466,7 @@ export class ChangeConsumer extends EventEmitter<ChangeConsumerEvents> {
         await client.query('ROLLBACK');
         return 0; // another consumer holds this partition
       }
-      this.observe(seqBefore, g);
+      this.observe(null, g);
       if (g.replays > 0 && part === 0) {
         const n = await this.runReplays(client);
         if (n > 0) return n;
@@ -663,7 +680,8 @@ WITH g AS (
     FROM gaps CROSS JOIN LATERAL (
       SELECT c.id FROM ${s}.changes c
        WHERE c.id >= lower(gaps.r) AND (upper_inf(gaps.r) OR c.id < upper(gaps.r))
-         AND c.id <= (SELECT max(id) FROM batch)) v
+         AND c.id <= (SELECT max(id) FROM batch)
+       OFFSET 0) v
 )
 SELECT g.low_water::text, g.attempts,
        (SELECT coalesce(json_agg(json_build_object(
@@ -674,7 +692,6 @@ SELECT g.low_water::text, g.attempts,
        (SELECT coalesce(range_agg(int8range(lo, hi, '[]')), '{}'::int8multirange)::text
           FROM (SELECT min(id) AS lo, max(id) AS hi FROM runs GROUP BY grp) x) AS covered,
        pg_snapshot_xmin(pg_current_snapshot())::text AS xmin,
-       pg_snapshot_xmax(pg_current_snapshot())::text AS xmax,
        (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM ${s}.change_ids)::text AS seq,
        (SELECT count(*) FROM ${s}.change_dead_letters
          WHERE group_name = $1::text AND state = 'replay')::int AS replays
