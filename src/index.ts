@@ -42,3 +42,22 @@ export type {
   ConsumeOptions,
   ChangeConsumerEvents,
 } from './change-consumer.js';
+export { Listener } from './listener.js';
+export type {
+  ListenerOptions,
+  ListenerEvents,
+  ListenerLogger,
+  Notification,
+  NotificationHandler,
+  HandleOptions,
+  IterateOptions,
+  OverflowPolicy,
+} from './listener.js';
+export {
+  notify,
+  Notifier,
+  purgeListenerPayloads,
+  MAX_CHANNEL_BYTES,
+  MAX_PAYLOAD_BYTES,
+} from './notify.js';
+export type { NotifierOptions, NotifyOptions, JsonValue } from './notify.js';
