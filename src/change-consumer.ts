@@ -1,12 +1,13 @@
 import { EventEmitter } from 'node:events';
 import os from 'node:os';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import { ChangeCapture, type ChangeOperation } from './change-capture.js';
 import { ConflictError, ConnectionError, coerceError, ValidationError } from './db/errors.js';
 import { checkSchemaName, DEFAULT_SCHEMA, quoteIdent } from './db/identifier.js';
 import { ensureMigrated } from './db/migrator.js';
 import type { ConnectableQueryable } from './db/queryable.js';
+import type { Listener } from './listener.js';
 import { checkOptions, checkText, describe, optionalInt } from './validate.js';
 
 /** One captured row change, as a handler receives it. */
@@ -93,6 +94,13 @@ export interface ConsumeOptions {
   lagWarning?: number;
   /** This consumer's name in the group row. Default `<host>:<pid>:<random>`. */
   consumerId?: string;
+  /**
+   * A started {@link Listener} to share wake-ups between processes: a consumer whose poll sees new
+   * ids sends one empty NOTIFY (at most one per `pollIntervalMs` per process, never from the
+   * writers, so commits are not serialized) and every other consumer on the channel wakes at once
+   * instead of at its next poll. Only a hint: polling goes on. Default: none.
+   */
+  listener?: Listener;
   /** pgcoord's schema. Default `pgcoord`. */
   schema?: string;
   /** Receives warnings (lag, overrun) and errors nobody listens for. Default: console. */
@@ -113,8 +121,9 @@ export interface ChangeConsumerEvents {
   error: [Error];
 }
 
-interface Resolved extends Required<Omit<ConsumeOptions, 'logger' | 'handler'>> {
+interface Resolved extends Required<Omit<ConsumeOptions, 'logger' | 'handler' | 'listener'>> {
   handler: ChangeHandler;
+  listener: Listener | undefined;
   logger: NonNullable<ConsumeOptions['logger']>;
 }
 
@@ -173,10 +182,58 @@ function resolveOptions(options: ConsumeOptions): Resolved {
         ? `${os.hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`
         : checkText('options.consumerId', options.consumerId, { maxBytes: 200 }),
     schema: checkSchemaName(options.schema ?? DEFAULT_SCHEMA),
+    listener: checkListener(options.listener),
     logger: options.logger ?? {
       warn: (m, meta) => console.warn(`pgcoord: ${m}`, meta ?? ''),
       error: (m, meta) => console.error(`pgcoord: ${m}`, meta ?? ''),
     },
+  };
+}
+
+function checkListener(value: unknown): Listener | undefined {
+  if (value === undefined) return undefined;
+  const l = value as Partial<Listener>;
+  if (typeof l.handle !== 'function' || typeof l.unhandle !== 'function') {
+    throw new ValidationError('options.listener', `must be a Listener, got ${describe(value)}`);
+  }
+  return value as Listener;
+}
+
+/** Wake-up channel of a pgcoord schema (a hash keeps it within 63 bytes). */
+function wakeChannel(schema: string): string {
+  return `pgcoord_changes_${createHash('sha1').update(schema).digest('hex').slice(0, 16)}`;
+}
+
+// A Listener has one handler per channel: the consumers of a process sharing one listener
+// share that handler.
+const wakeups = new WeakMap<Listener, Map<string, Set<() => void>>>();
+
+function subscribeWakeups(listener: Listener, channel: string, fn: () => void): () => void {
+  let byChannel = wakeups.get(listener);
+  if (!byChannel) {
+    byChannel = new Map();
+    wakeups.set(listener, byChannel);
+  }
+  let fns = byChannel.get(channel);
+  if (!fns) {
+    const set = new Set<() => void>();
+    fns = set;
+    byChannel.set(channel, set);
+    const wake = () => {
+      for (const f of set) f();
+    };
+    // The backlog runs after every (re)connect: anything announced meanwhile was missed.
+    listener.handle(channel, wake, { backlog: wake });
+  }
+  fns.add(fn);
+  const map = byChannel;
+  const set = fns;
+  return () => {
+    set.delete(fn);
+    if (set.size === 0 && map.get(channel) === set) {
+      map.delete(channel);
+      listener.unhandle(channel);
+    }
   };
 }
 
@@ -243,6 +300,7 @@ export class ChangeConsumer extends EventEmitter<ChangeConsumerEvents> {
   private lastCompletedSeq: bigint | null = null;
   private samples: Array<{ seq: bigint; x: bigint }> = [];
   private ticking = false;
+  private unsubscribe: (() => void) | undefined;
   private finalUpTo: bigint | null = null;
   private lastSeenSeq: bigint | null = null;
   private notBefore = new Map<number, number>();
@@ -284,6 +342,11 @@ export class ChangeConsumer extends EventEmitter<ChangeConsumerEvents> {
         throw coerceError(err);
       }
       if (!this.running) return;
+      if (this.o.listener) {
+        this.unsubscribe = subscribeWakeups(this.o.listener, wakeChannel(this.o.schema), () =>
+          this.wakeAll(),
+        );
+      }
       this.timers.push(setInterval(() => void this.tick(), this.o.pollIntervalMs));
       this.timers.push(setInterval(() => this.wakeAll(), this.o.fullPollIntervalMs));
       if (this.o.pruneIntervalMs > 0) {
@@ -300,6 +363,8 @@ export class ChangeConsumer extends EventEmitter<ChangeConsumerEvents> {
   async stop(): Promise<void> {
     await this.starting?.catch(() => undefined);
     this.running = false;
+    this.unsubscribe?.();
+    this.unsubscribe = undefined;
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
     this.wakeAll();
@@ -360,10 +425,14 @@ export class ChangeConsumer extends EventEmitter<ChangeConsumerEvents> {
       const seqBefore = this.lastCompletedSeq;
       const newest = this.samples[this.samples.length - 1]?.seq ?? this.finalUpTo;
       const anchor = seqBefore !== null && (newest === null || seqBefore > newest);
+      // With a listener, new ids are announced from here (bounded by the poll rate), not by writers.
       const { rows } = await this.pool.query<{ seq: string; xmin: string; x: string | null }>(
-        `SELECT (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM ${this.s}.change_ids)::text AS seq,
-                pg_snapshot_xmin(pg_current_snapshot())::text AS xmin,
-                ${anchor ? 'pg_current_xact_id()::text' : 'NULL::text'} AS x`,
+        `SELECT s.seq::text, pg_snapshot_xmin(pg_current_snapshot())::text AS xmin,
+                ${anchor ? 'pg_current_xact_id()::text' : 'NULL::text'} AS x,
+                CASE WHEN $1::text IS NOT NULL AND s.seq > $2::bigint THEN pg_notify($1::text, '') END
+           FROM (SELECT CASE WHEN is_called THEN last_value ELSE 0 END AS seq
+                   FROM ${this.s}.change_ids) s`,
+        [this.o.listener ? wakeChannel(this.o.schema) : null, (this.lastSeenSeq ?? -1n).toString()],
       );
       const r = rows[0]!;
       this.observe(anchor ? seqBefore : null, r);

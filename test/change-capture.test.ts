@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import {
   ChangeCapture,
   ChangeConsumer,
+  Listener,
   ValidationError,
   type Change,
   type ChangeHandler,
@@ -378,6 +379,32 @@ describe('ChangeConsumer', () => {
     expect(await capture.deadLetters('dlq')).toHaveLength(0);
     const ids = (await effects('dlq')).map((e) => e.change_id);
     expect(new Set(ids).size).toBe(30);
+  });
+
+  it('wakes consumers through a shared Listener: a slow-polling consumer gets a change at once', async () => {
+    const listener = new Listener({ connection: db.url });
+    listener.on('error', () => undefined);
+    await listener.start();
+    try {
+      // Polls once a minute: without the hint it would not see the change within the test.
+      const slow = await startConsumer({
+        group: 'wake-slow',
+        startFrom: 'now',
+        pollIntervalMs: 60_000,
+        fullPollIntervalMs: 60_000,
+        listener,
+      });
+      // Polls fast and announces what it sees on the listener's channel.
+      await startConsumer({ group: 'wake-fast', startFrom: 'now', listener });
+      await waitFor(() => listener.channelNames.length === 1);
+      await db.pool.query(`INSERT INTO items VALUES (4001, 1)`);
+      await waitFor(async () => (await effects('wake-slow')).length === 1, { timeoutMs: 20_000 });
+      expect(slow.metrics().delivered).toBe(1);
+      await Promise.all(running.splice(0).map((c) => c.stop()));
+      expect(listener.channelNames).toEqual([]);
+    } finally {
+      await listener.stop();
+    }
   });
 
   it('parallel mode shares the work and keeps per-key order', async () => {
