@@ -549,7 +549,7 @@ export class ChangeConsumer extends EventEmitter<ChangeConsumerEvents> {
       let deadLetter: string | undefined;
       if (changes.length > 0) {
         if (g.attempts >= o.maxAttempts && changes.length === 1) {
-          deadLetter = await this.deadLetter(client, changes[0]!, g.attempts);
+          deadLetter = await this.deadLetter(client, part, changes[0]!, g.attempts);
         } else {
           const attempt = g.attempts + 1;
           try {
@@ -635,18 +635,19 @@ export class ChangeConsumer extends EventEmitter<ChangeConsumerEvents> {
 
   private async deadLetter(
     client: pg.PoolClient,
+    part: number,
     change: Change,
     attempts: number,
   ): Promise<string> {
     const { rows } = await client.query<{ last_error: string | null }>(
-      `WITH g AS (SELECT last_error FROM ${this.s}.change_groups WHERE group_name = $1::text LIMIT 1)
+      `WITH g AS (SELECT last_error FROM ${this.s}.change_groups WHERE group_name = $1::text AND partition = $5::int)
        INSERT INTO ${this.s}.change_dead_letters AS d (group_name, change_id, change, attempts, last_error)
        SELECT $1::text, $2::bigint, $3::jsonb, $4::int, g.last_error FROM g
        ON CONFLICT (group_name, change_id) DO UPDATE
          SET state = 'dead', attempts = d.attempts + EXCLUDED.attempts,
              last_error = EXCLUDED.last_error, failed_at = now()
        RETURNING last_error`,
-      [this.o.group, change.id, JSON.stringify(change), attempts],
+      [this.o.group, change.id, JSON.stringify(change), attempts, part],
     );
     return rows[0]?.last_error ?? 'handler failed';
   }

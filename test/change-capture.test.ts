@@ -7,6 +7,7 @@ import {
   ChangeCapture,
   ChangeConsumer,
   Listener,
+  quoteIdent,
   ValidationError,
   type Change,
   type ChangeHandler,
@@ -199,6 +200,37 @@ describe('ChangeCapture', () => {
     expect(rows, via).toEqual([1, 2, 3].map((n) => ({ op: 'INSERT', n })));
   });
 
+  it('round-trips any schema and table name (quotes, capitals, spaces, unicode)', async () => {
+    const capture = new ChangeCapture(db.pool);
+    // Prefixed so a generated name never hits a real schema (pg_*, pgcoord) or this file's tables.
+    const name = (prefix: string) =>
+      fc
+        .string({ unit: 'grapheme', minLength: 1, maxLength: 20 })
+        .map((x) => prefix + x)
+        .filter((x) => !x.includes('\u0000') && Buffer.byteLength(x) <= 63 && x.isWellFormed());
+    await fc.assert(
+      fc.asyncProperty(name('Fz "'), name('t"'), async (schema, table) => {
+        const q = `${quoteIdent(schema)}.${quoteIdent(table)}`;
+        await db.pool.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schema)}`);
+        await db.pool.query(`DROP TABLE IF EXISTS ${q}`);
+        await db.pool.query(`CREATE TABLE ${q} ("Id" int PRIMARY KEY, "v""x" text)`);
+        await capture.track({ schema, name: table });
+        const from = await lastChangeId();
+        await db.pool.query(`INSERT INTO ${q} VALUES (1, 'a')`);
+        const { rows } = await db.pool.query(
+          `SELECT schema_name, table_name, pk, new FROM pgcoord.changes WHERE id > $1`,
+          [from],
+        );
+        expect(rows).toEqual([
+          { schema_name: schema, table_name: table, pk: { Id: 1 }, new: { Id: 1, 'v"x': 'a' } },
+        ]);
+        expect(await capture.untrack({ schema, name: table })).toBe(true);
+        await db.pool.query(`DROP TABLE ${q}`);
+      }),
+      { numRuns: 15 },
+    );
+  });
+
   it('refuses bad input before any SQL', async () => {
     const capture = new ChangeCapture(db.pool);
     await fc.assert(
@@ -284,6 +316,32 @@ describe('ChangeConsumer', () => {
     } finally {
       t1.release();
     }
+  });
+
+  it('moves past a change whose transaction rolled back', async () => {
+    await startConsumer({ group: 'aborted', startFrom: 'now' });
+    const t1 = await db.pool.connect();
+    try {
+      await t1.query('BEGIN');
+      await t1.query(`INSERT INTO items VALUES (1101, 1)`);
+      await db.pool.query(`INSERT INTO items VALUES (1102, 1)`);
+      await waitFor(async () => (await effects('aborted')).length === 1);
+      await t1.query('ROLLBACK');
+    } finally {
+      t1.release();
+    }
+    await db.pool.query(`INSERT INTO items VALUES (1103, 1)`);
+    const last = await lastChangeId();
+    await waitFor(async () => {
+      const r = await db.pool.query(
+        `SELECT low_water >= $1::bigint AS ok, delivered::text AS d FROM pgcoord.change_groups
+          WHERE group_name = 'aborted'`,
+        [last],
+      );
+      return r.rows[0].ok && r.rows[0].d === '{}';
+    });
+    expect((await effects('aborted')).map((e) => e.op)).toEqual(['INSERT', 'INSERT']);
+    expect(Number((await effects('aborted'))[0]!.change_id)).toBeLessThanOrEqual(Number(last));
   });
 
   it('loses nothing from a steady stream of small commits (low-water mark soundness)', async () => {
