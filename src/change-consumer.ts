@@ -300,6 +300,7 @@ export class ChangeConsumer extends EventEmitter<ChangeConsumerEvents> {
   private lastCompletedSeq: bigint | null = null;
   private samples: Array<{ seq: bigint; x: bigint }> = [];
   private ticking = false;
+  private wakes = 0;
   private unsubscribe: (() => void) | undefined;
   private finalUpTo: bigint | null = null;
   private lastSeenSeq: bigint | null = null;
@@ -347,12 +348,15 @@ export class ChangeConsumer extends EventEmitter<ChangeConsumerEvents> {
           this.wakeAll(),
         );
       }
+      // The poll timer is what keeps a started consumer's process alive (a consumer is the reason
+      // a worker process runs; with every connection cut, nothing else would); stop() clears it.
       this.timers.push(setInterval(() => void this.tick(), this.o.pollIntervalMs));
-      this.timers.push(setInterval(() => this.wakeAll(), this.o.fullPollIntervalMs));
+      const background = [setInterval(() => this.wakeAll(), this.o.fullPollIntervalMs)];
       if (this.o.pruneIntervalMs > 0) {
-        this.timers.push(setInterval(() => void this.maintain(), this.o.pruneIntervalMs));
+        background.push(setInterval(() => void this.maintain(), this.o.pruneIntervalMs));
       }
-      for (const t of this.timers) t.unref();
+      for (const t of background) t.unref();
+      this.timers.push(...background);
       const n = Math.min(this.o.concurrency, this.o.partitions);
       for (let i = 0; i < n; i++) this.workers.push(this.work());
     })();
@@ -395,6 +399,7 @@ export class ChangeConsumer extends EventEmitter<ChangeConsumerEvents> {
   }
 
   private wakeAll(): void {
+    this.wakes++;
     const w = this.waiters;
     this.waiters = [];
     for (const fn of w) fn();
@@ -474,6 +479,9 @@ export class ChangeConsumer extends EventEmitter<ChangeConsumerEvents> {
     while (this.running) {
       let progressed = false;
       let soonest = Infinity;
+      // A wake-up that arrives while this sweep runs must not be lost: it may announce a change
+      // the sweep's snapshot did not see yet.
+      const wakesBefore = this.wakes;
       for (let i = 0; i < this.o.partitions && this.running; i++) {
         const part = (this.cursor++ + i) % this.o.partitions;
         const wait = (this.notBefore.get(part) ?? 0) - Date.now();
@@ -492,7 +500,9 @@ export class ChangeConsumer extends EventEmitter<ChangeConsumerEvents> {
         }
       }
       if (!this.running) break;
-      if (!progressed) await this.idle(Math.min(soonest, this.o.fullPollIntervalMs));
+      if (!progressed && this.wakes === wakesBefore) {
+        await this.idle(Math.min(soonest, this.o.fullPollIntervalMs));
+      }
     }
   }
 

@@ -185,7 +185,7 @@ const scenario: Scenario = {
     await admin.query('TRUNCATE tracked, dapper');
 
     // 2. Delivery throughput, live: 4 writers of 200-row statements while one group consumes.
-    const liveMs = q ? 4_000 : 10_000;
+    const liveMs = q ? 3_000 : 10_000;
     const pool = ctx.pool({ max: 4, application_name: 'bench-cc-consumer' });
     {
       let delivered = 0;
@@ -251,7 +251,7 @@ const scenario: Scenario = {
     }
 
     // 3. Latency at 2,000 changes/s, commit -> handler.
-    const latMs = q ? 4_000 : 10_000;
+    const latMs = q ? 3_000 : 10_000;
     {
       const committed = new Map<number, number>();
       const lat: number[] = [];
@@ -314,7 +314,7 @@ const scenario: Scenario = {
 
     // 4. Fault run: at 2,000/s for faultMs; a third of the way in, the reader's connections are
     // terminated and it stays away for awayMs. Then count what never arrives.
-    const faultMs = q ? 4_000 : 8_000;
+    const faultMs = q ? 3_000 : 8_000;
     const awayMs = q ? 1_000 : 2_000;
     {
       const seen = new Set<string>();
