@@ -404,6 +404,9 @@ export class ChangeConsumer extends EventEmitter<ChangeConsumerEvents> {
         try {
           const n = await this.runBatch(part);
           if (n > 0) progressed = true;
+          // A handler failure scheduled a retry: wake for it, not at the next full poll.
+          const retryAt = this.notBefore.get(part);
+          if (retryAt !== undefined) soonest = Math.min(soonest, Math.max(1, retryAt - Date.now()));
         } catch (err) {
           this.report(err);
           const delay = this.backoff(1);
@@ -490,17 +493,29 @@ export class ChangeConsumer extends EventEmitter<ChangeConsumerEvents> {
           }
         }
       }
-      await client.query(commitBatchSql(this.s), [
-        o.group,
-        part,
-        g.covered,
-        this.finality.finalUpTo === null ? null : this.finality.finalUpTo.toString(),
-        o.partitions,
-        o.consumerId,
-        o.leaseMs,
-        deadLetter ? 0 : changes.length,
-        changes.length > 0,
-      ]);
+      try {
+        await client.query(commitBatchSql(this.s), [
+          o.group,
+          part,
+          g.covered,
+          this.finality.finalUpTo === null ? null : this.finality.finalUpTo.toString(),
+          o.partitions,
+          o.consumerId,
+          o.leaseMs,
+          deadLetter ? 0 : changes.length,
+          changes.length > 0,
+        ]);
+      } catch (err) {
+        // A handler that swallowed an SQL error left the transaction aborted: its batch failed.
+        if ((err as { code?: string }).code === '25P02' && changes.length > 0 && !deadLetter) {
+          const why = new Error(
+            'the handler left its transaction aborted (it caught an SQL error)',
+          );
+          await this.failed(client, part, changes.length, g.attempts + 1, why);
+          return 0;
+        }
+        throw err;
+      }
       await client.query('COMMIT');
       this.notBefore.delete(part);
       if (changes.length > 0) {
