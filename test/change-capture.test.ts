@@ -465,6 +465,29 @@ describe('ChangeConsumer', () => {
     expect(new Set(ids).size).toBe(30);
   });
 
+  it('counts a handler that swallowed an SQL error as a failure (its transaction is aborted)', async () => {
+    const c = await startConsumer({
+      group: 'swallow',
+      startFrom: 'now',
+      maxAttempts: 2,
+      retryBaseMs: 5,
+      retryMaxMs: 10,
+      handler: async (_changes, tx) => {
+        await tx.query('SELECT 1/0').catch(() => undefined);
+      },
+    });
+    await db.pool.query(`INSERT INTO items VALUES (5001, 1)`);
+    await waitFor(
+      async () => (await new ChangeCapture(db.pool).deadLetters('swallow')).length === 1,
+      {
+        timeoutMs: 20_000,
+      },
+    );
+    const [dead] = await new ChangeCapture(db.pool).deadLetters('swallow');
+    expect(dead!.lastError).toMatch(/aborted/);
+    expect(c.metrics().retries).toBeGreaterThanOrEqual(2);
+  });
+
   it('wakes consumers through a shared Listener: a slow-polling consumer gets a change at once', async () => {
     const listener = new Listener({ connection: db.url });
     listener.on('error', () => undefined);
