@@ -13,7 +13,7 @@ import {
   type ChangeHandler,
 } from '../src/index.js';
 import { useTestDatabase } from './helpers/db.js';
-import { waitFor } from './helpers/wait-for.js';
+import { nextEvent, waitFor } from './helpers/wait-for.js';
 
 const db = useTestDatabase();
 const running: ChangeConsumer[] = [];
@@ -551,14 +551,22 @@ describe('ChangeConsumer', () => {
   it('prunes what every group passed and bounds what a dead group keeps', async () => {
     const capture = new ChangeCapture(db.pool);
     // Every group above has consumed everything; a stalled group holds the rest back.
+    const warnings: string[] = [];
     const stalled = await startConsumer({
       group: 'stalled',
       startFrom: 'beginning',
       retryBaseMs: 3_600_000,
+      pruneIntervalMs: 50,
+      lagWarning: 10,
+      logger: { warn: (m) => warnings.push(m), error: () => undefined },
       handler: async () => {
         throw new Error('stalled');
       },
     });
+    const lag = await nextEvent<{ group: string; lag: number }>(stalled, 'lag');
+    expect(lag.group).toBe('stalled');
+    expect(lag.lag).toBeGreaterThan(10);
+    expect(warnings.some((w) => w.includes('"stalled"') && w.includes('lags'))).toBe(true);
     await waitFor(() => stalled.metrics().retries > 0);
     await stalled.stop();
     const before = Number(
