@@ -127,7 +127,17 @@ export class ListenerConnection {
    * Runs a statement, bounded by the command timeout. A timeout or a connection error kills the
    * connection; ending the connection aborts the wait.
    */
-  async command(text: string, values?: unknown[]): Promise<pg.QueryResult> {
+  command(text: string, values?: unknown[]): Promise<pg.QueryResult> {
+    // One statement at a time: a health check firing during a LISTEN must wait its turn (pg
+    // deprecates queueing on a busy client, and the timeout must time the statement, not the queue).
+    const run = this.queue.then(() => this.runCommand(text, values));
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private queue: Promise<unknown> = Promise.resolve();
+
+  private async runCommand(text: string, values?: unknown[]): Promise<pg.QueryResult> {
     if (this.dead) throw new ClosedError('the listener connection is down');
     try {
       const res = await withTimeout(
