@@ -23,3 +23,22 @@ export type { Migration, MigrateOptions, MigrateResult } from './db/migrator.js'
 export { quoteIdent, DEFAULT_SCHEMA } from './db/identifier.js';
 export { resolveConnectionConfig, createPool, redactConnectionString } from './db/connection.js';
 export type { ConnectionInput } from './db/connection.js';
+export { AttemptList } from './attempt-list.js';
+export type {
+  AttemptListOptions,
+  WriteOptions,
+  ListEntry,
+  PageOptions,
+  Claim,
+  ClaimRef,
+  ClaimOptions,
+  SettleResult,
+  SettleOptions,
+  FailResult,
+  FailOptions,
+  ExtendResult,
+  CompleteAndClaimOptions,
+  CompleteAndClaimResult,
+} from './attempt-list.js';
+export { ATTEMPT_LIST_LIMITS } from './attempt-list-limits.js';
+export type { ImportOptions, ImportResult } from './attempt-list-import.js';
