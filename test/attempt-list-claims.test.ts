@@ -320,7 +320,7 @@ describe('AttemptList claims under concurrency and faults', () => {
         db.url,
         l,
         '3',
-        '1500',
+        '3000',
       ],
       { stdio: ['ignore', 'pipe', 'inherit'] },
     );
