@@ -38,3 +38,66 @@ CREATE INDEX list_items_claim ON {{schema}}.list_items (list, run_at) WHERE run_
 
 -- Dead items of a list, in byte order, for listing and requeueing.
 CREATE INDEX list_items_dead ON {{schema}}.list_items (list, item) WHERE run_at IS NULL;
+
+-- Completes claims (deletes the items whose token matches) and claims the next batch, in one
+-- statement. claim() passes no completions; completeAndClaim() both.
+--
+-- The planner settings pin the plan a queue needs: walk list_items_claim in order, stop at
+-- p_limit, and reach each claimed or completed row through the primary key (nested loops).
+-- Without them the planner picks plans that read the whole list on every call: a bitmap scan
+-- plus sort when a just-imported list is taken for a few rows (stale statistics; measured 66 ms
+-- for 100 instead of ~1 ms), or a merge join over the primary key for a generic plan, where
+-- p_limit and the arrays are unknown (20 ms). PL/pgSQL keeps the plan across calls; a SQL
+-- function would re-plan on every call (measured ~0.5 ms of a ~2.5 ms round trip).
+CREATE FUNCTION {{schema}}.list_complete_and_claim(
+  p_list text,
+  p_items text[],
+  p_tokens bigint[],
+  p_limit integer,
+  p_lease_ms double precision,
+  p_max_attempts integer
+)
+RETURNS TABLE (o_claimed boolean, o_item text, o_attempts integer, o_token bigint, o_run_at timestamptz)
+LANGUAGE plpgsql
+VOLATILE
+SET enable_bitmapscan = off
+SET enable_seqscan = off
+SET enable_sort = off
+SET enable_hashjoin = off
+SET enable_mergejoin = off
+AS $fn$
+BEGIN
+  RETURN QUERY
+  WITH done AS (
+    DELETE FROM {{schema}}.list_items AS i
+    USING unnest(p_items, p_tokens) AS d(item, token)
+    WHERE i.list = p_list AND i.item = ANY(p_items) AND i.item = d.item AND i.token = d.token
+    RETURNING i.item
+  ),
+  cand AS (
+    SELECT c.item FROM {{schema}}.list_items AS c
+    WHERE c.list = p_list AND c.run_at <= statement_timestamp()
+    ORDER BY c.run_at
+    LIMIT p_limit
+    FOR UPDATE SKIP LOCKED
+  ),
+  tok AS (
+    SELECT nextval(format('%I.list_token_seq', {{schema_literal}})::regclass) AS token
+  ),
+  claimed AS (
+    UPDATE {{schema}}.list_items AS i SET
+      -- A token still set on a claimable row means its lease expired: that was an attempt.
+      attempts = i.attempts + (i.token IS NOT NULL)::int,
+      token = CASE WHEN i.attempts + (i.token IS NOT NULL)::int >= p_max_attempts THEN NULL
+                   ELSE tok.token END,
+      run_at = CASE WHEN i.attempts + (i.token IS NOT NULL)::int >= p_max_attempts THEN NULL
+                    ELSE statement_timestamp() + p_lease_ms * interval '1 millisecond' END
+    FROM cand, tok
+    WHERE i.list = p_list AND i.item = cand.item
+    RETURNING i.item, i.attempts, i.token, i.run_at
+  )
+  SELECT true, c.item, c.attempts, c.token, c.run_at FROM claimed AS c
+  UNION ALL
+  SELECT false, d.item, NULL::integer, NULL::bigint, NULL::timestamptz FROM done AS d;
+END
+$fn$;

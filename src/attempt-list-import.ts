@@ -28,6 +28,15 @@ export interface ImportResult {
 }
 
 /**
+ * A load this big refreshes the table's statistics before it commits. Until autovacuum's ANALYZE
+ * comes round (up to a minute), the planner would otherwise take a just-loaded million-item list
+ * for a few rows and page or complete through bitmap scans of the whole list (measured: 10-20 ms
+ * instead of well under 1 ms). ANALYZE samples a fixed number of rows, so it costs little next
+ * to the load; it counts this transaction's own rows.
+ */
+export const ANALYZE_AFTER_ROWS = 50_000;
+
+/**
  * Streams items into a list. Fast path: each chunk is COPYed straight into the table inside a
  * savepoint, as fast as a bare COPY. The first chunk that hits an existing item is rolled back to
  * its savepoint and re-sent as `INSERT ... ON CONFLICT DO NOTHING`; from then on every chunk
@@ -90,6 +99,7 @@ export async function importItems(
         if (chunk.length >= chunkSize) await flush();
       }
       await flush();
+      if (result.inserted >= ANALYZE_AFTER_ROWS) await client.query(`ANALYZE ${t}`);
       return result;
     });
   } catch (err) {

@@ -9,7 +9,12 @@ import {
   checkTx,
   type ClaimRef,
 } from './attempt-list-limits.js';
-import { importItems, type ImportOptions, type ImportResult } from './attempt-list-import.js';
+import {
+  ANALYZE_AFTER_ROWS,
+  importItems,
+  type ImportOptions,
+  type ImportResult,
+} from './attempt-list-import.js';
 import { coerceError, StaleTokenError, ValidationError } from './db/errors.js';
 import { checkSchemaName, DEFAULT_SCHEMA, quoteIdent } from './db/identifier.js';
 import { ensureMigrated } from './db/migrator.js';
@@ -202,7 +207,7 @@ export class AttemptList {
     checkItems(items);
     const tx = writeTx(options);
     if (items.length === 0) return 0;
-    return this.chunked(tx, list, items, this.sql.insert);
+    return this.chunked(tx, list, items, this.sql.insert, this.sql.analyze);
   }
 
   /** Attempts of an item, or `undefined` when the list or item does not exist (not an error). */
@@ -494,7 +499,14 @@ export class AttemptList {
     leaseMs: number,
     maxAttempts: number,
   ) {
-    const { rows } = await q.query<ClaimRow>(this.sql.claim, [list, limit, leaseMs, maxAttempts]);
+    const { rows } = await q.query<ClaimRow>(this.sql.claim, [
+      list,
+      [],
+      [],
+      limit,
+      leaseMs,
+      maxAttempts,
+    ]);
     const claims = toClaims(rows);
     return { claims, died: rows.length - claims.length };
   }
@@ -542,6 +554,7 @@ export class AttemptList {
     list: string,
     items: string[],
     sql: string,
+    analyze?: string,
   ): Promise<number> {
     return this.run(tx, async (q) => {
       const once = async (on: Queryable, chunk: string[]) =>
@@ -551,6 +564,8 @@ export class AttemptList {
         let n = 0;
         for (let i = 0; i < items.length; i += CHUNK_ITEMS)
           n += await once(t, items.slice(i, i + CHUNK_ITEMS));
+        // A big load refreshes the statistics at once (see ANALYZE_AFTER_ROWS).
+        if (analyze !== undefined && n >= ANALYZE_AFTER_ROWS) await t.query(analyze);
         return n;
       });
     });
@@ -601,31 +616,16 @@ function toClaims(rows: ClaimRow[]): Claim[] {
 function buildSql(schema: string) {
   const s = quoteIdent(schema);
   const t = `${s}.list_items`;
-  const seq = `'${`${s}.list_token_seq`.replaceAll("'", "''")}'::regclass`;
-  const leaseEnd = `statement_timestamp() + $3::float8 * interval '1 millisecond'`;
-  // The claim, parameterized by the positions of (list, limit, leaseMs, maxAttempts).
-  const claimCtes = (p: { list: string; limit: string; lease: string; max: string }) => `
-    cand AS (
-      SELECT item FROM ${t}
-      WHERE list = ${p.list}::text AND run_at <= statement_timestamp()
-      ORDER BY run_at
-      LIMIT ${p.limit}::int
-      FOR UPDATE SKIP LOCKED
-    ),
-    tok AS (SELECT nextval(${seq}) AS token),
-    claimed AS (
-      UPDATE ${t} AS i SET
-        -- A token still set on a claimable row means its lease expired: that was an attempt.
-        attempts = i.attempts + (i.token IS NOT NULL)::int,
-        token = CASE WHEN i.attempts + (i.token IS NOT NULL)::int >= ${p.max}::int THEN NULL ELSE tok.token END,
-        run_at = CASE WHEN i.attempts + (i.token IS NOT NULL)::int >= ${p.max}::int THEN NULL
-                      ELSE statement_timestamp() + ${p.lease}::float8 * interval '1 millisecond' END
-      FROM cand, tok
-      WHERE i.list = ${p.list}::text AND i.item = cand.item
-      RETURNING i.item, i.attempts, i.token::text AS token, i.run_at
-    )`;
+  const leaseEnd = `statement_timestamp() + $4::float8 * interval '1 millisecond'`;
+  // Claims go through the list_complete_and_claim function of migration 0001: it pins the
+  // ordered index walk a queue needs (see the comment there).
+  const claimFn = `SELECT o_claimed AS claimed, o_item AS item, o_attempts AS attempts,
+      o_token::text AS token, o_run_at AS run_at
+    FROM ${s}.list_complete_and_claim($1::text, $2::text[], $3::bigint[], $4::int, $5::float8, $6::int)`;
+  // The redundant `item = ANY($2)` gives the planner a primary-key condition of its own, so the
+  // statement walks the index for just these items even when the statistics are stale.
   const byToken = `FROM unnest($2::text[], $3::bigint[]) AS d(item, token)
-      WHERE i.list = $1::text AND i.item = d.item AND i.token = d.token`;
+      WHERE i.list = $1::text AND i.item = ANY($2::text[]) AND i.item = d.item AND i.token = d.token`;
   return {
     insert: `INSERT INTO ${t} (list, item) SELECT $1::text, unnest($2::text[]) ON CONFLICT DO NOTHING`,
     getOne: `SELECT attempts FROM ${t} WHERE list = $1::text AND item = $2::text`,
@@ -635,26 +635,19 @@ function buildSql(schema: string) {
     count: `SELECT count(*) AS n FROM ${t} WHERE list = $1::text`,
     lists: `SELECT list, count(*) AS size FROM ${t} GROUP BY list ORDER BY list`,
     nuke: `DELETE FROM ${t}`,
-    claim: `WITH ${claimCtes({ list: '$1', limit: '$2', lease: '$3', max: '$4' })}
-      SELECT true AS claimed, item, attempts, token, run_at FROM claimed`,
-    completeAndClaim: `WITH done AS (
-        DELETE FROM ${t} AS i USING unnest($2::text[], $3::bigint[]) AS d(item, token)
-        WHERE i.list = $1::text AND i.item = d.item AND i.token = d.token
-        RETURNING i.item
-      ),
-      ${claimCtes({ list: '$1', limit: '$4', lease: '$5', max: '$6' })}
-      SELECT true AS claimed, item, attempts, token, run_at FROM claimed
-      UNION ALL
-      SELECT false, item, NULL, NULL, NULL FROM done`,
+    analyze: `ANALYZE ${t}`,
+    claim: claimFn,
+    completeAndClaim: claimFn,
     complete: `DELETE FROM ${t} AS i USING unnest($2::text[], $3::bigint[]) AS d(item, token)
-      WHERE i.list = $1::text AND i.item = d.item AND i.token = d.token RETURNING i.item`,
+      WHERE i.list = $1::text AND i.item = ANY($2::text[]) AND i.item = d.item AND i.token = d.token
+      RETURNING i.item`,
     release: `UPDATE ${t} AS i SET token = NULL, run_at = '-infinity' ${byToken} RETURNING i.item`,
     fail: `UPDATE ${t} AS i SET attempts = i.attempts + 1, token = NULL,
         run_at = CASE WHEN i.attempts + 1 >= $5::int THEN NULL
                       WHEN $4::float8 <= 0 THEN '-infinity'::timestamptz
                       ELSE statement_timestamp() + $4::float8 * interval '1 millisecond' END
       ${byToken} RETURNING i.item, i.run_at IS NULL AS dead`,
-    extend: `UPDATE ${t} AS i SET run_at = ${leaseEnd.replace('$3', '$4')}
+    extend: `UPDATE ${t} AS i SET run_at = ${leaseEnd}
       ${byToken} AND i.run_at IS NOT NULL RETURNING i.item, i.run_at`,
     deadPage: `SELECT item, attempts FROM ${t}
       WHERE list = $1::text AND run_at IS NULL AND item > $2::text ORDER BY item LIMIT $3::int`,

@@ -1,0 +1,160 @@
+// lists-claim: claim + complete with 4 workers in batches of 100. pgcoord's completeAndClaim
+// loop against pg-boss, graphile-worker and the bare SKIP LOCKED DELETE loop; plus pgcoord's
+// claim rate with 10k vs 1M items waiting, and after 500k were completed (dead tuples).
+import { AttemptList, migrate } from '../../src/index.js';
+import {
+  packageVersion,
+  quantile,
+  runUnderNode22,
+  type BenchResult,
+  type Scenario,
+} from '../lib.js';
+import { drainBare, drainWithPgcoord, items } from '../lists-workers.js';
+
+interface AnchorResult {
+  items_per_s: number;
+  count: number;
+  ms: number;
+}
+
+const WORKERS = 4;
+const BATCH = 100;
+
+const scenario: Scenario = {
+  name: 'lists-claim',
+  description:
+    'claim + complete N items (200,000; --quick 10,000), 4 workers, batches of 100: pgcoord vs pg-boss, graphile-worker, bare SKIP LOCKED loop; claim rate at 10k vs 1M waiting',
+  async run(ctx) {
+    const n = ctx.quick ? 10_000 : 200_000;
+    const results: BenchResult[] = [];
+    const size = `${n.toLocaleString('en-US')} items, ${WORKERS} workers x ${BATCH}`;
+
+    // pgcoord: each worker completes its batch and claims the next in one round trip.
+    {
+      const url = await ctx.freshDatabase('lists_claim_pgcoord');
+      const pool = ctx.pool({ connectionString: url, max: WORKERS + 1 });
+      await migrate(pool);
+      const list = new AttemptList(pool);
+      await list.import('bench', items(n));
+      const rate = await drainWithPgcoord(list, 'bench', n, WORKERS, BATCH);
+      results.push({
+        system: 'pgcoord',
+        metric: 'items_per_s',
+        value: rate,
+        note: `${size}, completeAndClaim`,
+      });
+      ctx.log(`pgcoord: ${Math.round(rate)} items/s`);
+    }
+
+    // The bare loop: DELETE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING.
+    {
+      const url = await ctx.freshDatabase('lists_claim_bare');
+      const pool = ctx.pool({ connectionString: url, max: WORKERS + 1 });
+      await pool.query('CREATE TABLE bare_queue (id bigserial PRIMARY KEY, item text NOT NULL)');
+      await pool.query(
+        `INSERT INTO bare_queue (item) SELECT 'item-' || lpad(g::text, 9, '0') FROM generate_series(0, $1::int - 1) g`,
+        [n],
+      );
+      await pool.query('VACUUM ANALYZE bare_queue');
+      const rate = await drainBare(pool, n, WORKERS, BATCH);
+      results.push({
+        system: 'bare SQL loop',
+        metric: 'items_per_s',
+        value: rate,
+        note: `${size}, DELETE ... SKIP LOCKED ... RETURNING`,
+      });
+      ctx.log(`bare loop: ${Math.round(rate)} items/s`);
+    }
+
+    {
+      const url = await ctx.freshDatabase('lists_claim_pgboss');
+      const r = await runUnderNode22<AnchorResult>('bench/anchors/pg-boss-lists.ts', [
+        'work',
+        url,
+        String(n),
+      ]);
+      results.push({
+        system: 'pg-boss',
+        metric: 'items_per_s',
+        value: r.items_per_s,
+        note: `pg-boss ${packageVersion('pg-boss')}: work() batchSize 100, localConcurrency 4, burstWhenBatchFull; Node 22`,
+      });
+      ctx.log(`pg-boss: ${Math.round(r.items_per_s)} items/s`);
+    }
+
+    {
+      const url = await ctx.freshDatabase('lists_claim_graphile');
+      const r = await runUnderNode22<AnchorResult>('bench/anchors/graphile-worker-lists.ts', [
+        'work',
+        url,
+        String(n),
+      ]);
+      results.push({
+        system: 'graphile-worker',
+        metric: 'items_per_s',
+        value: r.items_per_s,
+        note: `graphile-worker ${packageVersion('graphile-worker')}: concurrentJobs 4, localQueue 100, completeJobBatchDelay 0; Node 22`,
+      });
+      ctx.log(`graphile-worker: ${Math.round(r.items_per_s)} items/s`);
+    }
+
+    // Claim rate against the backlog size and after heavy churn. Each sample drains `sample`
+    // items with the same 4-worker loop; the median of several samples is reported.
+    {
+      const url = await ctx.freshDatabase('lists_claim_scale');
+      const pool = ctx.pool({ connectionString: url, max: WORKERS + 1 });
+      await migrate(pool);
+      const list = new AttemptList(pool);
+      const sample = ctx.quick ? 2_000 : 5_000;
+      const reps = 5;
+      const small = ctx.quick ? 4_000 : 10_000;
+      const big = ctx.quick ? 100_000 : 1_000_000;
+      const churn = big / 2;
+
+      const smallRates: number[] = [];
+      for (let i = 0; i < reps; i++) {
+        await list.nuke();
+        await list.import('small', items(small, i * small));
+        smallRates.push(await drainWithPgcoord(list, 'small', sample, WORKERS, BATCH));
+      }
+      await list.nuke();
+      const base = quantile(smallRates, 0.5);
+      results.push({
+        system: `pgcoord, ${small.toLocaleString('en-US')} waiting`,
+        metric: 'claim_items_per_s',
+        value: base,
+        note: `median of ${reps} x ${sample.toLocaleString('en-US')}`,
+      });
+
+      await list.import('big', items(big));
+      const bigRates: number[] = [];
+      for (let i = 0; i < reps; i++)
+        bigRates.push(await drainWithPgcoord(list, 'big', sample, WORKERS, BATCH));
+      const atBig = quantile(bigRates, 0.5);
+      results.push({
+        system: `pgcoord, ${big.toLocaleString('en-US')} waiting`,
+        metric: 'claim_items_per_s',
+        value: atBig,
+        note: `${((atBig / base) * 100).toFixed(0)}% of the ${small.toLocaleString('en-US')}-waiting rate`,
+      });
+
+      // Complete half the list (no VACUUM in between: the dead tuples are what is measured).
+      const done = churn - reps * sample;
+      const churnRate = await drainWithPgcoord(list, 'big', done, WORKERS, BATCH);
+      ctx.log(`completed ${done} more at ${Math.round(churnRate)} items/s`);
+      const afterRates: number[] = [];
+      for (let i = 0; i < reps; i++)
+        afterRates.push(await drainWithPgcoord(list, 'big', sample, WORKERS, BATCH));
+      const after = quantile(afterRates, 0.5);
+      results.push({
+        system: `pgcoord, after ${churn.toLocaleString('en-US')} completed`,
+        metric: 'claim_items_per_s',
+        value: after,
+        note: `${((after / base) * 100).toFixed(0)}% of the ${small.toLocaleString('en-US')}-waiting rate; no VACUUM in between`,
+      });
+    }
+    return results;
+  },
+};
+
+export default scenario;
