@@ -71,7 +71,7 @@ BEGIN
   WITH done AS (
     DELETE FROM {{schema}}.list_items AS i
     USING unnest(p_items, p_tokens) AS d(item, token)
-    WHERE i.list = p_list AND i.item = ANY(p_items) AND i.item = d.item AND i.token = d.token
+    WHERE i.list = p_list AND i.item = d.item AND i.token = d.token
     RETURNING i.item
   ),
   cand AS (
