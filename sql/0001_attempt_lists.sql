@@ -101,3 +101,23 @@ BEGIN
   SELECT false, d.item, NULL::integer, NULL::bigint, NULL::timestamptz FROM done AS d;
 END
 $fn$;
+
+-- A keyset page in byte order. Pinned to the ordered primary-key walk for the same reason as the
+-- claim: with stale statistics (a list loaded a moment ago) the planner otherwise reads and sorts
+-- the rest of the list to return 1,000 rows.
+CREATE FUNCTION {{schema}}.list_page(p_list text, p_after text, p_count integer)
+RETURNS TABLE (o_item text, o_attempts integer)
+LANGUAGE plpgsql
+STABLE
+SET enable_bitmapscan = off
+SET enable_seqscan = off
+SET enable_sort = off
+AS $fn$
+BEGIN
+  RETURN QUERY
+  SELECT i.item, i.attempts FROM {{schema}}.list_items AS i
+  WHERE i.list = p_list AND i.item > p_after
+  ORDER BY i.item
+  LIMIT p_count;
+END
+$fn$;

@@ -629,7 +629,8 @@ function buildSql(schema: string) {
   return {
     insert: `INSERT INTO ${t} (list, item) SELECT $1::text, unnest($2::text[]) ON CONFLICT DO NOTHING`,
     getOne: `SELECT attempts FROM ${t} WHERE list = $1::text AND item = $2::text`,
-    page: `SELECT item, attempts FROM ${t} WHERE list = $1::text AND item > $2::text ORDER BY item LIMIT $3::int`,
+    page: `SELECT o_item AS item, o_attempts AS attempts
+      FROM ${s}.list_page($1::text, $2::text, $3::int)`,
     increment: `UPDATE ${t} SET attempts = attempts + 1 WHERE list = $1::text AND item = ANY($2::text[])`,
     delete: `DELETE FROM ${t} WHERE list = $1::text AND item = ANY($2::text[])`,
     count: `SELECT count(*) AS n FROM ${t} WHERE list = $1::text`,
