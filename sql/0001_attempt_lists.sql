@@ -75,7 +75,10 @@ BEGIN
     RETURNING i.item
   ),
   cand AS (
-    SELECT c.item FROM {{schema}}.list_items AS c
+    -- The locked row's ctid: the update below reaches it directly, without a second walk of
+    -- the primary key. (If the version we locked is newer than this statement's snapshot, the
+    -- update skips it and the item simply stays claimable: never handed out twice.)
+    SELECT c.ctid AS id FROM {{schema}}.list_items AS c
     WHERE c.list = p_list AND c.run_at <= statement_timestamp()
     ORDER BY c.run_at
     LIMIT p_limit
@@ -93,7 +96,7 @@ BEGIN
       run_at = CASE WHEN i.attempts + (i.token IS NOT NULL)::int >= p_max_attempts THEN NULL
                     ELSE statement_timestamp() + p_lease_ms * interval '1 millisecond' END
     FROM cand, tok
-    WHERE i.list = p_list AND i.item = cand.item
+    WHERE i.ctid = cand.id
     RETURNING i.item, i.attempts, i.token, i.run_at
   )
   SELECT true, c.item, c.attempts, c.token, c.run_at FROM claimed AS c
