@@ -57,7 +57,10 @@ CREATE FUNCTION {{schema}}.list_complete_and_claim(
   p_lease_ms double precision,
   p_max_attempts integer
 )
-RETURNS TABLE (o_claimed boolean, o_item text, o_attempts integer, o_token bigint, o_run_at timestamptz)
+RETURNS TABLE (
+  o_claimed boolean, o_item text, o_attempts integer, o_token bigint, o_run_at timestamptz,
+  o_expired boolean
+)
 LANGUAGE plpgsql
 VOLATILE
 SET enable_bitmapscan = off
@@ -78,7 +81,7 @@ BEGIN
     -- The locked row's ctid: the update below reaches it directly, without a second walk of
     -- the primary key. (If the version we locked is newer than this statement's snapshot, the
     -- update skips it and the item simply stays claimable: never handed out twice.)
-    SELECT c.ctid AS id FROM {{schema}}.list_items AS c
+    SELECT c.ctid AS id, c.token IS NOT NULL AS expired FROM {{schema}}.list_items AS c
     WHERE c.list = p_list AND c.run_at <= statement_timestamp()
     ORDER BY c.run_at
     LIMIT p_limit
@@ -97,11 +100,11 @@ BEGIN
                     ELSE statement_timestamp() + p_lease_ms * interval '1 millisecond' END
     FROM cand, tok
     WHERE i.ctid = cand.id
-    RETURNING i.item, i.attempts, i.token, i.run_at
+    RETURNING i.item, i.attempts, i.token, i.run_at, cand.expired
   )
-  SELECT true, c.item, c.attempts, c.token, c.run_at FROM claimed AS c
+  SELECT true, c.item, c.attempts, c.token, c.run_at, c.expired FROM claimed AS c
   UNION ALL
-  SELECT false, d.item, NULL::integer, NULL::bigint, NULL::timestamptz FROM done AS d;
+  SELECT false, d.item, NULL::integer, NULL::bigint, NULL::timestamptz, false FROM done AS d;
 END
 $fn$;
 

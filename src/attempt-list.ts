@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import type { Readable } from 'node:stream';
 import {
   ATTEMPT_LIST_LIMITS,
@@ -32,6 +33,17 @@ export interface AttemptListOptions {
    * claimed again until requeued). Default: no limit.
    */
   maxAttempts?: number;
+}
+
+/**
+ * Events of an {@link AttemptList} (node:events). Emitted after the statement that observed them
+ * returned; inside a caller's transaction they describe work that may still roll back.
+ */
+export interface AttemptListEvents {
+  /** A claim took over items whose previous lease had expired (their worker died or stalled). */
+  'claim:expired': [{ list: string; items: string[] }];
+  /** A claim retired items that reached maxAttempts: they are dead until requeued. */
+  'claim:dead': [{ list: string; items: string[] }];
 }
 
 /** Options of every write: run it inside the caller's transaction. */
@@ -129,6 +141,8 @@ export interface CompleteAndClaimOptions extends WriteOptions {
 
 interface ClaimRow {
   claimed: boolean;
+  /** The item's previous lease had expired (its holder never settled it). */
+  expired: boolean;
   item: string;
   attempts: number | null;
   token: string | null;
@@ -157,7 +171,7 @@ const L = ATTEMPT_LIST_LIMITS;
  *   await list.complete('downloads', claims);
  * }
  */
-export class AttemptList {
+export class AttemptList extends EventEmitter<AttemptListEvents> {
   private readonly q: Queryable;
   private readonly schema: string;
   private readonly maxAttempts: number;
@@ -174,6 +188,7 @@ export class AttemptList {
         `must have a query() method, got ${describe(queryable)}`,
       );
     }
+    super();
     const o = checkOptions('options', options);
     this.q = queryable;
     this.schema = checkSchemaName(o.schema ?? DEFAULT_SCHEMA);
@@ -365,6 +380,7 @@ export class AttemptList {
         else completed.add(r.item);
       }
       const claims = toClaims(claimRows);
+      this.observe(list, claimRows);
       let died = claimRows.length - claims.length;
       // Items retired as dead left gaps in the batch: fill them (bounded, so a list full of
       // dead-on-arrival items cannot keep us here).
@@ -508,6 +524,7 @@ export class AttemptList {
       maxAttempts,
     ]);
     const claims = toClaims(rows);
+    this.observe(list, rows);
     return { claims, died: rows.length - claims.length };
   }
 
@@ -571,6 +588,19 @@ export class AttemptList {
     });
   }
 
+  /** Emits what a claim statement saw: taken-over expired leases, items retired as dead. */
+  private observe(list: string, rows: ClaimRow[]): void {
+    const expired: string[] = [];
+    const dead: string[] = [];
+    for (const r of rows) {
+      if (!r.claimed) continue;
+      if (r.expired) expired.push(r.item);
+      if (r.token === null) dead.push(r.item);
+    }
+    if (expired.length > 0) this.emit('claim:expired', { list, items: expired });
+    if (dead.length > 0) this.emit('claim:dead', { list, items: dead });
+  }
+
   private ready(): Promise<void> {
     return ensureMigrated(this.q, this.schema);
   }
@@ -620,7 +650,7 @@ function buildSql(schema: string) {
   // Claims go through the list_complete_and_claim function of migration 0001: it pins the
   // ordered index walk a queue needs (see the comment there).
   const claimFn = `SELECT o_claimed AS claimed, o_item AS item, o_attempts AS attempts,
-      o_token::text AS token, o_run_at AS run_at
+      o_token::text AS token, o_run_at AS run_at, o_expired AS expired
     FROM ${s}.list_complete_and_claim($1::text, $2::text[], $3::bigint[], $4::int, $5::float8, $6::int)`;
   // The redundant `item = ANY($2)` gives the planner a primary-key condition of its own, so the
   // statement walks the index for just these items even when the statistics are stale.

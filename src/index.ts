@@ -26,6 +26,7 @@ export type { ConnectionInput } from './db/connection.js';
 export { AttemptList } from './attempt-list.js';
 export type {
   AttemptListOptions,
+  AttemptListEvents,
   WriteOptions,
   ListEntry,
   PageOptions,
