@@ -17,137 +17,46 @@ import {
   type ImportResult,
 } from './attempt-list-import.js';
 import { coerceError, StaleTokenError, ValidationError } from './db/errors.js';
-import { checkSchemaName, DEFAULT_SCHEMA, quoteIdent } from './db/identifier.js';
+import { checkSchemaName, DEFAULT_SCHEMA } from './db/identifier.js';
+import { buildSql } from './attempt-list-sql.js';
 import { ensureMigrated } from './db/migrator.js';
 import { withTransaction, type Queryable } from './db/queryable.js';
 import { checkInt, checkOptions, checkText, describe, optionalInt } from './validate.js';
 
 export type { ClaimRef } from './attempt-list-limits.js';
-
-/** Options of {@link AttemptList}. */
-export interface AttemptListOptions {
-  /** Schema holding the `list_items` table. Default `pgcoord`. */
-  schema?: string;
-  /**
-   * Default `maxAttempts` of claim and fail: an item whose attempts reach it becomes dead (not
-   * claimed again until requeued). Default: no limit.
-   */
-  maxAttempts?: number;
-}
-
-/**
- * Events of an {@link AttemptList} (node:events). Emitted after the statement that observed them
- * returned; inside a caller's transaction they describe work that may still roll back.
- */
-export interface AttemptListEvents {
-  /** A claim took over items whose previous lease had expired (their worker died or stalled). */
-  'claim:expired': [{ list: string; items: string[] }];
-  /** A claim retired items that reached maxAttempts: they are dead until requeued. */
-  'claim:dead': [{ list: string; items: string[] }];
-}
-
-/** Options of every write: run it inside the caller's transaction. */
-export interface WriteOptions {
-  /** A client inside the caller's transaction; the statements run there instead of on the list's queryable. */
-  tx?: Queryable;
-}
-
-/** One entry of a page. */
-export interface ListEntry {
-  item: string;
-  attempts: number;
-}
-
-/** Options of a keyset page ({@link AttemptList.getBatch}, {@link AttemptList.dead}). */
-export interface PageOptions {
-  /** Return items strictly after this one in byte order; it need not exist. Default `''` (from the start). */
-  after?: string;
-  /** Most entries to return, 1 to 100,000. Default 1,000. */
-  count?: number;
-  /** Read inside the caller's transaction. */
-  tx?: Queryable;
-}
-
-/** One item handed to a worker by a claim. */
-export interface Claim extends ClaimRef {
-  /** Failed attempts so far (an expired lease counts as one). */
-  attempts: number;
-  /** When the lease ends, on the server clock. After it the item can be claimed by anyone. */
-  leaseUntil: Date;
-}
-
-/** Options of {@link AttemptList.claim}. */
-export interface ClaimOptions extends WriteOptions {
-  /** Most items to claim, 1 to 10,000. */
-  limit: number;
-  /** Lease length in milliseconds, 1 ms to 30 days. */
-  leaseMs: number;
-  /**
-   * Items whose attempts (counting an expired lease as one) reached this are marked dead instead
-   * of being handed out. Default: the list's `maxAttempts` (no limit unless set).
-   */
-  maxAttempts?: number;
-}
-
-/** Result of complete / release: how many were applied and which items' tokens were stale. */
-export interface SettleResult {
-  /** Claims applied. */
-  count: number;
-  /** Items whose token is no longer current (lease lost, item deleted): nothing was done to them. */
-  stale: string[];
-}
-
-/** Result of {@link AttemptList.fail}. */
-export interface FailResult extends SettleResult {
-  /** Items that reached maxAttempts with this failure and are now dead. */
-  dead: string[];
-}
-
-/** Result of {@link AttemptList.extend}. */
-export interface ExtendResult extends SettleResult {
-  /** The new lease end of the extended items, on the server clock (undefined when none were). */
-  leaseUntil: Date | undefined;
-}
-
-/** Result of {@link AttemptList.completeAndClaim}. */
-export interface CompleteAndClaimResult extends SettleResult {
-  /** The next claims. */
-  claims: Claim[];
-}
-
-/** Options of complete / release / extend / fail batches. */
-export interface SettleOptions extends WriteOptions {
-  /** Throw {@link StaleTokenError} (and apply nothing) when any token is stale. Default false. */
-  strict?: boolean;
-}
-
-/** Options of {@link AttemptList.fail}. */
-export interface FailOptions extends SettleOptions {
-  /** Wait this long (milliseconds, server clock) before the item can be claimed again. Default 0. */
-  retryDelayMs?: number;
-  /** An item reaching this many attempts becomes dead. Default: the list's `maxAttempts`. */
-  maxAttempts?: number;
-}
-
-/** Options of {@link AttemptList.completeAndClaim}. */
-export interface CompleteAndClaimOptions extends WriteOptions {
-  /** Most items to claim next, 0 to 10,000 (0: only complete). */
-  limit: number;
-  /** Lease length of the next claims, milliseconds. */
-  leaseMs: number;
-  /** As in {@link ClaimOptions.maxAttempts}. */
-  maxAttempts?: number;
-}
-
-interface ClaimRow {
-  claimed: boolean;
-  /** The item's previous lease had expired (its holder never settled it). */
-  expired: boolean;
-  item: string;
-  attempts: number | null;
-  token: string | null;
-  run_at: Date | null;
-}
+export type {
+  AttemptListOptions,
+  AttemptListEvents,
+  WriteOptions,
+  ListEntry,
+  PageOptions,
+  Claim,
+  ClaimOptions,
+  SettleResult,
+  FailResult,
+  ExtendResult,
+  CompleteAndClaimResult,
+  SettleOptions,
+  FailOptions,
+  CompleteAndClaimOptions,
+} from './attempt-list-types.js';
+import type {
+  AttemptListOptions,
+  AttemptListEvents,
+  WriteOptions,
+  ListEntry,
+  PageOptions,
+  Claim,
+  ClaimOptions,
+  SettleResult,
+  FailResult,
+  ExtendResult,
+  CompleteAndClaimResult,
+  SettleOptions,
+  FailOptions,
+  CompleteAndClaimOptions,
+  ClaimRow,
+} from './attempt-list-types.js';
 
 const NO_LIMIT = ATTEMPT_LIST_LIMITS.maxAttempts;
 const L = ATTEMPT_LIST_LIMITS;
@@ -641,49 +550,4 @@ function toClaims(rows: ClaimRow[]): Claim[] {
     }
   }
   return out;
-}
-
-function buildSql(schema: string) {
-  const s = quoteIdent(schema);
-  const t = `${s}.list_items`;
-  const leaseEnd = `statement_timestamp() + $4::float8 * interval '1 millisecond'`;
-  // Claims go through the list_complete_and_claim function of migration 0001: it pins the
-  // ordered index walk a queue needs (see the comment there).
-  const claimFn = `SELECT o_claimed AS claimed, o_item AS item, o_attempts AS attempts,
-      o_token::text AS token, o_run_at AS run_at, o_expired AS expired
-    FROM ${s}.list_complete_and_claim($1::text, $2::text[], $3::bigint[], $4::int, $5::float8, $6::int)`;
-  // The redundant `item = ANY($2)` gives the planner a primary-key condition of its own, so the
-  // statement walks the index for just these items even when the statistics are stale.
-  const byToken = `FROM unnest($2::text[], $3::bigint[]) AS d(item, token)
-      WHERE i.list = $1::text AND i.item = ANY($2::text[]) AND i.item = d.item AND i.token = d.token`;
-  return {
-    insert: `INSERT INTO ${t} (list, item) SELECT $1::text, unnest($2::text[]) ON CONFLICT DO NOTHING`,
-    getOne: `SELECT attempts FROM ${t} WHERE list = $1::text AND item = $2::text`,
-    page: `SELECT o_item AS item, o_attempts AS attempts
-      FROM ${s}.list_page($1::text, $2::text, $3::int)`,
-    increment: `UPDATE ${t} SET attempts = attempts + 1 WHERE list = $1::text AND item = ANY($2::text[])`,
-    delete: `DELETE FROM ${t} WHERE list = $1::text AND item = ANY($2::text[])`,
-    count: `SELECT count(*) AS n FROM ${t} WHERE list = $1::text`,
-    lists: `SELECT list, count(*) AS size FROM ${t} GROUP BY list ORDER BY list`,
-    nuke: `DELETE FROM ${t}`,
-    analyze: `ANALYZE ${t}`,
-    claim: claimFn,
-    completeAndClaim: claimFn,
-    complete: `DELETE FROM ${t} AS i USING unnest($2::text[], $3::bigint[]) AS d(item, token)
-      WHERE i.list = $1::text AND i.item = ANY($2::text[]) AND i.item = d.item AND i.token = d.token
-      RETURNING i.item`,
-    release: `UPDATE ${t} AS i SET token = NULL, run_at = '-infinity' ${byToken} RETURNING i.item`,
-    fail: `UPDATE ${t} AS i SET attempts = i.attempts + 1, token = NULL,
-        run_at = CASE WHEN i.attempts + 1 >= $5::int THEN NULL
-                      WHEN $4::float8 <= 0 THEN '-infinity'::timestamptz
-                      ELSE statement_timestamp() + $4::float8 * interval '1 millisecond' END
-      ${byToken} RETURNING i.item, i.run_at IS NULL AS dead`,
-    extend: `UPDATE ${t} AS i SET run_at = ${leaseEnd}
-      ${byToken} AND i.run_at IS NOT NULL RETURNING i.item, i.run_at`,
-    deadPage: `SELECT item, attempts FROM ${t}
-      WHERE list = $1::text AND run_at IS NULL AND item > $2::text ORDER BY item LIMIT $3::int`,
-    requeueAll: `UPDATE ${t} SET attempts = 0, token = NULL, run_at = '-infinity' WHERE list = $1::text AND run_at IS NULL`,
-    requeue: `UPDATE ${t} SET attempts = 0, token = NULL, run_at = '-infinity'
-      WHERE list = $1::text AND item = ANY($2::text[]) AND run_at IS NULL`,
-  };
 }
