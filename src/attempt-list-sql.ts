@@ -11,8 +11,8 @@ export function buildSql(schema: string) {
   const leaseEnd = `statement_timestamp() + $4::float8 * interval '1 millisecond'`;
   // Claims go through the list_complete_and_claim function of migration 0001: it pins the
   // ordered index walk a queue needs (see the comment there).
-  const claimFn = `SELECT o_claimed AS claimed, o_item AS item, o_attempts AS attempts,
-      o_token::text AS token, o_run_at AS run_at, o_expired AS expired
+  const claimFn = `SELECT o_completed AS completed, o_items AS items, o_attempts AS attempts,
+      o_token::text AS token, o_lease_until AS lease_until, o_expired AS expired, o_dead AS dead
     FROM ${s}.list_complete_and_claim($1::text, $2::text[], $3::bigint[], $4::int, $5::float8, $6::int)`;
   // The redundant `item = ANY($2)` gives the planner a primary-key condition of its own, so the
   // statement walks the index for just these items even when the statistics are stale.

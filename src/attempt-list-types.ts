@@ -118,12 +118,15 @@ export interface CompleteAndClaimOptions extends WriteOptions {
   maxAttempts?: number;
 }
 
+/** The one row list_complete_and_claim returns (see sql/0001_attempt_lists.sql). */
 export interface ClaimRow {
-  claimed: boolean;
-  /** The item's previous lease had expired (its holder never settled it). */
-  expired: boolean;
-  item: string;
-  attempts: number | null;
-  token: string | null;
-  run_at: Date | null;
+  completed: string[];
+  items: string[];
+  attempts: number[];
+  token: string;
+  lease_until: Date;
+  /** Items taken over from an expired lease (their holder never settled them). */
+  expired: string[];
+  /** Items retired at maxAttempts instead of being claimed. */
+  dead: string[];
 }

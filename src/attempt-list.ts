@@ -282,15 +282,11 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
         leaseMs,
         maxAttempts,
       ]);
-      const completed = new Set<string>();
-      const claimRows: ClaimRow[] = [];
-      for (const r of rows) {
-        if (r.claimed) claimRows.push(r);
-        else completed.add(r.item);
-      }
-      const claims = toClaims(claimRows);
-      this.observe(list, claimRows);
-      let died = claimRows.length - claims.length;
+      const row = rows[0]!;
+      const completed = new Set(row.completed);
+      const claims = toClaims(row);
+      this.observe(list, row);
+      let died = row.dead.length;
       // Items retired as dead left gaps in the batch: fill them (bounded, so a list full of
       // dead-on-arrival items cannot keep us here).
       for (let round = 0; died > 0 && claims.length < limit && round < 10; round++) {
@@ -432,9 +428,9 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
       leaseMs,
       maxAttempts,
     ]);
-    const claims = toClaims(rows);
-    this.observe(list, rows);
-    return { claims, died: rows.length - claims.length };
+    const row = rows[0]!;
+    this.observe(list, row);
+    return { claims: toClaims(row), died: row.dead.length };
   }
 
   private async settle(
@@ -498,16 +494,9 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
   }
 
   /** Emits what a claim statement saw: taken-over expired leases, items retired as dead. */
-  private observe(list: string, rows: ClaimRow[]): void {
-    const expired: string[] = [];
-    const dead: string[] = [];
-    for (const r of rows) {
-      if (!r.claimed) continue;
-      if (r.expired) expired.push(r.item);
-      if (r.token === null) dead.push(r.item);
-    }
-    if (expired.length > 0) this.emit('claim:expired', { list, items: expired });
-    if (dead.length > 0) this.emit('claim:dead', { list, items: dead });
+  private observe(list: string, row: ClaimRow): void {
+    if (row.expired.length > 0) this.emit('claim:expired', { list, items: row.expired });
+    if (row.dead.length > 0) this.emit('claim:dead', { list, items: row.dead });
   }
 
   private ready(): Promise<void> {
@@ -541,13 +530,12 @@ function checkPage(options: PageOptions) {
   };
 }
 
-function toClaims(rows: ClaimRow[]): Claim[] {
-  const out: Claim[] = [];
-  for (const r of rows) {
-    // A row without a token was retired as dead by this claim.
-    if (r.token !== null && r.run_at !== null) {
-      out.push({ item: r.item, token: r.token, attempts: r.attempts ?? 0, leaseUntil: r.run_at });
-    }
-  }
-  return out;
+function toClaims(row: ClaimRow): Claim[] {
+  const { items, attempts, token, lease_until: leaseUntil } = row;
+  return items.map((item, i) => ({
+    item,
+    token,
+    attempts: attempts[i]!,
+    leaseUntil: new Date(leaseUntil.getTime()),
+  }));
 }
