@@ -33,6 +33,12 @@ export function buildSql(schema: string) {
     increment: `UPDATE ${t} SET attempts = attempts + 1 WHERE list = $1::text AND item = ANY($2::text[])`,
     delete: `DELETE FROM ${t} WHERE list = $1::text AND item = ANY($2::text[])`,
     count: `SELECT count(*) AS n FROM ${t} WHERE list = $1::text`,
+    stats: `SELECT count(*) AS total,
+        count(*) FILTER (WHERE run_at <= statement_timestamp()) AS claimable,
+        count(*) FILTER (WHERE run_at > statement_timestamp() AND token IS NOT NULL) AS leased,
+        count(*) FILTER (WHERE run_at > statement_timestamp() AND token IS NULL) AS delayed,
+        count(*) FILTER (WHERE run_at IS NULL) AS dead
+      FROM ${t} WHERE list = $1::text`,
     lists: `SELECT list, count(*) AS size FROM ${t} GROUP BY list ORDER BY list`,
     nuke: `DELETE FROM ${t}`,
     analyze: `ANALYZE ${t}`,

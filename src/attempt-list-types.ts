@@ -31,6 +31,20 @@ export interface WriteOptions {
   tx?: Queryable;
 }
 
+/** Counts of a list's items by state, on the server clock ({@link AttemptList.stats}). */
+export interface ListStats {
+  /** Every item of the list. */
+  total: number;
+  /** Claimable now: ready, due after a retry delay, or whose lease expired. */
+  claimable: number;
+  /** Held under a live lease. */
+  leased: number;
+  /** Waiting out a retry delay. */
+  delayed: number;
+  /** Reached maxAttempts; not claimed until requeued. */
+  dead: number;
+}
+
 /** One entry of a page. */
 export interface ListEntry {
   item: string;

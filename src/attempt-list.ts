@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import type pg from 'pg';
 import type { Readable } from 'node:stream';
 import {
   ATTEMPT_LIST_LIMITS,
@@ -29,6 +30,7 @@ export type {
   AttemptListEvents,
   WriteOptions,
   ListEntry,
+  ListStats,
   PageOptions,
   Claim,
   ClaimOptions,
@@ -45,6 +47,7 @@ import type {
   AttemptListEvents,
   WriteOptions,
   ListEntry,
+  ListStats,
   PageOptions,
   Claim,
   ClaimOptions,
@@ -212,6 +215,23 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
     });
   }
 
+  /** Counts of a list's items by state (claimable, leased, delayed, dead), on the server clock. O(size of the list). */
+  async stats(list: string, options?: { tx?: Queryable }): Promise<ListStats> {
+    checkList(list);
+    const tx = writeTx(options);
+    return this.run(tx, async (q) => {
+      const { rows } = await q.query<Record<keyof ListStats, string>>(this.sql.stats, [list]);
+      const r = rows[0]!;
+      return {
+        total: Number(r.total),
+        claimable: Number(r.claimable),
+        leased: Number(r.leased),
+        delayed: Number(r.delayed),
+        dead: Number(r.dead),
+      };
+    });
+  }
+
   /** Every non-empty list of this schema with its size, by name in byte order. O(rows). */
   async lists(options?: { tx?: Queryable }): Promise<Array<{ list: string; size: number }>> {
     const tx = writeTx(options);
@@ -262,7 +282,9 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
     const o = checkOptions('options', options);
     const limit = checkInt('options.limit', o.limit, { min: 1, max: L.maxClaimLimit });
     const { leaseMs, maxAttempts, tx } = this.checkClaimOptions(o);
-    return this.run(tx, (q) => this.claimOn(q, list, limit, leaseMs, maxAttempts));
+    return this.run(tx, (q) =>
+      this.claimOn(q, tx === undefined, list, limit, leaseMs, maxAttempts),
+    );
   }
 
   /**
@@ -280,7 +302,7 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
     const limit = checkInt('options.limit', o.limit, { min: 0, max: L.maxClaimLimit });
     const { leaseMs, maxAttempts, tx } = this.checkClaimOptions(o);
     return this.run(tx, async (q) => {
-      const { rows } = await q.query<ClaimRow>(this.sql.completeAndClaim, [
+      const { rows } = await query<ClaimRow>(q, tx === undefined, this.sql.completeAndClaim, [
         list,
         items,
         tokens,
@@ -296,7 +318,14 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
       // Items retired as dead left gaps in the batch: fill them (bounded, so a list full of
       // dead-on-arrival items cannot keep us here).
       for (let round = 0; died > 0 && claims.length < limit && round < 10; round++) {
-        const more = await this.claimOnce(q, list, limit - claims.length, leaseMs, maxAttempts);
+        const more = await this.claimOnce(
+          q,
+          tx === undefined,
+          list,
+          limit - claims.length,
+          leaseMs,
+          maxAttempts,
+        );
         claims.push(...more.claims);
         died = more.died;
       }
@@ -405,6 +434,7 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
 
   private async claimOn(
     q: Queryable,
+    retry: boolean,
     list: string,
     limit: number,
     leaseMs: number,
@@ -412,7 +442,7 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
   ): Promise<Claim[]> {
     const claims: Claim[] = [];
     for (let round = 0; round < 10 && claims.length < limit; round++) {
-      const r = await this.claimOnce(q, list, limit - claims.length, leaseMs, maxAttempts);
+      const r = await this.claimOnce(q, retry, list, limit - claims.length, leaseMs, maxAttempts);
       claims.push(...r.claims);
       if (r.died === 0) break;
     }
@@ -421,12 +451,13 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
 
   private async claimOnce(
     q: Queryable,
+    retry: boolean,
     list: string,
     limit: number,
     leaseMs: number,
     maxAttempts: number,
   ) {
-    const { rows } = await q.query<ClaimRow>(this.sql.claim, [
+    const { rows } = await query<ClaimRow>(q, retry, this.sql.claim, [
       list,
       [],
       [],
@@ -456,13 +487,13 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
       throw new ValidationError('options.strict', `must be a boolean, got ${describe(o.strict)}`);
     }
     if (items.length === 0) return { count: 0, stale: [], rows: [] };
-    const apply = async (q: Queryable) => {
-      const { rows } = await q.query<{ item: string; dead?: boolean; run_at?: Date | null }>(sql, [
-        list,
-        items,
-        tokens,
-        ...extra,
-      ]);
+    const apply = async (q: Queryable, retry = false) => {
+      const { rows } = await query<{ item: string; dead?: boolean; run_at?: Date | null }>(
+        q,
+        retry,
+        sql,
+        [list, items, tokens, ...extra],
+      );
       const applied = new Set(rows.map((r) => r.item));
       const stale = items.filter((i) => !applied.has(i));
       if (o.strict && stale.length > 0) {
@@ -473,7 +504,9 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
       return { count: applied.size, stale, rows };
     };
     // strict needs all-or-nothing: run it in a transaction (a savepoint inside the caller's).
-    return o.strict ? this.run(tx, (q) => withTransaction(q, apply)) : this.run(tx, apply);
+    return o.strict
+      ? this.run(tx, (q) => withTransaction(q, (t) => apply(t)))
+      : this.run(tx, (q) => apply(q, tx === undefined));
   }
 
   /** Runs `items` through a one-array statement in chunks, all inside one transaction; sums rowCount. */
@@ -519,6 +552,32 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
     }
   }
 }
+
+/**
+ * Runs one statement; when it is the whole transaction (no caller transaction), retries it after a
+ * deadlock. Claims lock rows with SKIP LOCKED, but PostgreSQL still waits, whatever the wait
+ * policy, when it locks a row whose newer version another transaction holds ("while locking
+ * updated version of tuple"), and two claimers can each hold what the other waits for. The
+ * statement rolled back as a whole, so running it again is safe.
+ */
+async function query<R extends pg.QueryResultRow>(
+  q: Queryable,
+  retry: boolean,
+  sql: string,
+  values: unknown[],
+): Promise<pg.QueryResult<R>> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await q.query<R>(sql, values);
+    } catch (err) {
+      const deadlock = (err as { code?: unknown }).code === '40P01';
+      if (!retry || !deadlock || attempt >= DEADLOCK_RETRIES) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 5 * attempt + Math.random() * 20));
+    }
+  }
+}
+
+const DEADLOCK_RETRIES = 5;
 
 function writeTx(options: { tx?: Queryable } | undefined): Queryable | undefined {
   return checkTx(checkOptions('options', options).tx);

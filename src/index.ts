@@ -29,6 +29,7 @@ export type {
   AttemptListEvents,
   WriteOptions,
   ListEntry,
+  ListStats,
   PageOptions,
   Claim,
   ClaimRef,

@@ -182,6 +182,24 @@ describe('AttemptList claims', () => {
     expect(more).toHaveLength(2);
   });
 
+  it('stats counts items by state on the server clock', async () => {
+    const list = new AttemptList(db.pool);
+    const l = fresh('stats');
+    await list.insertBatch(l, ['a', 'b', 'c', 'd', 'e']);
+    expect(await list.stats(l)).toEqual({ total: 5, claimable: 5, leased: 0, delayed: 0, dead: 0 });
+    const claims = await list.claim(l, { limit: 3, leaseMs: 60_000 });
+    await list.fail(l, [claims[0]!], { retryDelayMs: 3_600_000 });
+    await list.fail(l, [claims[1]!], { maxAttempts: 1 });
+    expect(await list.stats(l)).toEqual({ total: 5, claimable: 2, leased: 1, delayed: 1, dead: 1 });
+    expect(await list.stats('no-such-list')).toEqual({
+      total: 0,
+      claimable: 0,
+      leased: 0,
+      delayed: 0,
+      dead: 0,
+    });
+  });
+
   it('completeAndClaim completes a batch and claims the next in one call', async () => {
     const list = new AttemptList(db.pool);
     const l = fresh('cac');
