@@ -96,3 +96,24 @@ export { LeaseManager, MAX_LEASE_NAME_BYTES, MIN_LEASE_TTL_MS, MAX_LEASE_TTL_MS 
 export type { Lease, LeaseManagerOptions, AcquireOptions, WithLeaseOptions } from './lease.js';
 export { LeaderElection } from './leader-election.js';
 export type { LeaderElectionOptions, LeaderElectionEvents } from './leader-election.js';
+export { AttemptList } from './attempt-list.js';
+export type {
+  AttemptListOptions,
+  AttemptListEvents,
+  WriteOptions,
+  ListEntry,
+  ListStats,
+  PageOptions,
+  Claim,
+  ClaimRef,
+  ClaimOptions,
+  SettleResult,
+  SettleOptions,
+  FailResult,
+  FailOptions,
+  ExtendResult,
+  CompleteAndClaimOptions,
+  CompleteAndClaimResult,
+} from './attempt-list.js';
+export { ATTEMPT_LIST_LIMITS } from './attempt-list-limits.js';
+export type { ImportOptions, ImportResult } from './attempt-list-import.js';
