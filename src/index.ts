@@ -23,3 +23,22 @@ export type { Migration, MigrateOptions, MigrateResult } from './db/migrator.js'
 export { quoteIdent, DEFAULT_SCHEMA } from './db/identifier.js';
 export { resolveConnectionConfig, createPool, redactConnectionString } from './db/connection.js';
 export type { ConnectionInput } from './db/connection.js';
+export { Listener } from './listener.js';
+export type {
+  ListenerOptions,
+  ListenerEvents,
+  ListenerLogger,
+  Notification,
+  NotificationHandler,
+  HandleOptions,
+  IterateOptions,
+  OverflowPolicy,
+} from './listener.js';
+export {
+  notify,
+  Notifier,
+  purgeListenerPayloads,
+  MAX_CHANNEL_BYTES,
+  MAX_PAYLOAD_BYTES,
+} from './notify.js';
+export type { NotifierOptions, NotifyOptions, JsonValue } from './notify.js';
