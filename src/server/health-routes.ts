@@ -1,4 +1,5 @@
 import { errorSchema } from './http-errors.js';
+import { routeSchema } from './openapi.js';
 import type { RouteFamily } from './route-context.js';
 
 /** `/healthz` (the process is up), `/readyz` (the database answers), `/metrics` (Prometheus). */
@@ -6,12 +7,12 @@ export const healthRoutes: RouteFamily = (app, ctx) => {
   app.get(
     '/healthz',
     {
-      schema: {
+      schema: routeSchema({
         summary: 'Liveness: the process serves HTTP',
         tags: ['health'],
         public: true,
         response: { 200: { type: 'object', properties: { status: { const: 'ok' } } } },
-      },
+      }),
     },
     async () => ({ status: 'ok' as const }),
   );
@@ -19,7 +20,7 @@ export const healthRoutes: RouteFamily = (app, ctx) => {
   app.get(
     '/readyz',
     {
-      schema: {
+      schema: routeSchema({
         summary: 'Readiness: the database answers within 2 s',
         tags: ['health'],
         public: true,
@@ -27,7 +28,7 @@ export const healthRoutes: RouteFamily = (app, ctx) => {
           200: { type: 'object', properties: { status: { const: 'ready' } } },
           503: errorSchema,
         },
-      },
+      }),
     },
     async (_request, reply) => {
       let timer: NodeJS.Timeout | undefined;
@@ -52,12 +53,12 @@ export const healthRoutes: RouteFamily = (app, ctx) => {
   app.get(
     '/metrics',
     {
-      schema: {
+      schema: routeSchema({
         summary: 'Prometheus metrics (text format 0.0.4)',
         tags: ['health'],
         produces: ['text/plain'],
         response: { 200: { type: 'string' } },
-      },
+      }),
     },
     async (_request, reply) => {
       const text = await ctx.metrics.render();

@@ -1,3 +1,4 @@
+import type { FastifySchema } from 'fastify';
 /**
  * A small OpenAPI 3.1 generator fed by the route schemas themselves (collected with Fastify's
  * onRoute hook), so the document can never drift from what the service validates.
@@ -107,4 +108,12 @@ function toOpenApiPath(url: string): { path: string; wildcard: string } {
 function stripDoc(schema: JsonSchema): JsonSchema {
   const { description: _d, ...rest } = schema;
   return rest;
+}
+
+/**
+ * Types a route schema with our documentation keywords for Fastify (which validates only
+ * params/querystring/headers/body and serializes responses; the rest is for the document).
+ */
+export function routeSchema(schema: RouteSchema): FastifySchema {
+  return schema as FastifySchema;
 }

@@ -1,9 +1,11 @@
 import fs from 'node:fs';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type pg from 'pg';
+import type { ConnectionInput } from '../db/connection.js';
 import pino from 'pino';
 import { makeTokenCheck } from './auth.js';
 import { healthRoutes } from './health-routes.js';
+import { notifyRoutes } from './notify-routes.js';
 import { HttpError, errorHandler } from './http-errors.js';
 import { Metrics } from './metrics.js';
 import { buildOpenApi, type RouteDoc, type RouteSchema } from './openapi.js';
@@ -23,6 +25,8 @@ export interface ServerOptions extends ServerSettingsInput {
    * stderr. The token, authorization headers and passwords are redacted either way.
    */
   logger?: pino.Logger | false;
+  /** Where dedicated connections dial (LISTEN). Default: the pool's settings. */
+  connection?: ConnectionInput;
   /** Extra route families (tests, embedding applications). */
   routes?: RouteFamily[];
 }
@@ -97,7 +101,12 @@ export async function createServer(options: ServerOptions): Promise<PgcoordServe
     forceCloseConnections: true,
   });
   const metrics = new Metrics();
-  const ctx: RouteContext = { pool: options.pool, schema: settings.schema, metrics };
+  const ctx: RouteContext = {
+    pool: options.pool,
+    schema: settings.schema,
+    metrics,
+    connection: options.connection ?? (options.pool.options as pg.ClientConfig),
+  };
   const routes: RouteDoc[] = [];
   const publicRoutes = new Set<string>();
 
@@ -136,6 +145,7 @@ export async function createServer(options: ServerOptions): Promise<PgcoordServe
 
   await app.register(async (scoped) => {
     await healthRoutes(scoped, ctx);
+    await notifyRoutes(scoped, ctx);
     for (const family of options.routes ?? []) await family(scoped, ctx);
   });
 
