@@ -42,3 +42,22 @@ export {
   MAX_PAYLOAD_BYTES,
 } from './notify.js';
 export type { NotifierOptions, NotifyOptions, JsonValue } from './notify.js';
+export { AttemptList } from './attempt-list.js';
+export type {
+  AttemptListOptions,
+  WriteOptions,
+  ListEntry,
+  PageOptions,
+  Claim,
+  ClaimRef,
+  ClaimOptions,
+  SettleResult,
+  SettleOptions,
+  FailResult,
+  FailOptions,
+  ExtendResult,
+  CompleteAndClaimOptions,
+  CompleteAndClaimResult,
+} from './attempt-list.js';
+export { ATTEMPT_LIST_LIMITS } from './attempt-list-limits.js';
+export type { ImportOptions, ImportResult } from './attempt-list-import.js';
