@@ -63,11 +63,16 @@ describe('pgcoord serve on the embedded PostgreSQL', () => {
         `SELECT to_regclass('pgcoord.migrations') IS NOT NULL AS migrated`,
       );
       expect(rows[0].migrated).toBe(true);
-      await client.query('CREATE TABLE kept (v text)');
-      await client.query(`INSERT INTO kept VALUES ('still here')`);
     } finally {
       await client.end();
     }
+    const added = await fetch(`${first.base}/iidy/v1/batch/lists/e2e`, {
+      method: 'POST',
+      headers: { 'content-type': 'text/plain' },
+      body: 'one\ntwo/with/slashes\nthree\n',
+    });
+    expect(added.status).toBe(201);
+    expect(await added.text()).toBe('ADDED 3\n');
     const pid = Number(
       fs.readFileSync(path.join(dataDir, 'data/postmaster.pid'), 'utf8').split('\n')[0],
     );
@@ -79,14 +84,15 @@ describe('pgcoord serve on the embedded PostgreSQL', () => {
 
     const second = await startServe();
     expect(second.databaseUrl).toBe(first.databaseUrl);
-    const again = new pg.Client({ connectionString: second.databaseUrl });
-    await again.connect();
-    try {
-      const { rows } = await again.query('SELECT v FROM kept');
-      expect(rows).toEqual([{ v: 'still here' }]);
-    } finally {
-      await again.end();
-    }
+    const page = await fetch(`${second.base}/v1/lists/e2e/items`);
+    expect(await page.json()).toEqual({
+      entries: [
+        { item: 'one', attempts: 0 },
+        { item: 'three', attempts: 0 },
+        { item: 'two/with/slashes', attempts: 0 },
+      ],
+      last: 'two/with/slashes',
+    });
     await stop(second.proc);
   });
 });

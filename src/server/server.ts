@@ -5,6 +5,8 @@ import type { ConnectionInput } from '../db/connection.js';
 import pino from 'pino';
 import { makeTokenCheck } from './auth.js';
 import { healthRoutes } from './health-routes.js';
+import { iidyRoutes } from './iidy-routes.js';
+import { listRoutes } from './list-routes.js';
 import { notifyRoutes } from './notify-routes.js';
 import { HttpError, errorHandler } from './http-errors.js';
 import { Metrics } from './metrics.js';
@@ -96,7 +98,9 @@ export async function createServer(options: ServerOptions): Promise<PgcoordServe
     logController: new LogController({ disableRequestLogging: true }),
     // Items may contain any character, '/' included: keep the path as sent.
     routerOptions: { ignoreTrailingSlash: false, maxParamLength: 8192 },
-    ajv: { customOptions: { allErrors: false, coerceTypes: 'array', removeAdditional: false } },
+    // No type coercion: a body's "5" is not 5 and "a" is not ["a"]. Query strings declare
+    // numbers as digit patterns and convert them in the handler.
+    ajv: { customOptions: { allErrors: false, coerceTypes: false, removeAdditional: false } },
     return503OnClosing: true,
     forceCloseConnections: true,
   });
@@ -143,11 +147,17 @@ export async function createServer(options: ServerOptions): Promise<PgcoordServe
     metrics.observe(request.method, route, reply.statusCode, reply.elapsedTime / 1000);
   });
 
-  await app.register(async (scoped) => {
-    await healthRoutes(scoped, ctx);
-    await notifyRoutes(scoped, ctx);
-    for (const family of options.routes ?? []) await family(scoped, ctx);
-  });
+  // Each family in its own encapsulated scope: its content-type parsers and error handler
+  // (the iidy routes have both) stay its own.
+  for (const family of [
+    healthRoutes,
+    listRoutes,
+    iidyRoutes,
+    notifyRoutes,
+    ...(options.routes ?? []),
+  ]) {
+    await app.register(async (scoped) => family(scoped, ctx));
+  }
 
   let document: Record<string, unknown> | undefined;
   app.get(
