@@ -130,7 +130,7 @@ function escapeCopy(value: string): string {
 
 /** Normalizes the accepted sources into an async iterable of raw (unchecked) values. */
 function toItems(source: unknown): AsyncIterable<unknown> | Iterable<unknown> {
-  if (source instanceof Readable && !source.readableObjectMode) return lines(source);
+  if (source instanceof Readable) return fromReadable(source);
   if (typeof source === 'string' || source === null || typeof source !== 'object') {
     throw new ValidationError(
       'source',
@@ -147,11 +147,18 @@ function toItems(source: unknown): AsyncIterable<unknown> | Iterable<unknown> {
   return source as AsyncIterable<unknown> | Iterable<unknown>;
 }
 
-/** Splits a byte stream into UTF-8 lines (LF or CRLF), skipping blank ones. */
-async function* lines(stream: Readable): AsyncIterable<string> {
+/**
+ * A Readable's items: in object mode each string chunk is one item; bytes (a byte stream, or
+ * Buffers in object mode) are newline-separated UTF-8 lines (LF or CRLF), blank ones skipped.
+ */
+async function* fromReadable(stream: Readable): AsyncIterable<unknown> {
   const decoder = new StringDecoder('utf8');
   let rest = '';
   for await (const chunk of stream) {
+    if (stream.readableObjectMode && !(chunk instanceof Uint8Array)) {
+      yield chunk;
+      continue;
+    }
     rest += typeof chunk === 'string' ? chunk : decoder.write(chunk as Buffer);
     let nl: number;
     let start = 0;

@@ -1,0 +1,127 @@
+// lists-import: bulk-load items. pgcoord's COPY import against pg-boss's batch insert,
+// graphile-worker's addJobs and a bare COPY of the same rows; plus keyset paging on the result.
+import { AttemptList, migrate } from '../../src/index.js';
+import {
+  packageVersion,
+  quantile,
+  runUnderNode22,
+  type BenchResult,
+  type Scenario,
+} from '../lib.js';
+import { bareCopy, itemName, items } from '../lists-workers.js';
+
+interface AnchorResult {
+  items_per_s: number;
+  count: number;
+  ms: number;
+}
+
+const scenario: Scenario = {
+  name: 'lists-import',
+  description:
+    'import N items (1,000,000; --quick 20,000): pgcoord COPY import vs pg-boss insert, graphile-worker addJobs, bare COPY; keyset page of 1,000 p50',
+  async run(ctx) {
+    const n = ctx.quick ? 20_000 : 1_000_000;
+    const results: BenchResult[] = [];
+    const size = `${n.toLocaleString('en-US')} items`;
+
+    // pgcoord: AttemptList.import from an async iterable, one transaction, COPY chunks.
+    {
+      const url = await ctx.freshDatabase('lists_import_pgcoord');
+      const pool = ctx.pool({ connectionString: url, max: 4 });
+      await migrate(pool);
+      const list = new AttemptList(pool);
+      const t0 = performance.now();
+      const r = await list.import('bench', items(n));
+      const ms = performance.now() - t0;
+      if (r.inserted !== n) throw new Error(`pgcoord imported ${r.inserted} of ${n}`);
+      results.push({
+        system: 'pgcoord',
+        metric: 'items_per_s',
+        value: (n / ms) * 1000,
+        note: `${size}, AttemptList.import`,
+      });
+      ctx.log(`pgcoord import: ${Math.round((n / ms) * 1000)} items/s`);
+
+      // Re-import the first 10% again: every item a duplicate (the INSERT ... ON CONFLICT path).
+      const dupN = Math.max(1000, Math.floor(n / 10));
+      const t1 = performance.now();
+      const d = await list.import('bench', items(dupN));
+      const dupMs = performance.now() - t1;
+      if (d.inserted !== 0) throw new Error('duplicates were inserted');
+      results.push({
+        system: 'pgcoord',
+        metric: 'duplicate_items_per_s',
+        value: (dupN / dupMs) * 1000,
+        note: `re-import of ${dupN.toLocaleString('en-US')} existing items, all skipped`,
+      });
+
+      // Keyset pages of 1,000 after random items of the list.
+      const samples: number[] = [];
+      for (let i = 0; i < (ctx.quick ? 50 : 300); i++) {
+        const after = itemName(Math.floor(Math.random() * (n - 1000)));
+        const t = performance.now();
+        const page = await list.getBatch('bench', { after, count: 1000 });
+        samples.push(performance.now() - t);
+        if (page.length !== 1000) throw new Error(`page had ${page.length} entries`);
+      }
+      results.push({
+        system: 'pgcoord',
+        metric: 'page_1000_p50_ms',
+        value: quantile(samples, 0.5),
+        note: `keyset page of 1,000 from a ${size} list; p99 ${quantile(samples, 0.99).toFixed(2)} ms`,
+      });
+    }
+
+    // Bare COPY of the same rows into a table with the same primary key.
+    {
+      const url = await ctx.freshDatabase('lists_import_bare');
+      const pool = ctx.pool({ connectionString: url, max: 2 });
+      const rate = await bareCopy(pool, 'bench', n);
+      results.push({
+        system: 'bare COPY',
+        metric: 'items_per_s',
+        value: rate,
+        note: 'pg-copy-streams, (list, item) primary key',
+      });
+      ctx.log(`bare COPY: ${Math.round(rate)} items/s`);
+    }
+
+    // pg-boss 12: batch insert, 5,000 jobs per call.
+    {
+      const url = await ctx.freshDatabase('lists_import_pgboss');
+      const r = await runUnderNode22<AnchorResult>('bench/anchors/pg-boss-lists.ts', [
+        'insert',
+        url,
+        String(n),
+      ]);
+      results.push({
+        system: 'pg-boss',
+        metric: 'items_per_s',
+        value: r.items_per_s,
+        note: `pg-boss ${packageVersion('pg-boss')} insert() of 5,000 per call, Node 22`,
+      });
+      ctx.log(`pg-boss insert: ${Math.round(r.items_per_s)} items/s`);
+    }
+
+    // graphile-worker 0.18: addJobs, 5,000 jobs per call.
+    {
+      const url = await ctx.freshDatabase('lists_import_graphile');
+      const r = await runUnderNode22<AnchorResult>('bench/anchors/graphile-worker-lists.ts', [
+        'add',
+        url,
+        String(n),
+      ]);
+      results.push({
+        system: 'graphile-worker',
+        metric: 'items_per_s',
+        value: r.items_per_s,
+        note: `graphile-worker ${packageVersion('graphile-worker')} addJobs() of 5,000 per call, Node 22`,
+      });
+      ctx.log(`graphile-worker addJobs: ${Math.round(r.items_per_s)} items/s`);
+    }
+    return results;
+  },
+};
+
+export default scenario;

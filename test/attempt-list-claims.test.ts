@@ -1,0 +1,366 @@
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { describe, expect, it } from 'vitest';
+import { AttemptList, StaleTokenError, type Claim, type ClaimRef } from '../src/index.js';
+import { useTestDatabase } from './helpers/db.js';
+import { waitFor } from './helpers/wait-for.js';
+
+const db = useTestDatabase();
+const here = path.dirname(fileURLToPath(import.meta.url));
+
+let n = 0;
+const fresh = (label: string) => `${label}-${++n}`;
+
+async function serverNow(): Promise<Date> {
+  const { rows } = await db.pool.query('SELECT now() AS now');
+  return rows[0].now as Date;
+}
+
+/** Claims until `items` come back (their lease must run out first); returns those claims. */
+async function reclaim(
+  list: AttemptList,
+  l: string,
+  items: string[],
+  leaseMs = 60_000,
+): Promise<Claim[]> {
+  const got: Claim[] = [];
+  await waitFor(
+    async () => {
+      got.push(...(await list.claim(l, { limit: 100, leaseMs })));
+      return items.every((i) => got.some((c) => c.item === i));
+    },
+    { timeoutMs: 20_000, message: `items ${items.join(',')} to come back` },
+  );
+  return got;
+}
+
+describe('AttemptList claims', () => {
+  it('claim hands out items with a token and a lease on the server clock; complete deletes them', async () => {
+    const list = new AttemptList(db.pool);
+    const l = fresh('claim');
+    await list.insertBatch(l, ['a', 'b', 'c']);
+    const before = await serverNow();
+    const claims = await list.claim(l, { limit: 2, leaseMs: 60_000 });
+    expect(claims).toHaveLength(2);
+    for (const c of claims) {
+      expect(c.token).toMatch(/^[0-9]+$/);
+      expect(c.attempts).toBe(0);
+      expect(c.leaseUntil.getTime()).toBeGreaterThanOrEqual(before.getTime() + 59_000);
+    }
+    // Leased items are not handed out again.
+    const rest = await list.claim(l, { limit: 10, leaseMs: 60_000 });
+    expect(rest.map((c) => c.item)).toEqual(
+      ['a', 'b', 'c'].filter((i) => !claims.some((c) => c.item === i)),
+    );
+    expect(await list.claim(l, { limit: 10, leaseMs: 60_000 })).toEqual([]);
+    expect(await list.complete(l, [...claims, ...rest])).toEqual({ count: 3, stale: [] });
+    expect(await list.count(l)).toBe(0);
+    // Completing again: the items are gone, so the tokens are stale; nothing happens.
+    expect(await list.complete(l, claims)).toEqual({ count: 0, stale: claims.map((c) => c.item) });
+  });
+
+  it('an expired lease makes the item claimable again; the late complete is refused, never applied twice', async () => {
+    const list = new AttemptList(db.pool);
+    const l = fresh('expire');
+    await list.insertBatch(l, ['x', 'y']);
+    const first = await list.claim(l, { limit: 2, leaseMs: 150 });
+    expect(first).toHaveLength(2);
+    const second = await reclaim(list, l, ['x', 'y']);
+    // The expired lease counted as a failed attempt.
+    expect(second.map((c) => c.attempts)).toEqual([1, 1]);
+    expect(second[0]!.token).not.toBe(first[0]!.token);
+
+    const late = await list.complete(l, first);
+    expect(late).toEqual({ count: 0, stale: ['x', 'y'] });
+    await expect(list.complete(l, first, { strict: true })).rejects.toBeInstanceOf(StaleTokenError);
+    await expect(list.fail(l, first)).resolves.toMatchObject({ count: 0, stale: ['x', 'y'] });
+    await expect(list.release(l, first)).resolves.toEqual({ count: 0, stale: ['x', 'y'] });
+    await expect(list.extend(l, first, { leaseMs: 1000 })).resolves.toMatchObject({ count: 0 });
+    expect(await list.count(l)).toBe(2);
+    expect(await list.getOne(l, 'x')).toBe(1); // the refused fail did not add an attempt
+
+    // strict is all-or-nothing: one stale claim and the valid one is not applied either.
+    const mixed: ClaimRef[] = [second[0]!, first[1]!];
+    await expect(list.complete(l, mixed, { strict: true })).rejects.toBeInstanceOf(StaleTokenError);
+    expect(await list.count(l)).toBe(2);
+    expect(await list.complete(l, second)).toEqual({ count: 2, stale: [] });
+    expect(await list.count(l)).toBe(0);
+  });
+
+  it('fail adds an attempt and releases the item, after an optional retry delay', async () => {
+    const list = new AttemptList(db.pool);
+    const l = fresh('fail');
+    await list.insertBatch(l, ['a', 'b']);
+    const claims = await list.claim(l, { limit: 2, leaseMs: 60_000 });
+    const a = claims.find((c) => c.item === 'a')!;
+    const b = claims.find((c) => c.item === 'b')!;
+    expect(await list.fail(l, [a])).toEqual({ count: 1, stale: [], dead: [] });
+    expect(await list.fail(l, [b], { retryDelayMs: 1500 })).toEqual({
+      count: 1,
+      stale: [],
+      dead: [],
+    });
+    // a is claimable at once, b only after its delay.
+    const now = await list.claim(l, { limit: 10, leaseMs: 60_000 });
+    expect(now.map((c) => [c.item, c.attempts])).toEqual([['a', 1]]);
+    const later = await reclaim(list, l, ['b']);
+    expect(later.map((c) => [c.item, c.attempts])).toEqual([['b', 1]]);
+    // The same token cannot fail twice.
+    expect(await list.fail(l, [a])).toMatchObject({ count: 0, stale: ['a'] });
+  });
+
+  it('release gives items back untouched; extend renews the lease', async () => {
+    const list = new AttemptList(db.pool);
+    const l = fresh('release');
+    await list.insertBatch(l, ['a', 'b']);
+    const claims = await list.claim(l, { limit: 2, leaseMs: 60_000 });
+    const a = claims.find((c) => c.item === 'a')!;
+    const b = claims.find((c) => c.item === 'b')!;
+    expect(await list.release(l, [a])).toEqual({ count: 1, stale: [] });
+    const again = await list.claim(l, { limit: 10, leaseMs: 60_000 });
+    expect(again.map((c) => [c.item, c.attempts])).toEqual([['a', 0]]);
+
+    const ext = await list.extend(l, [b], { leaseMs: 3_600_000 });
+    expect(ext.count).toBe(1);
+    expect(ext.leaseUntil!.getTime()).toBeGreaterThan(b.leaseUntil.getTime() + 3_000_000);
+    // The old claim of a (released, then claimed again) cannot extend.
+    expect(await list.extend(l, [a], { leaseMs: 1000 })).toMatchObject({ count: 0, stale: ['a'] });
+  });
+
+  it('maxAttempts: items that reach it are dead, can be listed and requeued', async () => {
+    const list = new AttemptList(db.pool, { maxAttempts: 2 });
+    const l = fresh('dead');
+    await list.insertBatch(l, ['a', 'b', 'c']);
+    let claims = await list.claim(l, { limit: 3, leaseMs: 60_000 });
+    await list.fail(l, claims);
+    claims = await list.claim(l, { limit: 3, leaseMs: 60_000 });
+    expect(claims.map((c) => c.attempts)).toEqual([1, 1, 1]);
+    const a = claims.filter((c) => c.item !== 'c');
+    const r = await list.fail(l, a);
+    expect(r.dead.sort()).toEqual(['a', 'b']);
+    // c's lease expires instead of failing: with maxAttempts 2 that second attempt retires it too.
+    await list.release(
+      l,
+      claims.filter((c) => c.item === 'c'),
+    );
+    const c = await list.claim(l, { limit: 3, leaseMs: 100 });
+    expect(c.map((x) => x.item)).toEqual(['c']);
+    await waitFor(
+      async () => {
+        // Before the lease ends this claims nothing; after, it retires c instead of handing it out.
+        expect(await list.claim(l, { limit: 3, leaseMs: 60_000 })).toEqual([]);
+        return (await list.dead(l)).length === 3;
+      },
+      { timeoutMs: 20_000, message: 'c to die after its lease expired' },
+    );
+    expect(await list.dead(l)).toEqual([
+      { item: 'a', attempts: 2 },
+      { item: 'b', attempts: 2 },
+      { item: 'c', attempts: 2 },
+    ]);
+    expect(await list.dead(l, { after: 'a', count: 1 })).toEqual([{ item: 'b', attempts: 2 }]);
+    expect(await list.claim(l, { limit: 3, leaseMs: 60_000 })).toEqual([]);
+    expect(await list.count(l)).toBe(3); // dead items are still items of the list
+
+    expect(await list.requeue(l, ['a', 'zz'])).toBe(1);
+    expect(
+      (await list.claim(l, { limit: 3, leaseMs: 60_000 })).map((x) => [x.item, x.attempts]),
+    ).toEqual([['a', 0]]);
+    expect(await list.requeue(l)).toBe(2);
+    expect(await list.dead(l)).toEqual([]);
+    // A per-call maxAttempts overrides the list's.
+    const more = await list.claim(l, { limit: 3, leaseMs: 60_000, maxAttempts: 10 });
+    expect(more).toHaveLength(2);
+  });
+
+  it('completeAndClaim completes a batch and claims the next in one call', async () => {
+    const list = new AttemptList(db.pool);
+    const l = fresh('cac');
+    await list.insertBatch(l, ['1', '2', '3', '4', '5']);
+    let r = await list.completeAndClaim(l, [], { limit: 2, leaseMs: 60_000 });
+    expect(r.count).toBe(0);
+    expect(r.claims).toHaveLength(2);
+    const seen = r.claims.map((c) => c.item);
+    const stale: ClaimRef = { item: r.claims[0]!.item, token: '999999999' };
+    r = await list.completeAndClaim(l, [...r.claims, { item: 'nope', token: '1' }], {
+      limit: 2,
+      leaseMs: 60_000,
+    });
+    expect(r.count).toBe(2);
+    expect(r.stale).toEqual(['nope']);
+    seen.push(...r.claims.map((c) => c.item));
+    r = await list.completeAndClaim(l, r.claims, { limit: 2, leaseMs: 60_000 });
+    seen.push(...r.claims.map((c) => c.item));
+    r = await list.completeAndClaim(l, [...r.claims, stale], { limit: 0, leaseMs: 60_000 });
+    expect(r.claims).toEqual([]);
+    expect(r.stale).toEqual([stale.item]);
+    expect(seen.sort()).toEqual(['1', '2', '3', '4', '5']);
+    expect(await list.count(l)).toBe(0);
+  });
+});
+
+describe('AttemptList claims under concurrency and faults', () => {
+  it('8 concurrent claimers: every item claimed exactly once, none lost', async () => {
+    const pool = db.newPool({ max: 8 });
+    const list = new AttemptList(pool);
+    const l = fresh('conc');
+    const total = 3_000;
+    await list.insertBatch(
+      l,
+      Array.from({ length: total }, (_, i) => `item-${i}`),
+    );
+    const claimedBy = new Map<string, number>();
+    const claimedTwice: string[] = [];
+    await Promise.all(
+      Array.from({ length: 8 }, async (_, worker) => {
+        let held: Claim[] = [];
+        for (;;) {
+          // Half the workers use the one-round-trip loop, half claim and complete separately.
+          if (worker % 2 === 0) {
+            held = (await list.completeAndClaim(l, held, { limit: 25, leaseMs: 60_000 })).claims;
+          } else {
+            if (held.length > 0) expect((await list.complete(l, held)).count).toBe(held.length);
+            held = await list.claim(l, { limit: 25, leaseMs: 60_000 });
+          }
+          if (held.length === 0) return;
+          for (const c of held) {
+            if (claimedBy.has(c.item)) claimedTwice.push(c.item);
+            claimedBy.set(c.item, worker);
+          }
+        }
+      }),
+    );
+    expect(claimedTwice).toEqual([]);
+    expect(claimedBy.size).toBe(total);
+    expect(await list.count(l)).toBe(0);
+    // Every worker got a share (SKIP LOCKED spreads the work rather than serializing it).
+    expect(new Set(claimedBy.values()).size).toBeGreaterThan(1);
+  });
+
+  it('a worker whose connection is terminated after claiming: its items come back after the lease, processed once', async () => {
+    const list = new AttemptList(db.pool);
+    const l = fresh('term');
+    await list.insertBatch(l, ['t1', 't2', 't3']);
+    const appName = `al-victim-${process.pid}-${n}`;
+    const victim = new pg.Client({ connectionString: db.url, application_name: appName });
+    victim.on('error', () => undefined);
+    await victim.connect();
+    try {
+      const claims = await new AttemptList(victim).claim(l, { limit: 2, leaseMs: 300 });
+      expect(claims).toHaveLength(2);
+      const { rows } = await db.pool.query(
+        `SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity
+         WHERE application_name = $1 AND datname = current_database()`,
+        [appName],
+      );
+      expect(rows).toEqual([{ ok: true }]);
+      await expect(victim.query('SELECT 1')).rejects.toThrow();
+
+      // The third item was never claimed: it is available now, the dead worker's after the lease.
+      const processed: string[] = [];
+      const back = await reclaim(
+        list,
+        l,
+        claims.map((c) => c.item),
+      );
+      processed.push(...back.map((c) => c.item));
+      expect(processed.sort()).toEqual(['t1', 't2', 't3']);
+      expect((await list.complete(l, back)).count).toBe(3);
+      // The dead worker's tokens are refused if it ever comes back.
+      expect((await list.complete(l, claims)).count).toBe(0);
+      expect(await list.count(l)).toBe(0);
+    } finally {
+      await victim.end().catch(() => undefined);
+    }
+  });
+
+  it('a claim inside a transaction that dies with its connection is rolled back: items free at once', async () => {
+    const list = new AttemptList(db.pool);
+    const l = fresh('termtx');
+    await list.insertBatch(l, ['u1', 'u2']);
+    const appName = `al-victim-tx-${process.pid}-${n}`;
+    const victim = new pg.Client({ connectionString: db.url, application_name: appName });
+    victim.on('error', () => undefined);
+    await victim.connect();
+    try {
+      await victim.query('BEGIN');
+      const claims = await list.claim(l, { limit: 2, leaseMs: 3_600_000, tx: victim });
+      expect(claims).toHaveLength(2);
+      // Locked by the open transaction: nobody else gets them.
+      expect(await list.claim(l, { limit: 2, leaseMs: 60_000 })).toEqual([]);
+      await db.pool.query(
+        `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE application_name = $1 AND datname = current_database()`,
+        [appName],
+      );
+      // Not after an hour's lease: the claim never committed.
+      const back = await waitFor(async () => {
+        const c = await list.claim(l, { limit: 2, leaseMs: 60_000 });
+        return c.length === 2 ? c : undefined;
+      });
+      expect(back.map((c) => c.attempts)).toEqual([0, 0]);
+      expect((await list.complete(l, back)).count).toBe(2);
+    } finally {
+      await victim.end().catch(() => undefined);
+    }
+  });
+
+  it('a worker process SIGKILLed after claiming: its items come back after the lease, processed once', async () => {
+    const list = new AttemptList(db.pool);
+    const l = fresh('kill');
+    await list.insertBatch(l, ['k1', 'k2', 'k3', 'k4']);
+    const child = spawn(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        path.join(here, 'fixtures/attempt-list-worker.ts'),
+        db.url,
+        l,
+        '3',
+        '3000',
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    const exited = new Promise<NodeJS.Signals | null>((resolve) =>
+      child.on('exit', (_code, signal) => resolve(signal)),
+    );
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    const claims = await waitFor(
+      () => (out.includes('\n') ? (JSON.parse(out.split('\n')[0]!) as Claim[]) : undefined),
+      {
+        timeoutMs: 30_000,
+        message: 'the child to print its claims',
+      },
+    );
+    expect(claims).toHaveLength(3);
+    child.kill('SIGKILL');
+    expect(await exited).toBe('SIGKILL');
+
+    // Items still leased to the dead process are not handed out before the lease ends.
+    const early = await list.claim(l, { limit: 10, leaseMs: 60_000 });
+    expect(early.map((c) => c.item)).toEqual(
+      ['k1', 'k2', 'k3', 'k4'].filter((i) => !claims.some((c) => c.item === i)),
+    );
+    const back = await reclaim(
+      list,
+      l,
+      claims.map((c) => c.item),
+    );
+    expect(back.map((c) => c.item).sort()).toEqual(claims.map((c) => c.item).sort());
+    expect(back.every((c) => c.attempts === 1)).toBe(true);
+    expect((await list.complete(l, [...early, ...back])).count).toBe(4);
+    expect(
+      (
+        await list.complete(
+          l,
+          claims.map((c) => ({ item: c.item, token: c.token })),
+        )
+      ).count,
+    ).toBe(0);
+    expect(await list.count(l)).toBe(0);
+  });
+});
