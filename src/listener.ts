@@ -79,7 +79,10 @@ export interface ListenerOptions {
    * connected client each time (never a pooled one). The listener ends it when done.
    */
   connect?: () => Promise<pg.Client>;
-  /** First reconnect delay in ms; doubles per failed attempt, with jitter. Default 100. */
+  /**
+   * Reconnect delay in ms after the first retry (which is immediate); doubles per failed attempt,
+   * with jitter, up to `maxReconnectDelayMs`. Default 100.
+   */
   reconnectDelayMs?: number;
   /** Cap of the reconnect delay in ms. Default 5000. */
   maxReconnectDelayMs?: number;
@@ -108,7 +111,10 @@ export interface ListenerEvents {
   connect: [info: { reconnected: boolean; processId: number | undefined }];
   /** The connection was lost (or closed by stop()). */
   disconnect: [info: { error: PgcoordError | undefined }];
-  /** A reconnect attempt is about to be made after `delayMs`. `attempt` counts from 1. */
+  /**
+   * A reconnect attempt is about to be made after `delayMs`. `attempt` counts from 1 since the
+   * last connection that stayed up 1 s; the first is immediate (`delayMs` 0).
+   */
   reconnect: [info: { attempt: number; delayMs: number; error: PgcoordError | undefined }];
   /** A connection-level error (dial, LISTEN, health check). Never fatal. */
   error: [error: PgcoordError];
@@ -162,6 +168,8 @@ interface Session {
 }
 
 const CHANNEL_RULE = { maxBytes: MAX_CHANNEL_BYTES };
+/** A connection up at least this long (ms) resets the reconnect backoff. */
+const STABLE_CONNECTION_MS = 1_000;
 /** LISTEN statements sent in one round trip on (re)connect. */
 const LISTEN_CHUNK = 500;
 
@@ -206,6 +214,10 @@ export class Listener extends EventEmitter<ListenerEvents> {
   /** Handlers and backlogs running now, across channels (released ones included). */
   private inFlight = 0;
   private readonly stopHooks = new Set<() => void>();
+  private stopped: Promise<void> | undefined;
+  /** Resolves when stop() begins: aborts a dial or a statement in flight. */
+  private stopSignal: Promise<void> = Promise.resolve();
+  private signalStop: (() => void) | undefined;
 
   constructor(options: ListenerOptions = {}) {
     super();
@@ -430,12 +442,17 @@ export class Listener extends EventEmitter<ListenerEvents> {
    * connecting) if stop() is called meanwhile.
    */
   async start(): Promise<void> {
+    // A start() racing a stop() begins after it, rather than being swallowed by it.
+    if (this.stopped) await this.stopped;
     if (!this.running) {
       this.running = true;
       this.stopping = false;
       let resolve!: () => void;
       const promise = new Promise<void>((r) => (resolve = r));
       this.firstListening = { promise, resolve };
+      let signal!: () => void;
+      this.stopSignal = new Promise<void>((r) => (signal = r));
+      this.signalStop = signal;
       this.loop = this.runLoop();
     }
     await this.firstListening?.promise;
@@ -447,11 +464,15 @@ export class Listener extends EventEmitter<ListenerEvents> {
    * start(). The listener can be started again.
    */
   async stop(): Promise<void> {
-    if (!this.running) {
-      await this.drained();
-      return;
-    }
+    if (this.stopped) return this.stopped;
+    if (!this.running) return this.drained();
+    this.stopped = this.stopNow().finally(() => (this.stopped = undefined));
+    return this.stopped;
+  }
+
+  private async stopNow(): Promise<void> {
     this.stopping = true;
+    this.signalStop?.();
     this.wakeBackoff?.();
     this.session?.end();
     await this.loop;
@@ -650,21 +671,20 @@ export class Listener extends EventEmitter<ListenerEvents> {
   // ---- connection ----
 
   private async runLoop(): Promise<void> {
+    // Reconnect attempts since the last stable connection. The first one is immediate (a killed
+    // backend or a dropped socket usually means the server is there); later ones back off.
     let attempt = 0;
+    let firstDial = true;
     let lastError: PgcoordError | undefined;
     while (!this.stopping) {
-      if (attempt > 0) {
-        const cap = Math.min(
-          this.maxReconnectDelayMs,
-          this.reconnectDelayMs * 2 ** Math.min(attempt - 1, 30),
-        );
-        // "Equal jitter": half fixed, half random, so peers spread out but never retry at once.
-        const delayMs = Math.round(cap / 2 + Math.random() * (cap / 2));
+      if (!firstDial) {
+        attempt++;
+        const delayMs = attempt === 1 ? 0 : this.backoffMs(attempt - 1);
         this.emit('reconnect', { attempt, delayMs, error: lastError });
-        await this.sleep(delayMs);
+        if (delayMs > 0) await this.sleep(delayMs);
         if (this.stopping) break;
       }
-      attempt++;
+      firstDial = false;
       let session: Session;
       try {
         session = await this.openSession();
@@ -684,8 +704,9 @@ export class Listener extends EventEmitter<ListenerEvents> {
         this.reportError(lastError);
         session.end(lastError);
       }
+      let upAt: number | undefined;
       if (!session.dead) {
-        attempt = 1; // next loss: first retry after reconnectDelayMs
+        upAt = Date.now();
         const reconnected = this.connectedOnce;
         this.connectedOnce = true;
         this.emit('connect', {
@@ -697,10 +718,24 @@ export class Listener extends EventEmitter<ListenerEvents> {
       await session.ended;
       lastError = session.error;
       await this.closeSession(session);
+      if (upAt === undefined) continue;
       this.emit('disconnect', { error: session.error });
-      if (session.error)
+      if (session.error) {
         this.logger?.warn?.({ err: session.error }, 'pgcoord listener: connection lost');
+      }
+      // Flap guard: only a connection that stayed up resets the backoff.
+      if (Date.now() - upAt >= STABLE_CONNECTION_MS) attempt = 0;
     }
+  }
+
+  /** Delay before the n-th backed-off retry: exponential, capped, with "equal jitter". */
+  private backoffMs(n: number): number {
+    const cap = Math.min(
+      this.maxReconnectDelayMs,
+      this.reconnectDelayMs * 2 ** Math.min(n - 1, 30),
+    );
+    // Half fixed, half random: peers spread out, yet nobody retries at once.
+    return Math.round(cap / 2 + Math.random() * (cap / 2));
   }
 
   private reportError(err: PgcoordError): void {
@@ -723,11 +758,16 @@ export class Listener extends EventEmitter<ListenerEvents> {
   }
 
   private async openSession(): Promise<Session> {
-    const client = await withTimeout(this.dial(), this.connectTimeoutMs, (late) => {
-      // The dial finished after we gave up on it: close what it made.
-      late.on('error', () => undefined);
-      void late.end().catch(() => undefined);
-    });
+    const client = await withTimeout(
+      this.dial(),
+      this.connectTimeoutMs,
+      (late) => {
+        // The dial finished after we gave up on it (timeout or stop): close what it made.
+        late.on('error', () => undefined);
+        void late.end().catch(() => undefined);
+      },
+      this.stopSignal,
+    );
     let endFn!: (err?: PgcoordError) => void;
     const ended = new Promise<void>((resolve) => (endFn = () => resolve()));
     const session: Session = {
@@ -798,6 +838,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
         session.client.query(text, values),
         this.healthCheckTimeoutMs,
         () => undefined,
+        session.ended,
       );
       session.lastActivity = Date.now();
       return res;
@@ -856,23 +897,44 @@ export class Listener extends EventEmitter<ListenerEvents> {
   }
 }
 
-/** Resolves like `p`, or rejects with a TimeoutError after `ms`; `onLate` gets a late success. */
-function withTimeout<T>(p: Promise<T>, ms: number, onLate: (value: T) => void): Promise<T> {
+/**
+ * Resolves like `p`, or rejects with a TimeoutError after `ms`, or with a ClosedError when
+ * `abort` resolves first; `onLate` receives a success that came after we gave up.
+ */
+function withTimeout<T>(
+  p: Promise<T>,
+  ms: number,
+  onLate: (value: T) => void,
+  abort?: Promise<void>,
+): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      reject(new TimeoutError(`the listener connection gave no answer within ${ms} ms`));
-    }, ms);
+    let settled = false;
+    const giveUp = (err: Error) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      reject(err);
+    };
+    const timer = setTimeout(
+      () => giveUp(new TimeoutError(`the listener connection gave no answer within ${ms} ms`)),
+      ms,
+    );
+    void abort?.then(() => giveUp(new ClosedError('the listener is stopping')));
     p.then(
       (v) => {
         clearTimeout(timer);
-        if (timedOut) onLate(v);
-        else resolve(v);
+        if (settled) onLate(v);
+        else {
+          settled = true;
+          resolve(v);
+        }
       },
       (err: unknown) => {
         clearTimeout(timer);
-        if (!timedOut) reject(err);
+        if (!settled) {
+          settled = true;
+          reject(err);
+        }
       },
     );
   });

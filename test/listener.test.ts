@@ -281,6 +281,31 @@ describe('Listener', () => {
     await waitFor(() => got.length === 1);
   });
 
+  it('retries forever with jittered exponential backoff under a cap; the first retry is immediate', async () => {
+    const port = await freePort();
+    const { listener } = makeListener({
+      connection: `postgres://postgres@127.0.0.1:${port}/postgres`,
+      reconnectDelayMs: 10,
+      maxReconnectDelayMs: 80,
+    });
+    const delays: Array<{ attempt: number; delayMs: number }> = [];
+    listener.on('reconnect', (r) => {
+      delays.push(r);
+      expect(r.error?.code).toBe('PGCOORD_CONNECTION');
+    });
+    void listener.start();
+    await waitFor(() => delays.length >= 10, { message: '10 reconnect attempts' });
+    await listener.stop();
+    expect(delays[0]).toMatchObject({ attempt: 1, delayMs: 0 });
+    for (const { attempt, delayMs } of delays.slice(1)) {
+      const cap = Math.min(80, 10 * 2 ** (attempt - 2));
+      expect(delayMs).toBeGreaterThanOrEqual(cap / 2 - 1);
+      expect(delayMs).toBeLessThanOrEqual(cap + 1);
+    }
+    expect(Math.max(...delays.map((d) => d.delayMs))).toBeLessThanOrEqual(80);
+    expect(delays.map((d) => d.attempt)).toEqual(delays.map((_, i) => i + 1));
+  });
+
   it('stop() during reconnect returns promptly and leaves nothing open', async () => {
     const port = await freePort(); // nothing listens there: every dial is refused
     const { listener } = makeListener({
@@ -300,6 +325,27 @@ describe('Listener', () => {
     expect(Date.now() - t0).toBeLessThan(2_000);
     expect(listener.listening).toBe(false);
     await listener.stop(); // idempotent
+  });
+
+  it('stop() while a dial hangs (the server accepts but never answers) returns promptly', async () => {
+    const held = new Set<net.Socket>();
+    const blackhole = net.createServer((sock) => void held.add(sock));
+    await new Promise<void>((r) => blackhole.listen(0, '127.0.0.1', () => r()));
+    const port = (blackhole.address() as net.AddressInfo).port;
+    try {
+      const { listener } = makeListener({
+        connection: `postgres://postgres@127.0.0.1:${port}/postgres`,
+        connectTimeoutMs: 60_000,
+      });
+      void listener.start();
+      await waitFor(() => held.size === 1, { message: 'dial reached the blackhole' });
+      const t0 = Date.now();
+      await listener.stop();
+      expect(Date.now() - t0).toBeLessThan(2_000);
+    } finally {
+      for (const s of held) s.destroy();
+      await new Promise((r) => blackhole.close(r));
+    }
   });
 
   it('stop before start, start twice, restart after stop', async () => {
