@@ -61,3 +61,37 @@ export type {
 } from './attempt-list.js';
 export { ATTEMPT_LIST_LIMITS } from './attempt-list-limits.js';
 export type { ImportOptions, ImportResult } from './attempt-list-import.js';
+export {
+  KvStore,
+  MAX_KV_KEY_BYTES,
+  MAX_KV_VALUE_BYTES,
+  MAX_KV_BATCH,
+  MAX_TTL_MS,
+} from './kv-store.js';
+export type {
+  KvStoreOptions,
+  KvWriteOptions,
+  KvReadOptions,
+  KvEntry,
+  KvStoreEvents,
+} from './kv-store.js';
+export {
+  RateLimiter,
+  MAX_LIMITER_NAME_BYTES,
+  MAX_RATE_LIMIT_KEY_BYTES,
+  MAX_QUOTAS,
+  MAX_RATE_LIMIT_UNITS,
+  MAX_PERIOD_MS,
+} from './rate-limiter.js';
+export type {
+  RateLimiterOptions,
+  RateLimitQuota,
+  ConsumeOptions,
+  RateLimitDecision,
+} from './rate-limiter.js';
+export { RATE_LIMIT_ALGORITHMS } from './rate-limit-algorithms.js';
+export type { RateLimitAlgorithm } from './rate-limit-algorithms.js';
+export { LeaseManager, MAX_LEASE_NAME_BYTES, MIN_LEASE_TTL_MS, MAX_LEASE_TTL_MS } from './lease.js';
+export type { Lease, LeaseManagerOptions, AcquireOptions, WithLeaseOptions } from './lease.js';
+export { LeaderElection } from './leader-election.js';
+export type { LeaderElectionOptions, LeaderElectionEvents } from './leader-election.js';
