@@ -95,3 +95,22 @@ export { LeaseManager, MAX_LEASE_NAME_BYTES, MIN_LEASE_TTL_MS, MAX_LEASE_TTL_MS 
 export type { Lease, LeaseManagerOptions, AcquireOptions, WithLeaseOptions } from './lease.js';
 export { LeaderElection } from './leader-election.js';
 export type { LeaderElectionOptions, LeaderElectionEvents } from './leader-election.js';
+export { ChangeCapture, ALL_OPERATIONS } from './change-capture.js';
+export type {
+  ChangeOperation,
+  TableRef,
+  TrackOptions,
+  TrackedTable,
+  ChangeGroupStatus,
+  DeadLetter,
+  PruneOptions,
+  PruneResult,
+} from './change-capture.js';
+export { ChangeConsumer, consume } from './change-consumer.js';
+export type {
+  Change,
+  BatchContext,
+  ChangeHandler,
+  ConsumeOptions,
+  ChangeConsumerEvents,
+} from './change-consumer.js';

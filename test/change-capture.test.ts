@@ -1,0 +1,409 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import fc from 'fast-check';
+import type pg from 'pg';
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  ChangeCapture,
+  ChangeConsumer,
+  ValidationError,
+  type Change,
+  type ChangeHandler,
+} from '../src/index.js';
+import { useTestDatabase } from './helpers/db.js';
+import { waitFor } from './helpers/wait-for.js';
+
+const db = useTestDatabase();
+const running: ChangeConsumer[] = [];
+
+afterEach(async () => {
+  await Promise.all(running.splice(0).map((c) => c.stop()));
+});
+
+/** A handler that records each change as an effect row in its own transaction. */
+function recorder(group: string): ChangeHandler {
+  return async (changes, tx) => {
+    await tx.query(
+      `INSERT INTO effects (grp, change_id, op, tbl, pk, old, new)
+       SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::text[], $5::jsonb[], $6::jsonb[], $7::jsonb[])`,
+      [
+        group,
+        changes.map((c) => c.id),
+        changes.map((c) => c.op),
+        changes.map((c) => `${c.schema}.${c.table}`),
+        changes.map((c) => JSON.stringify(c.pk)),
+        changes.map((c) => JSON.stringify(c.old)),
+        changes.map((c) => JSON.stringify(c.new)),
+      ],
+    );
+  };
+}
+
+async function startConsumer(
+  options: Partial<ConstructorParameters<typeof ChangeConsumer>[1]> & { group: string },
+  pool: pg.Pool = db.pool,
+): Promise<ChangeConsumer> {
+  const c = new ChangeConsumer(pool, {
+    handler: recorder(options.group),
+    startFrom: 'beginning',
+    pollIntervalMs: 20,
+    fullPollIntervalMs: 200,
+    pruneIntervalMs: 0,
+    ...options,
+  });
+  c.on('error', () => undefined);
+  running.push(c);
+  await c.start();
+  return c;
+}
+
+async function effects(
+  group: string,
+): Promise<
+  Array<{ change_id: string; op: string; tbl: string; pk: unknown; old: unknown; new: unknown }>
+> {
+  const { rows } = await db.pool.query(
+    `SELECT change_id::text, op, tbl, pk, old, new FROM effects WHERE grp = $1 ORDER BY seq`,
+    [group],
+  );
+  return rows;
+}
+
+async function lastChangeId(): Promise<string> {
+  const { rows } = await db.pool.query(
+    `SELECT coalesce(max(id), 0)::text AS id FROM pgcoord.changes`,
+  );
+  return rows[0].id;
+}
+
+describe('ChangeCapture', () => {
+  it('sets up the effects table', async () => {
+    await db.pool.query(`CREATE TABLE effects (seq bigserial PRIMARY KEY, grp text NOT NULL,
+      change_id bigint NOT NULL, op text, tbl text, pk jsonb, old jsonb, new jsonb)`);
+  });
+
+  it('captures INSERT/UPDATE/DELETE/TRUNCATE on a quoted mixed-case schema and table with a composite key', async () => {
+    const schema = 'My "Sales"';
+    const table = 'Order "Lines"';
+    await db.pool.query(`CREATE SCHEMA "My ""Sales"""`);
+    await db.pool.query(
+      `CREATE TABLE "My ""Sales"""."Order ""Lines""" ("OrderId" int, line text, qty int, secret text, PRIMARY KEY ("OrderId", line))`,
+    );
+    const capture = new ChangeCapture(db.pool);
+    const t = await capture.track({ schema, name: table }, { columns: ['qty', 'OrderId'] });
+    expect(t.pkColumns).toEqual(['OrderId', 'line']);
+    // Installing again is harmless and changes nothing.
+    await capture.track({ schema, name: table }, { columns: ['qty', 'OrderId'] });
+    expect((await capture.tracked()).filter((x) => x.name === table)).toHaveLength(1);
+
+    const from = await lastChangeId();
+    const q = `"My ""Sales"""."Order ""Lines"""`;
+    await db.pool.query(`INSERT INTO ${q} VALUES (1, 'a', 2, 's'), (1, 'b', 3, 's')`);
+    await db.pool.query(`UPDATE ${q} SET qty = qty + 10 WHERE line = 'a'`);
+    await db.pool.query(`DELETE FROM ${q} WHERE line = 'b'`);
+    await db.pool.query(`TRUNCATE ${q}`);
+    const { rows } = await db.pool.query(
+      `SELECT op, schema_name, table_name, pk, old, new FROM pgcoord.changes WHERE id > $1 ORDER BY id`,
+      [from],
+    );
+    expect(rows).toEqual([
+      {
+        op: 'INSERT',
+        schema_name: schema,
+        table_name: table,
+        pk: { OrderId: 1, line: 'a' },
+        old: null,
+        new: { qty: 2, OrderId: 1 },
+      },
+      {
+        op: 'INSERT',
+        schema_name: schema,
+        table_name: table,
+        pk: { OrderId: 1, line: 'b' },
+        old: null,
+        new: { qty: 3, OrderId: 1 },
+      },
+      {
+        op: 'UPDATE',
+        schema_name: schema,
+        table_name: table,
+        pk: { OrderId: 1, line: 'a' },
+        old: { qty: 2, OrderId: 1 },
+        new: { qty: 12, OrderId: 1 },
+      },
+      {
+        op: 'DELETE',
+        schema_name: schema,
+        table_name: table,
+        pk: { OrderId: 1, line: 'b' },
+        old: { qty: 3, OrderId: 1 },
+        new: null,
+      },
+      { op: 'TRUNCATE', schema_name: schema, table_name: table, pk: null, old: null, new: null },
+    ]);
+
+    expect(await capture.untrack({ schema, name: table })).toBe(true);
+    expect(await capture.untrack({ schema, name: table })).toBe(false);
+    const before = await lastChangeId();
+    await db.pool.query(`INSERT INTO ${q} VALUES (2, 'c', 1, 's')`);
+    expect(await lastChangeId()).toBe(before);
+  });
+
+  it('identifies rows of a table without a primary key by the whole row, and honours operations', async () => {
+    await db.pool.query(`CREATE TABLE nopk (x int, y text, o int)`);
+    const capture = new ChangeCapture(db.pool);
+    await capture.track('nopk', { operations: ['UPDATE', 'DELETE'] });
+    const from = await lastChangeId();
+    await db.pool.query(`INSERT INTO nopk VALUES (1, 'a', 7), (1, 'a', 7)`);
+    await db.pool.query(`UPDATE nopk SET y = 'b' WHERE ctid IN (SELECT ctid FROM nopk LIMIT 1)`);
+    await db.pool.query(`DELETE FROM nopk`);
+    const { rows } = await db.pool.query(
+      `SELECT op, pk, old, new FROM pgcoord.changes WHERE id > $1 ORDER BY id`,
+      [from],
+    );
+    expect(rows[0]).toEqual({
+      op: 'UPDATE',
+      pk: { x: 1, y: 'b', o: 7 },
+      old: { x: 1, y: 'a', o: 7 },
+      new: { x: 1, y: 'b', o: 7 },
+    });
+    expect(
+      rows.slice(1).sort((p, q) => JSON.stringify(p).localeCompare(JSON.stringify(q))),
+    ).toEqual([
+      { op: 'DELETE', pk: { x: 1, y: 'a', o: 7 }, old: { x: 1, y: 'a', o: 7 }, new: null },
+      { op: 'DELETE', pk: { x: 1, y: 'b', o: 7 }, old: { x: 1, y: 'b', o: 7 }, new: null },
+    ]);
+  });
+
+  it('captures writes made outside the library (psql, or a plain client)', async () => {
+    await db.pool.query(
+      `CREATE TABLE outside (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), n int)`,
+    );
+    await new ChangeCapture(db.pool).track('outside');
+    const from = await lastChangeId();
+    const sql = `INSERT INTO outside (n) SELECT generate_series(1, 3)`;
+    let via = 'psql';
+    try {
+      await promisify(execFile)('psql', [db.url, '-v', 'ON_ERROR_STOP=1', '-c', sql]);
+    } catch {
+      via = 'client';
+      const c = await db.pool.connect();
+      await c.query(sql);
+      c.release();
+    }
+    const { rows } = await db.pool.query(
+      `SELECT op, (new->>'n')::int AS n FROM pgcoord.changes WHERE id > $1 AND table_name = 'outside' ORDER BY id`,
+      [from],
+    );
+    expect(rows, via).toEqual([1, 2, 3].map((n) => ({ op: 'INSERT', n })));
+  });
+
+  it('refuses bad input before any SQL', async () => {
+    const capture = new ChangeCapture(db.pool);
+    await fc.assert(
+      fc.asyncProperty(
+        fc.oneof(
+          fc.constant(''),
+          fc.constant('a\u0000b'),
+          fc.string({ minLength: 64, maxLength: 80 }).map((s) => 'x'.repeat(64) + s),
+          fc.integer(),
+          fc.constant(null),
+          fc.record({ schema: fc.constant(''), name: fc.string() }),
+        ),
+        async (bad) => {
+          await expect(capture.track(bad as never)).rejects.toBeInstanceOf(ValidationError);
+        },
+      ),
+      { numRuns: 30 },
+    );
+    await expect(capture.track('x', { operations: ['MERGE' as never] })).rejects.toBeInstanceOf(
+      ValidationError,
+    );
+    await expect(capture.track('x', { columns: [] })).rejects.toBeInstanceOf(ValidationError);
+    expect(
+      () => new ChangeConsumer(db.pool, { group: '', handler: async () => undefined }),
+    ).toThrow(ValidationError);
+    expect(
+      () =>
+        new ChangeConsumer(db.pool, {
+          group: 'g',
+          handler: async () => undefined,
+          mode: 'x' as never,
+        }),
+    ).toThrow(ValidationError);
+    expect(
+      () =>
+        new ChangeConsumer(db.pool, { group: 'g', handler: async () => undefined, batchSize: 0 }),
+    ).toThrow(ValidationError);
+  });
+});
+
+describe('ChangeConsumer', () => {
+  it('sets up a tracked table', async () => {
+    await db.pool.query(`CREATE TABLE items (id int PRIMARY KEY, v int NOT NULL)`);
+    await new ChangeCapture(db.pool).track('items');
+  });
+
+  it('delivers a change committed late with a lower id than one already delivered (T1/T2)', async () => {
+    await startConsumer({ group: 'late' });
+    const t1 = await db.pool.connect();
+    try {
+      await t1.query('BEGIN');
+      await t1.query(`INSERT INTO items VALUES (1001, 1)`); // T1 writes first: lower id
+      const { rows: r1 } = await t1.query(`SELECT max(id)::text AS id FROM pgcoord.changes`);
+      const t1Id = r1[0].id as string;
+      await db.pool.query(`INSERT INTO items VALUES (1002, 1)`); // T2 writes and commits
+      const t2Id = await lastChangeId();
+      expect(BigInt(t2Id)).toBeGreaterThan(BigInt(t1Id));
+      // T2 is consumed while T1 is still open.
+      await waitFor(async () => (await effects('late')).some((e) => e.change_id === t2Id), {
+        message: 'T2 delivered',
+      });
+      expect((await effects('late')).map((e) => e.change_id)).not.toContain(t1Id);
+      const { rows: g } = await db.pool.query(
+        `SELECT low_water::text FROM pgcoord.change_groups WHERE group_name = 'late'`,
+      );
+      expect(BigInt(g[0].low_water)).toBeLessThan(BigInt(t1Id));
+      await t1.query('COMMIT'); // then T1 commits
+      await waitFor(async () => (await effects('late')).some((e) => e.change_id === t1Id), {
+        message: 'T1 delivered after its late commit',
+      });
+      const ids = (await effects('late')).map((e) => e.change_id);
+      expect(ids.filter((id) => id === t1Id || id === t2Id)).toEqual([t2Id, t1Id]);
+      expect(new Set(ids).size).toBe(ids.length);
+      // Once T1 is final the low-water mark moves past both.
+      await db.pool.query(`INSERT INTO items VALUES (1003, 1)`);
+      await waitFor(async () => {
+        const r = await db.pool.query(
+          `SELECT low_water >= $1::bigint AS ok FROM pgcoord.change_groups WHERE group_name = 'late'`,
+          [t2Id],
+        );
+        return r.rows[0].ok as boolean;
+      });
+    } finally {
+      t1.release();
+    }
+  });
+
+  it('a group started after the writes gets everything; nothing is lost while it is down', async () => {
+    const c = await startConsumer({ group: 'late-start', startFrom: 'now' });
+    await c.stop();
+    const from = await lastChangeId();
+    await db.pool.query(`INSERT INTO items SELECT g, 0 FROM generate_series(1, 1000) g`);
+    await db.pool.query(`UPDATE items SET v = v + 1 WHERE id <= 1000 AND id % 2 = 0`);
+    await db.pool.query(`DELETE FROM items WHERE id <= 1000 AND id % 5 = 0`);
+    const to = await lastChangeId();
+    const expected = Number(to) - Number(from);
+    expect(expected).toBe(1000 + 500 + 200);
+    await startConsumer({ group: 'late-start', startFrom: 'now', batchSize: 300 });
+    await waitFor(async () => (await effects('late-start')).length >= expected, {
+      timeoutMs: 30_000,
+    });
+    const ids = (await effects('late-start')).map((e) => e.change_id);
+    expect(ids).toHaveLength(expected);
+    expect(ids).toEqual([...ids].sort((a, b) => Number(a) - Number(b)));
+    expect(Number(ids[0])).toBe(Number(from) + 1);
+  });
+
+  it('retries a failing handler, dead-letters the one change that keeps failing, and replays it', async () => {
+    let poison = true;
+    const calls: number[] = [];
+    const base = recorder('dlq');
+    const c = await startConsumer({
+      group: 'dlq',
+      startFrom: 'now',
+      maxAttempts: 3,
+      retryBaseMs: 5,
+      retryMaxMs: 20,
+      handler: async (changes, tx, ctx) => {
+        calls.push(changes.length);
+        if (
+          poison &&
+          changes.some((ch: Change) => (ch.new as { id?: number } | null)?.id === 2013)
+        ) {
+          throw new Error('poison 2013');
+        }
+        await base(changes, tx, ctx);
+      },
+    });
+    const deadLetters: string[] = [];
+    c.on('dead-letter', (e) => deadLetters.push(e.changeId));
+    await db.pool.query(`INSERT INTO items SELECT g, 0 FROM generate_series(2001, 2030) g`);
+    await waitFor(async () => (await effects('dlq')).length === 29, { timeoutMs: 20_000 });
+    const capture = new ChangeCapture(db.pool);
+    const dead = await capture.deadLetters('dlq');
+    expect(dead).toHaveLength(1);
+    expect((dead[0]!.change as { new: { id: number } }).new.id).toBe(2013);
+    expect(dead[0]!.lastError).toBe('poison 2013');
+    expect(deadLetters).toEqual([dead[0]!.changeId]);
+    expect(c.metrics().retries).toBeGreaterThanOrEqual(3);
+    // Replay once the cause is fixed.
+    poison = false;
+    expect(await capture.replay('dlq')).toBe(1);
+    await waitFor(async () => (await effects('dlq')).length === 30);
+    expect(await capture.deadLetters('dlq')).toHaveLength(0);
+    const ids = (await effects('dlq')).map((e) => e.change_id);
+    expect(new Set(ids).size).toBe(30);
+  });
+
+  it('parallel mode shares the work and keeps per-key order', async () => {
+    const a = db.newPool({ max: 3 });
+    const b = db.newPool({ max: 3 });
+    const opts = {
+      group: 'par',
+      mode: 'parallel' as const,
+      partitions: 4,
+      concurrency: 2,
+      startFrom: 'now' as const,
+      batchSize: 50,
+    };
+    const ca = await startConsumer(opts, a);
+    const cb = await startConsumer(opts, b);
+    await db.pool.query(`INSERT INTO items SELECT g, 0 FROM generate_series(3001, 3040) g`);
+    for (let v = 1; v <= 15; v++) {
+      await db.pool.query(`UPDATE items SET v = $1 WHERE id BETWEEN 3001 AND 3040`, [v]);
+    }
+    const expected = 40 + 40 * 15;
+    await waitFor(async () => (await effects('par')).length >= expected, { timeoutMs: 30_000 });
+    const rows = await effects('par');
+    expect(rows).toHaveLength(expected);
+    const byKey = new Map<number, number[]>();
+    for (const r of rows) {
+      const k = (r.pk as { id: number }).id;
+      const v = (r.new as { v: number }).v;
+      byKey.set(k, [...(byKey.get(k) ?? []), v]);
+    }
+    expect(byKey.size).toBe(40);
+    for (const vs of byKey.values()) expect(vs).toEqual([...Array(16).keys()]);
+    expect(ca.metrics().delivered + cb.metrics().delivered).toBe(expected);
+    expect(ca.metrics().delivered).toBeGreaterThan(0);
+    expect(cb.metrics().delivered).toBeGreaterThan(0);
+  });
+
+  it('prunes what every group passed and bounds what a dead group keeps', async () => {
+    const capture = new ChangeCapture(db.pool);
+    // Every group above has consumed everything; a stalled group holds the rest back.
+    const stalled = await startConsumer({
+      group: 'stalled',
+      startFrom: 'beginning',
+      retryBaseMs: 3_600_000,
+      handler: async () => {
+        throw new Error('stalled');
+      },
+    });
+    await waitFor(() => stalled.metrics().retries > 0);
+    await stalled.stop();
+    const before = Number(
+      (await db.pool.query(`SELECT count(*) FROM pgcoord.changes`)).rows[0].count,
+    );
+    expect(before).toBeGreaterThan(0);
+    const r1 = await capture.prune();
+    expect(r1.deleted).toBe(0); // 'stalled' is at the beginning
+    const r2 = await capture.prune({ maxRetentionMs: 1 });
+    expect(r2.overrun.some((o) => o.group === 'stalled' && o.skipped > 0)).toBe(true);
+    expect(r2.deleted).toBe(before);
+    const st = (await capture.groups()).find((g) => g.group === 'stalled')!;
+    expect(st.overrunCount).toBeGreaterThan(0);
+    expect(await capture.dropGroup('stalled')).toBe(true);
+  });
+});
