@@ -111,6 +111,7 @@ export type {
   Change,
   BatchContext,
   ChangeHandler,
-  ConsumeOptions,
+  // Renamed here: the rate limiter exports a ConsumeOptions too (clash of the kv and changes merges).
+  ConsumeOptions as ChangeConsumeOptions,
   ChangeConsumerEvents,
 } from './change-consumer.js';
