@@ -6,6 +6,9 @@ import pino from 'pino';
 import { makeTokenCheck } from './auth.js';
 import { healthRoutes } from './health-routes.js';
 import { iidyRoutes } from './iidy-routes.js';
+import { kvRoutes } from './kv-routes.js';
+import { leaseRoutes } from './lease-routes.js';
+import { limitRoutes } from './limit-routes.js';
 import { listRoutes } from './list-routes.js';
 import { notifyRoutes } from './notify-routes.js';
 import { HttpError, errorHandler } from './http-errors.js';
@@ -153,6 +156,9 @@ export async function createServer(options: ServerOptions): Promise<PgcoordServe
     healthRoutes,
     listRoutes,
     iidyRoutes,
+    kvRoutes,
+    limitRoutes,
+    leaseRoutes,
     notifyRoutes,
     ...(options.routes ?? []),
   ]) {
