@@ -1,23 +1,16 @@
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { migrate } from '../db/migrator.js';
 import { PgcoordError } from '../db/errors.js';
 import { chooseDatabase, withPool } from './database.js';
-import { CliError, EXIT, exitCodeFor } from './exit-codes.js';
+import { EXIT, exitCodeFor } from './exit-codes.js';
+import { benchCommand } from './bench-command.js';
+import { kvCommand } from './kv-commands.js';
+import { limitCommand } from './limit-command.js';
+import { listsCommand } from './lists-commands.js';
+import { listenCommand, notifyCommand } from './notify-commands.js';
+import { parseCount, parsePort, type GlobalOptions } from './options.js';
+import { out } from './output.js';
 import { serve } from './serve-command.js';
-
-/** Options every command accepts. */
-export interface GlobalOptions {
-  databaseUrl?: string;
-  dataDir: string;
-  schema?: string;
-  json?: boolean;
-  verbose?: boolean;
-}
-
-/** Writes one line to stdout (the CLI's only output channel for results). */
-export function out(line: string): void {
-  process.stdout.write(line + '\n');
-}
 
 /** Builds the `pgcoord` program. Exposed for tests and for embedding in another CLI. */
 export function buildProgram(): Command {
@@ -123,6 +116,12 @@ Example:
         );
     });
 
+  program.addCommand(listsCommand());
+  program.addCommand(kvCommand());
+  program.addCommand(limitCommand());
+  program.addCommand(listenCommand());
+  program.addCommand(notifyCommand());
+  program.addCommand(benchCommand());
   return program;
 }
 
@@ -131,10 +130,19 @@ Example:
  * Errors print as one line on stderr; `--verbose` adds the stack.
  */
 export async function main(argv: string[]): Promise<number> {
+  // `pgcoord ... | head` closes our stdout early: that is not an error.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(EXIT.OK);
+  });
   const program = buildProgram();
   program.exitOverride();
   program.configureOutput({ writeErr: (s) => process.stderr.write(s) });
-  for (const cmd of program.commands) cmd.exitOverride();
+  const override = (cmd: Command): void => {
+    cmd.exitOverride();
+    cmd.configureOutput({ writeErr: (str) => process.stderr.write(str) });
+    cmd.commands.forEach(override);
+  };
+  override(program);
   try {
     await program.parseAsync(argv);
     return EXIT.OK;
@@ -150,7 +158,9 @@ export async function main(argv: string[]): Promise<number> {
       return EXIT.USAGE;
     }
     const verbose = argv.includes('--verbose');
-    process.stderr.write(`pgcoord: ${describeError(err)}\n`);
+    const message = describeError(err);
+    // An empty message is an outcome already printed (a denied limit): only the exit code speaks.
+    if (message) process.stderr.write(`pgcoord: ${message}\n`);
     if (verbose && err instanceof Error && err.stack) process.stderr.write(err.stack + '\n');
     return exitCodeFor(err);
   }
@@ -160,22 +170,4 @@ function describeError(err: unknown): string {
   if (err instanceof PgcoordError) return `${err.message} [${err.code}]`.replaceAll('\n', ' ');
   if (err instanceof Error) return err.message.split('\n')[0] ?? 'error';
   return String(err);
-}
-
-function parsePort(value: string): number {
-  if (!/^\d+$/.test(value) || Number(value) > 65535) {
-    throw new CliError(
-      `--port: must be a whole number from 0 to 65535, got "${value}"`,
-      EXIT.USAGE,
-    );
-  }
-  return Number(value);
-}
-
-/** A positive whole number option. */
-export function parseCount(value: string): number {
-  if (!/^\d+$/.test(value) || Number(value) < 1 || !Number.isSafeInteger(Number(value))) {
-    throw new InvalidArgumentError('must be a whole number of at least 1.');
-  }
-  return Number(value);
 }
