@@ -10,7 +10,6 @@ import { listsCommand } from './lists-commands.js';
 import { listenCommand, notifyCommand } from './notify-commands.js';
 import { parseCount, parsePort, type GlobalOptions } from './options.js';
 import { out } from './output.js';
-import { serve } from './serve-command.js';
 
 /** Builds the `pgcoord` program. Exposed for tests and for embedding in another CLI. */
 export function buildProgram(): Command {
@@ -83,6 +82,8 @@ Example:
         cmd: Command,
       ) => {
         const g = cmd.optsWithGlobals<GlobalOptions>();
+        // Loaded on demand: Fastify is most of the startup time of the other commands.
+        const { serve } = await import('./serve-command.js');
         await serve({
           host: opts.host,
           port: typeof opts.port === 'string' ? parsePort(opts.port) : opts.port,
