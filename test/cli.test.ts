@@ -115,6 +115,28 @@ describe('pgcoord CLI', () => {
     expect(await listen.exited).toBe(0);
   });
 
+  it('watches the changes of a table live', async () => {
+    await db.pool.query('CREATE TABLE watched (id int PRIMARY KEY, v text)');
+    const watch = startCli(['--database-url', db.url, 'watch', 'watched', '--track']);
+    try {
+      await waitFor(() => watch.stderr().includes('watching public.watched'), {
+        timeoutMs: 30_000,
+      });
+      await db.pool.query(`INSERT INTO watched VALUES (7, 'x')`);
+      await waitFor(() => /\tINSERT\tpublic\.watched\t\{"id":7\}\n/.test(watch.stdout()), {
+        timeoutMs: 20_000,
+      });
+    } finally {
+      watch.child.kill('SIGINT');
+    }
+    expect(await watch.exited).toBe(0);
+    // The throw-away group is gone.
+    const { rows } = await db.pool.query(
+      `SELECT count(*)::int AS n FROM pgcoord.change_groups WHERE group_name LIKE 'pgcoord-watch-%'`,
+    );
+    expect(rows[0].n).toBe(0);
+  });
+
   it('reports an unreachable database with exit 5', async () => {
     const r = await runCli([
       '--database-url',

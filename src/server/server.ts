@@ -5,6 +5,7 @@ import type { ConnectionInput } from '../db/connection.js';
 import pino from 'pino';
 import { makeTokenCheck } from './auth.js';
 import { healthRoutes } from './health-routes.js';
+import { changeRoutes } from './change-routes.js';
 import { iidyRoutes } from './iidy-routes.js';
 import { kvRoutes } from './kv-routes.js';
 import { leaseRoutes } from './lease-routes.js';
@@ -160,6 +161,7 @@ export async function createServer(options: ServerOptions): Promise<PgcoordServe
     limitRoutes,
     leaseRoutes,
     notifyRoutes,
+    changeRoutes,
     ...(options.routes ?? []),
   ]) {
     await app.register(async (scoped) => family(scoped, ctx));
