@@ -649,6 +649,8 @@ export class ClusterPool extends EventEmitter<ClusterPoolEvents> implements Conn
     const targets = [...known, ...this.options.seeds];
     const tried = new Set<string>();
     let lastError: unknown = new Error('no instance to query');
+    // An answer from a live server (a SQLSTATE) says more than a refused connection elsewhere.
+    let serverError: unknown;
     for (const t of targets) {
       const key = instanceKey(t);
       if (tried.has(key)) continue;
@@ -657,9 +659,12 @@ export class ClusterPool extends EventEmitter<ClusterPoolEvents> implements Conn
         return await this.serviceQuery<R>(t, text, values);
       } catch (err) {
         lastError = err;
+        if (serverError === undefined && coerceError(err).code === 'PGCOORD_DATABASE') {
+          serverError = err;
+        }
       }
     }
-    throw lastError;
+    throw serverError ?? lastError;
   }
 }
 
