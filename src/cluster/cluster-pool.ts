@@ -82,7 +82,8 @@ export class ClusterPool extends EventEmitter<ClusterPoolEvents> implements Conn
   /** Pools of removed instances still draining. */
   private readonly closing = new Set<Promise<void>>();
   private readonly service = new Map<string, Promise<pg.Client>>();
-  private readonly candidates = new Map<string, InstancePool[]>();
+  private readonly candidates = new Map<TargetSessionAttrs, InstancePool[]>();
+  private readonly readCandidates = new Map<TargetSessionAttrs, InstancePool[]>();
   /** Earliest back-off end among instances, after which the candidate cache is stale. */
   private cacheExpiresAt = Infinity;
   private primaryKey: string | undefined;
@@ -318,7 +319,7 @@ export class ClusterPool extends EventEmitter<ClusterPoolEvents> implements Conn
   ): Promise<{ client: pg.PoolClient; inst: InstancePool }> {
     const writer = attrs === 'read-write' || attrs === 'primary';
     for (;;) {
-      const inst = await this.pick(attrs, intent, deadline);
+      const inst = this.pickNow(attrs, intent) ?? (await this.pick(attrs, intent, deadline));
       let client: pg.PoolClient;
       try {
         client = await inst.acquire();
@@ -344,14 +345,9 @@ export class ClusterPool extends EventEmitter<ClusterPoolEvents> implements Conn
     deadline: number,
   ): Promise<InstancePool> {
     for (;;) {
-      if (this.ended) throw new ClosedError('the cluster pool was ended');
-      if (!this.ready) await this.start();
-      const list = this.candidateList(attrs, intent);
-      if (list.length > 0) {
-        const chosen = this.options.balancer.pick(list, intent);
-        const inst = chosen && this.instances.get(chosen.key);
-        if (inst) return inst;
-      }
+      if (!this.ready && !this.ended) await this.start();
+      const inst = this.pickNow(attrs, intent);
+      if (inst) return inst;
       const now = Date.now();
       if (now >= deadline) {
         throw new TimeoutError(
@@ -365,11 +361,22 @@ export class ClusterPool extends EventEmitter<ClusterPoolEvents> implements Conn
     }
   }
 
+  /** The balancer's pick among eligible instances right now, without waiting (the hot path). */
+  private pickNow(attrs: TargetSessionAttrs, intent: Intent): InstancePool | undefined {
+    if (this.ended) throw new ClosedError('the cluster pool was ended');
+    if (!this.ready) return undefined;
+    const list = this.candidateList(attrs, intent);
+    if (list.length === 0) return undefined;
+    const chosen = this.options.balancer.pick(list, intent);
+    if (chosen instanceof InstancePool && this.instances.get(chosen.key) === chosen) return chosen;
+    return chosen ? this.instances.get(chosen.key) : undefined;
+  }
+
   private candidateList(attrs: TargetSessionAttrs, intent: Intent): InstancePool[] {
     const now = Date.now();
     if (now >= this.cacheExpiresAt) this.invalidate();
-    const cacheKey = intent === 'read' ? `r:${attrs}` : attrs;
-    let list = this.candidates.get(cacheKey);
+    const cache = intent === 'read' ? this.readCandidates : this.candidates;
+    let list = cache.get(attrs);
     if (list) return list;
     const eligible = [...this.instances.values()].filter(
       (i) =>
@@ -402,13 +409,14 @@ export class ClusterPool extends EventEmitter<ClusterPoolEvents> implements Conn
         break;
       }
     }
-    this.candidates.set(cacheKey, list);
+    cache.set(attrs, list);
     return list;
   }
 
   /** Routing facts changed: drop cached candidate lists and wake waiting callers. */
   private invalidate(): void {
     this.candidates.clear();
+    this.readCandidates.clear();
     const now = Date.now();
     let next = Infinity;
     for (const i of this.instances.values()) if (i.retryAt > now) next = Math.min(next, i.retryAt);
