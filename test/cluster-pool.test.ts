@@ -1,3 +1,5 @@
+import fs from 'node:fs';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   ClosedError,
@@ -302,6 +304,40 @@ describe('ClusterPool on a primary and two standbys', () => {
     await pool.end();
     expect(await countOn(s0)).toBe(0);
     await expect(pool.query('SELECT 1')).rejects.toBeInstanceOf(ClosedError);
+  });
+
+  it('runs the README example', async () => {
+    const readme = fs.readFileSync(path.join(import.meta.dirname, '..', 'README.md'), 'utf8');
+    const section = readme.slice(
+      readme.indexOf('<!-- section:cluster-pool -->'),
+      readme.indexOf('<!-- /section:cluster-pool -->'),
+    );
+    const example = /```ts\n([\s\S]*?)```/.exec(section)![1]!;
+    expect(example).toContain(
+      "'postgres://app@db1:5432,db2:5432,db3:5432/app?application_name=api'",
+    );
+    await cluster.query(cluster.primary, 'CREATE TABLE orders (id int PRIMARY KEY, paid bool)');
+    await cluster.waitForReplication();
+    const runnable = example
+      .replace(
+        "from 'pgcoord'",
+        `from '${path.join(import.meta.dirname, '..', 'src', 'index.js')}'`,
+      )
+      .replace(
+        "'postgres://app@db1:5432,db2:5432,db3:5432/app?application_name=api'",
+        `'${cluster.url('postgres', 'application_name=api')}'`,
+      );
+    const dir = path.join(import.meta.dirname, '..', '.tmp');
+    fs.mkdirSync(dir, { recursive: true });
+    const file = path.join(dir, `readme-cluster-${process.pid}.ts`);
+    fs.writeFileSync(file, `${runnable}\nexport {};\n`);
+    try {
+      await import(file);
+    } finally {
+      fs.rmSync(file, { force: true });
+    }
+    const { rows } = await cluster.query(cluster.primary, 'SELECT id, paid FROM orders');
+    expect(rows).toEqual([{ id: 42, paid: true }]);
   });
 
   it('fails over: writes wait for the promoted standby and none is reported that is not on it', async () => {
