@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import pg from 'pg';
-import { ClosedError, coerceError, isConnectionSqlState, TimeoutError } from '../db/errors.js';
+import { ClosedError, coerceError, TimeoutError } from '../db/errors.js';
 import type { ConnectableQueryable } from '../db/queryable.js';
 import type { Intent } from './balancer.js';
 import {
@@ -8,13 +8,13 @@ import {
   type ClusterPoolOptions,
   type ResolvedClusterOptions,
 } from './cluster-options.js';
+import { DiscoveryConnections } from './discovery-connections.js';
 import { InstancePool, TrackedClient } from './instance-pool.js';
 import type { TargetSessionAttrs } from './multi-host-url.js';
 import {
   instanceKey,
   type DiscoveredInstance,
   type DiscoveryContext,
-  type HostPort,
   type InstanceView,
 } from './topology.js';
 
@@ -33,8 +33,8 @@ export interface ClusterPoolEvents {
   'topology:error': [err: Error];
   'instance:down': [info: { instance: string; err?: Error }];
   'instance:up': [info: { instance: string }];
-  /** The writable primary moved (`from` is undefined when none was known). */
-  failover: [info: { from: string | undefined; to: string }];
+  /** The single writable primary moved from one instance to another (`host:port` keys). */
+  failover: [info: { from: string; to: string }];
   connect: [client: pg.PoolClient];
   acquire: [client: pg.PoolClient];
   release: [err: Error | undefined, client: pg.PoolClient];
@@ -81,7 +81,7 @@ export class ClusterPool extends EventEmitter<ClusterPoolEvents> implements Conn
   private readonly instances = new Map<string, InstancePool>();
   /** Pools of removed instances still draining. */
   private readonly closing = new Set<Promise<void>>();
-  private readonly service = new Map<string, Promise<pg.Client>>();
+  private readonly service: DiscoveryConnections;
   private readonly candidates = new Map<TargetSessionAttrs, InstancePool[]>();
   private readonly readCandidates = new Map<TargetSessionAttrs, InstancePool[]>();
   /** Earliest back-off end among instances, after which the candidate cache is stale. */
@@ -100,6 +100,10 @@ export class ClusterPool extends EventEmitter<ClusterPoolEvents> implements Conn
   constructor(options: ClusterPoolOptions) {
     super();
     this.options = resolveClusterOptions(options);
+    this.service = new DiscoveryConnections({
+      clientConfig: this.options.clientConfig,
+      timeoutMs: this.options.connectTimeoutMs,
+    });
     this.reader = {
       query: (text, values) => this.run(this.options.readerAttrs, 'read', text, values),
       connect: () => this.connectAs(this.options.readerAttrs, 'read'),
@@ -111,8 +115,15 @@ export class ClusterPool extends EventEmitter<ClusterPoolEvents> implements Conn
         return [...instances.values()].map((i) => ({ host: i.host, port: i.port }));
       },
       timeoutMs: this.options.connectTimeoutMs,
-      queryInstance: (target, text, values) => this.serviceQuery(target, text, values),
-      queryAny: (text, values) => this.serviceQueryAny(text, values),
+      queryInstance: (target, text, values) => this.service.query(target, text, values),
+      queryAny: (text, values) => {
+        // Healthy known instances first, then the rest, then the seeds.
+        const now = Date.now();
+        const known = [...instances.values()].sort(
+          (a, b) => Number(b.eligible(now)) - Number(a.eligible(now)),
+        );
+        return this.service.queryAny([...known, ...this.options.seeds], text, values);
+      },
     };
   }
 
@@ -214,11 +225,7 @@ export class ClusterPool extends EventEmitter<ClusterPoolEvents> implements Conn
       const pools = [...this.instances.values()];
       this.instances.clear();
       this.candidates.clear();
-      await Promise.all([
-        ...pools.map((p) => p.close()),
-        ...this.closing,
-        ...[...this.service.keys()].map((k) => this.closeService(k)),
-      ]);
+      await Promise.all([...pools.map((p) => p.close()), ...this.closing, this.service.closeAll()]);
     })();
     return this.ended;
   }
@@ -566,18 +573,20 @@ export class ClusterPool extends EventEmitter<ClusterPoolEvents> implements Conn
       // Drained: connections in use close when released; callers queued on it retry elsewhere.
       const closing = inst.close().finally(() => this.closing.delete(closing));
       this.closing.add(closing);
-      void this.closeService(key);
+      void this.service.close(key);
     }
+    // A failover is the single writable primary moving; multi-writer engines (Picodata,
+    // YugabyteDB) have several and no failover in this sense.
     const primaries = [...this.instances.values()].filter(
       (i) => i.role === 'primary' && i.sourceUp && !i.readOnly,
     );
-    const primary = primaries.length > 0 ? primaries[0]!.key : undefined;
-    if (primary && !primaries.some((p) => p.key === this.primaryKey)) {
+    if (primaries.length === 1 && primaries[0]!.key !== this.primaryKey) {
       const from = this.primaryKey;
-      this.primaryKey = primary;
+      const to = primaries[0]!.key;
+      this.primaryKey = to;
       if (from !== undefined) {
-        this.options.logger({ level: 'info', message: `failover ${from} -> ${primary}` });
-        this.emit('failover', { from, to: primary });
+        this.options.logger({ level: 'info', message: `failover ${from} -> ${to}` });
+        this.emit('failover', { from, to });
       }
     }
     this.invalidate();
@@ -589,90 +598,6 @@ export class ClusterPool extends EventEmitter<ClusterPoolEvents> implements Conn
       const views = this.topology();
       this.emit('topology', views, change);
     }
-  }
-
-  private serviceClient(target: HostPort): Promise<pg.Client> {
-    const key = instanceKey(target);
-    let p = this.service.get(key);
-    if (!p) {
-      const client = new pg.Client({
-        // Named apart from the application's own connections, so they are easy to tell apart.
-        ...this.options.clientConfig(target, { application_name: 'pgcoord_discovery' }),
-        connectionTimeoutMillis: this.options.connectTimeoutMs,
-        query_timeout: this.options.connectTimeoutMs,
-        keepAlive: true,
-      });
-      const drop = () => {
-        if (this.service.get(key) === p) this.service.delete(key);
-      };
-      client.on('error', drop);
-      client.on('end', drop);
-      p = client.connect().then(
-        () => client,
-        async (err: unknown) => {
-          drop();
-          await client.end().catch(() => undefined);
-          throw err;
-        },
-      );
-      this.service.set(key, p);
-    }
-    return p;
-  }
-
-  private async closeService(key: string): Promise<void> {
-    const p = this.service.get(key);
-    if (!p) return;
-    this.service.delete(key);
-    const client = await p.catch(() => undefined);
-    await client?.end().catch(() => undefined);
-  }
-
-  private async serviceQuery<R extends pg.QueryResultRow>(
-    target: HostPort,
-    text: string,
-    values?: unknown[],
-  ): Promise<pg.QueryResult<R>> {
-    if (this.ended) throw new ClosedError('the cluster pool was ended');
-    const client = await this.serviceClient(target);
-    try {
-      return await client.query<R>(text, values);
-    } catch (err) {
-      const e = err as { code?: string };
-      if (e.code === undefined || isConnectionSqlState(e.code) || !/^[0-9A-Z]{5}$/.test(e.code)) {
-        await this.closeService(instanceKey(target));
-      }
-      throw err;
-    }
-  }
-
-  private async serviceQueryAny<R extends pg.QueryResultRow>(
-    text: string,
-    values?: unknown[],
-  ): Promise<pg.QueryResult<R>> {
-    const now = Date.now();
-    const known = [...this.instances.values()]
-      .sort((a, b) => Number(b.eligible(now)) - Number(a.eligible(now)))
-      .map((i) => ({ host: i.host, port: i.port }));
-    const targets = [...known, ...this.options.seeds];
-    const tried = new Set<string>();
-    let lastError: unknown = new Error('no instance to query');
-    // An answer from a live server (a SQLSTATE) says more than a refused connection elsewhere.
-    let serverError: unknown;
-    for (const t of targets) {
-      const key = instanceKey(t);
-      if (tried.has(key)) continue;
-      tried.add(key);
-      try {
-        return await this.serviceQuery<R>(t, text, values);
-      } catch (err) {
-        lastError = err;
-        if (serverError === undefined && coerceError(err).code === 'PGCOORD_DATABASE') {
-          serverError = err;
-        }
-      }
-    }
-    throw serverError ?? lastError;
   }
 }
 
