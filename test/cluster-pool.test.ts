@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,6 +10,9 @@ import {
   type ClusterPoolOptions,
   type DiscoveredInstance,
   type StrategyName,
+  type TargetSessionAttrs,
+  TARGET_SESSION_ATTRS,
+  ValidationError,
 } from '../src/index.js';
 import { startCluster, type TestCluster } from './helpers/cluster.js';
 import { nextEvent, waitFor } from './helpers/wait-for.js';
@@ -139,6 +143,28 @@ describe('ClusterPool on a primary and two standbys', () => {
     }
   });
 
+  it('routes by every target_session_attrs value', async () => {
+    const primary = cluster.primary.port;
+    const standbys = cluster.standbys.map((s) => s.port);
+    const expected: Record<TargetSessionAttrs, number[]> = {
+      any: [primary, ...standbys],
+      'read-write': [primary],
+      primary: [primary],
+      'read-only': standbys,
+      standby: standbys,
+      'prefer-standby': standbys,
+    };
+    for (const attrs of TARGET_SESSION_ATTRS) {
+      const pool = newPool({
+        connectionString: cluster.url('postgres', `target_session_attrs=${attrs}`),
+      });
+      const ports = new Set<number>();
+      for (let i = 0; i < 12; i++) ports.add(await portOf(pool));
+      expect([...ports].sort(), attrs).toEqual([...expected[attrs]].sort());
+      await pool.end();
+    }
+  });
+
   it('keeps at most maxConnectionsPerInstance connections to an instance', async () => {
     const pool = newPool({
       connectionString: cluster.url('postgres', 'application_name=pgcoord_cap'),
@@ -183,6 +209,18 @@ describe('ClusterPool on a primary and two standbys', () => {
     const again = await pool.connect();
     expect((again as unknown as { processID: number }).processID).not.toBe(pid);
     again.release();
+
+    // (a2) A session switched to read-only by its user is discarded on release too.
+    const ro = await pool.connect();
+    const roPid = (ro as unknown as { processID: number }).processID;
+    await ro.query('SET default_transaction_read_only = on');
+    const removedRo = nextEvent(pool, 'remove');
+    ro.release();
+    await removedRo;
+    const { rows: after2 } = await pool.query<{ pid: number }>(
+      'INSERT INTO t VALUES (103) RETURNING pg_backend_pid() AS pid',
+    );
+    expect(after2[0]!.pid).not.toBe(roPid);
 
     // (b) A read-only transaction of the caller's own fails at once, not after a failover wait.
     const started = Date.now();
@@ -407,6 +445,49 @@ describe('ClusterPool on a primary and two standbys', () => {
 });
 
 describe('ClusterPool options', () => {
+  it('throws only ValidationError for any bad option, before connecting', async () => {
+    const junk = fc.oneof(
+      fc.constant(undefined),
+      fc.constant(null),
+      fc.integer({ min: -5, max: 100_000 }),
+      fc.double(),
+      fc.string({ maxLength: 12 }),
+      fc.boolean(),
+      fc.array(fc.string({ maxLength: 8 }), { maxLength: 3 }),
+      fc.object({ maxDepth: 1 }),
+    );
+    const keys = [
+      'connectionString',
+      'hosts',
+      'connection',
+      'source',
+      'targetSessionAttrs',
+      'readerSessionAttrs',
+      'strategy',
+      'maxConnectionsPerInstance',
+      'refreshIntervalMs',
+      'connectTimeoutMs',
+      'failoverTimeoutMs',
+      'retryBackoffMs',
+      'maxRetryBackoffMs',
+      'maxLagBytes',
+      'idleTimeoutMs',
+      'logger',
+    ];
+    const made: ClusterPool[] = [];
+    fc.assert(
+      fc.property(fc.constantFrom(...keys), junk, (key, value) => {
+        try {
+          made.push(new ClusterPool({ hosts: ['127.0.0.1:1'], [key]: value }));
+        } catch (err) {
+          expect(err).toBeInstanceOf(ValidationError);
+        }
+      }),
+    );
+    // Nothing connected: construction alone opens no connection.
+    await Promise.all(made.map((p) => p.end()));
+  });
+
   it('refuses bad options before connecting', () => {
     expect(() => new ClusterPool({})).toThrow(/connectionString, hosts, or a source/);
     expect(() => new ClusterPool({ hosts: ['h:0'] })).toThrow(/hosts\[0\]\.port/);

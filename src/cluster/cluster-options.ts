@@ -73,6 +73,7 @@ export interface ClusterPoolOptions {
   logger?: (entry: ClusterLogEntry) => void;
 }
 
+/** {@link ClusterPoolOptions} with every default applied and every value checked. */
 export interface ResolvedClusterOptions {
   seeds: HostPort[];
   /** Connection settings of one instance; `overrides` are extra connection parameters. */

@@ -310,9 +310,10 @@ export class ClusterPool extends EventEmitter<ClusterPoolEvents> implements Conn
     const release = client.release;
     const tracked = client as unknown as TrackedClient;
     client.release = (err?: Error | boolean) => {
-      if (err === undefined && intent === 'write' && tracked.refusedWrite) {
-        this.writeRefused(inst);
-        return release.call(client, new Error('discarded: it answered 25006 (read-only)'));
+      if (err === undefined && intent === 'write' && tracked.readOnly) {
+        // Answered 25006, or the session turned read-only: never back into a writer's hands.
+        if (tracked.refusedWrite) this.writeRefused(inst);
+        return release.call(client, new Error('discarded: read-only connection'));
       }
       return release.call(client, err);
     };
