@@ -271,6 +271,62 @@ describe('ClusterPool on a primary and two standbys', () => {
     await pool.end();
   });
 
+  it('skips a failed instance for a back-off and retries it after', async () => {
+    const [s0, s1] = cluster.standbys as [typeof cluster.primary, typeof cluster.primary];
+    // A source that does not probe: it keeps listing s1 as up, so only the back-off keeps
+    // readers away from it, and only a retried checkout brings it back.
+    const pool = new ClusterPool({
+      hosts: [{ host: '127.0.0.1', port: cluster.primary.port }],
+      connection: { user: 'postgres', database: 'postgres' },
+      refreshIntervalMs: 100,
+      retryBackoffMs: 150,
+      maxRetryBackoffMs: 300,
+      source: async () => [
+        { host: '127.0.0.1', port: cluster.primary.port, role: 'primary' },
+        { host: '127.0.0.1', port: s0.port, role: 'standby' },
+        { host: '127.0.0.1', port: s1.port, role: 'standby' },
+      ],
+    });
+    pools.push(pool);
+    for (let i = 0; i < 4; i++) await portOf(pool.reader);
+    const down = nextEvent<{ instance: string }>(pool, 'instance:down', 20_000);
+    s1.stop('fast');
+    // Readers keep going all along: every read succeeds, and they retry s1 after each back-off.
+    const errors: unknown[] = [];
+    const seen: number[] = [];
+    let reading = true;
+    const reads = (async () => {
+      while (reading) {
+        try {
+          seen.push(await portOf(pool.reader));
+        } catch (err) {
+          errors.push(err);
+        }
+      }
+    })();
+    try {
+      expect((await down).instance).toBe(cluster.key(s1));
+      await waitFor(() => pool.topology().find((v) => v.key === cluster.key(s1))!.failures >= 2, {
+        timeoutMs: 10_000,
+        intervalMs: 20,
+        message: 'a retry of the stopped standby after its back-off',
+      });
+      const upAt = seen.length;
+      expect(seen.slice(5).every((p) => p === s0.port)).toBe(true);
+      const up = nextEvent<{ instance: string }>(pool, 'instance:up', 30_000);
+      s1.start();
+      expect((await up).instance).toBe(cluster.key(s1));
+      await waitFor(() => seen.slice(upAt).includes(s1.port), { timeoutMs: 10_000 });
+    } finally {
+      reading = false;
+      await reads;
+      if (!s1.running()) s1.start();
+    }
+    expect(errors).toEqual([]);
+    expect(pool.topology().find((v) => v.key === cluster.key(s1))!.health).toBe('up');
+    await pool.end();
+  });
+
   it('follows instances added and removed while queries run, closing removed pools', async () => {
     const [s0, s1] = cluster.standbys as [typeof cluster.primary, typeof cluster.primary];
     const listed = (insts: (typeof s0)[]) =>

@@ -169,7 +169,11 @@ export function resolveClusterOptions(
   else if (typeof o.source === 'function') {
     const fn = o.source;
     source = { name: 'function', discover: (ctx) => fn(ctx) };
-  } else if (typeof o.source === 'object' && typeof o.source.discover === 'function') {
+  } else if (
+    typeof o.source === 'object' &&
+    o.source !== null &&
+    typeof o.source.discover === 'function'
+  ) {
     source = o.source;
   } else {
     throw new ValidationError('options.source', 'must be a TopologySource or a function');

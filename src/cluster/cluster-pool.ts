@@ -206,7 +206,11 @@ export class ClusterPool extends EventEmitter<ClusterPoolEvents> implements Conn
   async refresh(): Promise<InstanceView[]> {
     if (this.ended) throw new ClosedError('the cluster pool was ended');
     if (!this.ready) await this.start();
-    else await this.refreshNow();
+    else {
+      // A read already in flight may have started before what the caller wants to see.
+      if (this.refreshing) await this.refreshing.catch(() => undefined);
+      await this.refreshNow();
+    }
     return this.topology();
   }
 
