@@ -115,3 +115,37 @@ export type {
   ConsumeOptions as ChangeConsumeOptions,
   ChangeConsumerEvents,
 } from './change-consumer.js';
+export { ClusterPool } from './cluster/cluster-pool.js';
+export type { ClusterPoolEvents, ClusterReader, TopologyChange } from './cluster/cluster-pool.js';
+export type { ClusterPoolOptions, ClusterLogEntry } from './cluster/cluster-options.js';
+export {
+  roundRobinBalancer,
+  randomBalancer,
+  leastBusyBalancer,
+  inOrderBalancer,
+  createBalancer,
+} from './cluster/balancer.js';
+export type { Balancer, BalancerCandidate, Intent, StrategyName } from './cluster/balancer.js';
+export { parseMultiHostUrl, TARGET_SESSION_ATTRS } from './cluster/multi-host-url.js';
+export type {
+  MultiHostUrl,
+  TargetSessionAttrs,
+  LoadBalanceHosts,
+} from './cluster/multi-host-url.js';
+export { staticSource } from './cluster/static-source.js';
+export { patroniSource } from './cluster/patroni-source.js';
+export type { PatroniSourceOptions } from './cluster/patroni-source.js';
+export { picodataSource, PICODATA_PGPROTO_PORT } from './cluster/picodata-source.js';
+export { yugabyteSource } from './cluster/yugabyte-source.js';
+export type { YugabyteSourceOptions } from './cluster/yugabyte-source.js';
+export { instanceKey, parseAddress } from './cluster/topology.js';
+export type {
+  HostPort,
+  InstanceRole,
+  InstanceHealth,
+  InstanceView,
+  DiscoveredInstance,
+  DiscoveryContext,
+  TopologySource,
+  DiscoverFunction,
+} from './cluster/topology.js';
