@@ -137,6 +137,14 @@ describe('pgcoord CLI', () => {
     expect(rows[0].n).toBe(0);
   });
 
+  it("prints the cluster pool's topology", async () => {
+    const r = await run(['topology']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^\S+:\d+\tprimary\tup\tread-write\tlag -\n$/);
+    const json = JSON.parse((await run(['--json', 'topology'])).stdout);
+    expect(json.instances[0]).toMatchObject({ role: 'primary', health: 'up' });
+  });
+
   it('reports an unreachable database with exit 5', async () => {
     const r = await runCli([
       '--database-url',

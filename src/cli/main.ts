@@ -10,6 +10,7 @@ import { listsCommand } from './lists-commands.js';
 import { listenCommand, notifyCommand } from './notify-commands.js';
 import { parseCount, parsePort, type GlobalOptions } from './options.js';
 import { out } from './output.js';
+import { topologyCommand } from './topology-command.js';
 import { watchCommand } from './watch-command.js';
 
 /** Builds the `pgcoord` program. Exposed for tests and for embedding in another CLI. */
@@ -124,6 +125,7 @@ Example:
   program.addCommand(listenCommand());
   program.addCommand(notifyCommand());
   program.addCommand(watchCommand());
+  program.addCommand(topologyCommand());
   program.addCommand(benchCommand());
   return program;
 }
