@@ -64,7 +64,12 @@ export async function serve(options: ServeOptions): Promise<void> {
         max: options.poolMax ?? 20,
         application_name: 'pgcoord-serve',
       } as pg.PoolConfig,
-      (err) => logger.warn({ err: err.message }, 'idle database connection lost'),
+      // pool.end() resolves before the sockets close, so stopping the database right after can
+      // reach a closing client: expected during shutdown, worth a warning only before it.
+      (err) =>
+        stopRequested
+          ? logger.debug({ err: err.message }, 'connection closed during shutdown')
+          : logger.warn({ err: err.message }, 'idle database connection lost'),
     );
     const result = await migrate(pool, options.schema ? { schema: options.schema } : {});
     if (result.applied.length > 0) logger.info({ applied: result.applied }, 'migrated');
