@@ -294,7 +294,12 @@ function initCluster(
     if (runAs.uid !== undefined) {
       fs.chownSync(dataDir, runAs.uid, runAs.gid!);
       fs.chownSync(pwFile, runAs.uid, runAs.gid!);
-      checkReachable(bins, dataDir, runAs);
+      try {
+        checkReachable(bins, dataDir, runAs);
+      } catch (err) {
+        fs.rmSync(dataDir, { recursive: true, force: true });
+        throw err;
+      }
     }
     const res = spawnSync(
       bins.initdb,
