@@ -1,7 +1,10 @@
 // The HTTP service through a real listening server on a real database.
+import { Writable } from 'node:stream';
+import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   createServer,
+  REDACT_PATHS,
   resolveServerSettings,
   STATUS_BY_CODE,
   toHttpError,
@@ -143,6 +146,41 @@ describe('security', () => {
     expect(bad.status).toBe(400);
     const text = await bad.text();
     expect(text).not.toMatch(/at .*\.(js|ts):\d+/);
+  });
+});
+
+describe('logs', () => {
+  it('redact the token, the authorization header and passwords', async () => {
+    let text = '';
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        text += chunk.toString();
+        done();
+      },
+    });
+    const logger = pino({ redact: { paths: REDACT_PATHS, censor: '[redacted]' } }, sink);
+    logger.info(
+      { token: TOKEN, req: { headers: { authorization: `Bearer ${TOKEN}` } } },
+      'request',
+    );
+    logger.info(
+      { settings: { password: 's3cret-pw', connectionString: 'postgres://u:s3cret-pw@h/db' } },
+      'x',
+    );
+    // A server with a token logs its failures without it.
+    const logged = await createServer({ pool: db.pool, port: 0, logger, token: TOKEN });
+    try {
+      await logged.app.inject({
+        method: 'GET',
+        url: '/metrics',
+        headers: { authorization: 'Bearer wrong-token-123456' },
+      });
+    } finally {
+      await logged.close();
+    }
+    expect(text).toContain('[redacted]');
+    expect(text).not.toContain(TOKEN);
+    expect(text).not.toContain('s3cret-pw');
   });
 });
 
