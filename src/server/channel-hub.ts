@@ -11,6 +11,8 @@ type Subscriber = (n: Notification) => void;
 export class ChannelHub {
   private listener: Listener | undefined;
   private readonly subscribers = new Map<string, Set<Subscriber>>();
+  /** Per channel: resolves once it is LISTENed (shared by all its subscribers). */
+  private readonly ready = new Map<string, Promise<void>>();
   /** Reconnects of the listener since the service started. */
   reconnects = 0;
   /** Notifications delivered to subscribers. */
@@ -45,14 +47,23 @@ export class ChannelHub {
       });
     }
     set.add(fn);
-    await listener.start();
-    await listener.ready();
+    // Every subscriber of a channel waits on the same readiness check: 10,000 subscribers of one
+    // channel cost one LISTEN and one round trip, not 10,000.
+    let ready = this.ready.get(channel);
+    if (!ready) {
+      ready = listener.start().then(() => listener.ready());
+      this.ready.set(channel, ready);
+      const forget = () => this.ready.delete(channel);
+      ready.catch(forget);
+    }
+    await ready;
     return () => {
       const current = this.subscribers.get(channel);
       if (!current) return;
       current.delete(fn);
       if (current.size === 0) {
         this.subscribers.delete(channel);
+        this.ready.delete(channel);
         this.listener?.unhandle(channel);
       }
     };
@@ -61,6 +72,7 @@ export class ChannelHub {
   /** Stops the listener; subscribers get nothing more. Idempotent. */
   async stop(): Promise<void> {
     this.subscribers.clear();
+    this.ready.clear();
     const l = this.listener;
     this.listener = undefined;
     await l?.stop();
