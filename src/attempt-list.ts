@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import type { Readable } from 'node:stream';
 import {
   ATTEMPT_LIST_LIMITS,
@@ -9,126 +10,53 @@ import {
   checkTx,
   type ClaimRef,
 } from './attempt-list-limits.js';
-import { importItems, type ImportOptions, type ImportResult } from './attempt-list-import.js';
+import {
+  ANALYZE_AFTER_ROWS,
+  importItems,
+  type ImportOptions,
+  type ImportResult,
+} from './attempt-list-import.js';
 import { coerceError, StaleTokenError, ValidationError } from './db/errors.js';
-import { checkSchemaName, DEFAULT_SCHEMA, quoteIdent } from './db/identifier.js';
+import { checkSchemaName, DEFAULT_SCHEMA } from './db/identifier.js';
+import { buildSql } from './attempt-list-sql.js';
 import { ensureMigrated } from './db/migrator.js';
 import { withTransaction, type Queryable } from './db/queryable.js';
 import { checkInt, checkOptions, checkText, describe, optionalInt } from './validate.js';
 
 export type { ClaimRef } from './attempt-list-limits.js';
-
-/** Options of {@link AttemptList}. */
-export interface AttemptListOptions {
-  /** Schema holding the `list_items` table. Default `pgcoord`. */
-  schema?: string;
-  /**
-   * Default `maxAttempts` of claim and fail: an item whose attempts reach it becomes dead (not
-   * claimed again until requeued). Default: no limit.
-   */
-  maxAttempts?: number;
-}
-
-/** Options of every write: run it inside the caller's transaction. */
-export interface WriteOptions {
-  /** A client inside the caller's transaction; the statements run there instead of on the list's queryable. */
-  tx?: Queryable;
-}
-
-/** One entry of a page. */
-export interface ListEntry {
-  item: string;
-  attempts: number;
-}
-
-/** Options of a keyset page ({@link AttemptList.getBatch}, {@link AttemptList.dead}). */
-export interface PageOptions {
-  /** Return items strictly after this one in byte order; it need not exist. Default `''` (from the start). */
-  after?: string;
-  /** Most entries to return, 1 to 100,000. Default 1,000. */
-  count?: number;
-  /** Read inside the caller's transaction. */
-  tx?: Queryable;
-}
-
-/** One item handed to a worker by a claim. */
-export interface Claim extends ClaimRef {
-  /** Failed attempts so far (an expired lease counts as one). */
-  attempts: number;
-  /** When the lease ends, on the server clock. After it the item can be claimed by anyone. */
-  leaseUntil: Date;
-}
-
-/** Options of {@link AttemptList.claim}. */
-export interface ClaimOptions extends WriteOptions {
-  /** Most items to claim, 1 to 10,000. */
-  limit: number;
-  /** Lease length in milliseconds, 1 ms to 30 days. */
-  leaseMs: number;
-  /**
-   * Items whose attempts (counting an expired lease as one) reached this are marked dead instead
-   * of being handed out. Default: the list's `maxAttempts` (no limit unless set).
-   */
-  maxAttempts?: number;
-}
-
-/** Result of complete / release: how many were applied and which items' tokens were stale. */
-export interface SettleResult {
-  /** Claims applied. */
-  count: number;
-  /** Items whose token is no longer current (lease lost, item deleted): nothing was done to them. */
-  stale: string[];
-}
-
-/** Result of {@link AttemptList.fail}. */
-export interface FailResult extends SettleResult {
-  /** Items that reached maxAttempts with this failure and are now dead. */
-  dead: string[];
-}
-
-/** Result of {@link AttemptList.extend}. */
-export interface ExtendResult extends SettleResult {
-  /** The new lease end of the extended items, on the server clock (undefined when none were). */
-  leaseUntil: Date | undefined;
-}
-
-/** Result of {@link AttemptList.completeAndClaim}. */
-export interface CompleteAndClaimResult extends SettleResult {
-  /** The next claims. */
-  claims: Claim[];
-}
-
-/** Options of complete / release / extend / fail batches. */
-export interface SettleOptions extends WriteOptions {
-  /** Throw {@link StaleTokenError} (and apply nothing) when any token is stale. Default false. */
-  strict?: boolean;
-}
-
-/** Options of {@link AttemptList.fail}. */
-export interface FailOptions extends SettleOptions {
-  /** Wait this long (milliseconds, server clock) before the item can be claimed again. Default 0. */
-  retryDelayMs?: number;
-  /** An item reaching this many attempts becomes dead. Default: the list's `maxAttempts`. */
-  maxAttempts?: number;
-}
-
-/** Options of {@link AttemptList.completeAndClaim}. */
-export interface CompleteAndClaimOptions extends WriteOptions {
-  /** Most items to claim next, 0 to 10,000 (0: only complete). */
-  limit: number;
-  /** Lease length of the next claims, milliseconds. */
-  leaseMs: number;
-  /** As in {@link ClaimOptions.maxAttempts}. */
-  maxAttempts?: number;
-}
-
-interface ClaimRow {
-  claimed: boolean;
-  item: string;
-  attempts: number | null;
-  token: string | null;
-  run_at: Date | null;
-}
+export type {
+  AttemptListOptions,
+  AttemptListEvents,
+  WriteOptions,
+  ListEntry,
+  PageOptions,
+  Claim,
+  ClaimOptions,
+  SettleResult,
+  FailResult,
+  ExtendResult,
+  CompleteAndClaimResult,
+  SettleOptions,
+  FailOptions,
+  CompleteAndClaimOptions,
+} from './attempt-list-types.js';
+import type {
+  AttemptListOptions,
+  AttemptListEvents,
+  WriteOptions,
+  ListEntry,
+  PageOptions,
+  Claim,
+  ClaimOptions,
+  SettleResult,
+  FailResult,
+  ExtendResult,
+  CompleteAndClaimResult,
+  SettleOptions,
+  FailOptions,
+  CompleteAndClaimOptions,
+  ClaimRow,
+} from './attempt-list-types.js';
 
 const NO_LIMIT = ATTEMPT_LIST_LIMITS.maxAttempts;
 const L = ATTEMPT_LIST_LIMITS;
@@ -152,7 +80,7 @@ const L = ATTEMPT_LIST_LIMITS;
  *   await list.complete('downloads', claims);
  * }
  */
-export class AttemptList {
+export class AttemptList extends EventEmitter<AttemptListEvents> {
   private readonly q: Queryable;
   private readonly schema: string;
   private readonly maxAttempts: number;
@@ -169,6 +97,7 @@ export class AttemptList {
         `must have a query() method, got ${describe(queryable)}`,
       );
     }
+    super();
     const o = checkOptions('options', options);
     this.q = queryable;
     this.schema = checkSchemaName(o.schema ?? DEFAULT_SCHEMA);
@@ -202,7 +131,7 @@ export class AttemptList {
     checkItems(items);
     const tx = writeTx(options);
     if (items.length === 0) return 0;
-    return this.chunked(tx, list, items, this.sql.insert);
+    return this.chunked(tx, list, items, this.sql.insert, this.sql.analyze);
   }
 
   /** Attempts of an item, or `undefined` when the list or item does not exist (not an error). */
@@ -353,14 +282,11 @@ export class AttemptList {
         leaseMs,
         maxAttempts,
       ]);
-      const completed = new Set<string>();
-      const claimRows: ClaimRow[] = [];
-      for (const r of rows) {
-        if (r.claimed) claimRows.push(r);
-        else completed.add(r.item);
-      }
-      const claims = toClaims(claimRows);
-      let died = claimRows.length - claims.length;
+      const row = rows[0]!;
+      const completed = new Set(row.completed);
+      const claims = toClaims(row);
+      this.observe(list, row);
+      let died = row.dead.length;
       // Items retired as dead left gaps in the batch: fill them (bounded, so a list full of
       // dead-on-arrival items cannot keep us here).
       for (let round = 0; died > 0 && claims.length < limit && round < 10; round++) {
@@ -494,9 +420,17 @@ export class AttemptList {
     leaseMs: number,
     maxAttempts: number,
   ) {
-    const { rows } = await q.query<ClaimRow>(this.sql.claim, [list, limit, leaseMs, maxAttempts]);
-    const claims = toClaims(rows);
-    return { claims, died: rows.length - claims.length };
+    const { rows } = await q.query<ClaimRow>(this.sql.claim, [
+      list,
+      [],
+      [],
+      limit,
+      leaseMs,
+      maxAttempts,
+    ]);
+    const row = rows[0]!;
+    this.observe(list, row);
+    return { claims: toClaims(row), died: row.dead.length };
   }
 
   private async settle(
@@ -542,6 +476,7 @@ export class AttemptList {
     list: string,
     items: string[],
     sql: string,
+    analyze?: string,
   ): Promise<number> {
     return this.run(tx, async (q) => {
       const once = async (on: Queryable, chunk: string[]) =>
@@ -551,9 +486,17 @@ export class AttemptList {
         let n = 0;
         for (let i = 0; i < items.length; i += CHUNK_ITEMS)
           n += await once(t, items.slice(i, i + CHUNK_ITEMS));
+        // A big load refreshes the statistics at once (see ANALYZE_AFTER_ROWS).
+        if (analyze !== undefined && n >= ANALYZE_AFTER_ROWS) await t.query(analyze);
         return n;
       });
     });
+  }
+
+  /** Emits what a claim statement saw: taken-over expired leases, items retired as dead. */
+  private observe(list: string, row: ClaimRow): void {
+    if (row.expired.length > 0) this.emit('claim:expired', { list, items: row.expired });
+    if (row.dead.length > 0) this.emit('claim:dead', { list, items: row.dead });
   }
 
   private ready(): Promise<void> {
@@ -587,79 +530,12 @@ function checkPage(options: PageOptions) {
   };
 }
 
-function toClaims(rows: ClaimRow[]): Claim[] {
-  const out: Claim[] = [];
-  for (const r of rows) {
-    // A row without a token was retired as dead by this claim.
-    if (r.token !== null && r.run_at !== null) {
-      out.push({ item: r.item, token: r.token, attempts: r.attempts ?? 0, leaseUntil: r.run_at });
-    }
-  }
-  return out;
-}
-
-function buildSql(schema: string) {
-  const s = quoteIdent(schema);
-  const t = `${s}.list_items`;
-  const seq = `'${`${s}.list_token_seq`.replaceAll("'", "''")}'::regclass`;
-  const leaseEnd = `statement_timestamp() + $3::float8 * interval '1 millisecond'`;
-  // The claim, parameterized by the positions of (list, limit, leaseMs, maxAttempts).
-  const claimCtes = (p: { list: string; limit: string; lease: string; max: string }) => `
-    cand AS (
-      SELECT item FROM ${t}
-      WHERE list = ${p.list}::text AND run_at <= statement_timestamp()
-      ORDER BY run_at
-      LIMIT ${p.limit}::int
-      FOR UPDATE SKIP LOCKED
-    ),
-    tok AS (SELECT nextval(${seq}) AS token),
-    claimed AS (
-      UPDATE ${t} AS i SET
-        -- A token still set on a claimable row means its lease expired: that was an attempt.
-        attempts = i.attempts + (i.token IS NOT NULL)::int,
-        token = CASE WHEN i.attempts + (i.token IS NOT NULL)::int >= ${p.max}::int THEN NULL ELSE tok.token END,
-        run_at = CASE WHEN i.attempts + (i.token IS NOT NULL)::int >= ${p.max}::int THEN NULL
-                      ELSE statement_timestamp() + ${p.lease}::float8 * interval '1 millisecond' END
-      FROM cand, tok
-      WHERE i.list = ${p.list}::text AND i.item = cand.item
-      RETURNING i.item, i.attempts, i.token::text AS token, i.run_at
-    )`;
-  const byToken = `FROM unnest($2::text[], $3::bigint[]) AS d(item, token)
-      WHERE i.list = $1::text AND i.item = d.item AND i.token = d.token`;
-  return {
-    insert: `INSERT INTO ${t} (list, item) SELECT $1::text, unnest($2::text[]) ON CONFLICT DO NOTHING`,
-    getOne: `SELECT attempts FROM ${t} WHERE list = $1::text AND item = $2::text`,
-    page: `SELECT item, attempts FROM ${t} WHERE list = $1::text AND item > $2::text ORDER BY item LIMIT $3::int`,
-    increment: `UPDATE ${t} SET attempts = attempts + 1 WHERE list = $1::text AND item = ANY($2::text[])`,
-    delete: `DELETE FROM ${t} WHERE list = $1::text AND item = ANY($2::text[])`,
-    count: `SELECT count(*) AS n FROM ${t} WHERE list = $1::text`,
-    lists: `SELECT list, count(*) AS size FROM ${t} GROUP BY list ORDER BY list`,
-    nuke: `DELETE FROM ${t}`,
-    claim: `WITH ${claimCtes({ list: '$1', limit: '$2', lease: '$3', max: '$4' })}
-      SELECT true AS claimed, item, attempts, token, run_at FROM claimed`,
-    completeAndClaim: `WITH done AS (
-        DELETE FROM ${t} AS i USING unnest($2::text[], $3::bigint[]) AS d(item, token)
-        WHERE i.list = $1::text AND i.item = d.item AND i.token = d.token
-        RETURNING i.item
-      ),
-      ${claimCtes({ list: '$1', limit: '$4', lease: '$5', max: '$6' })}
-      SELECT true AS claimed, item, attempts, token, run_at FROM claimed
-      UNION ALL
-      SELECT false, item, NULL, NULL, NULL FROM done`,
-    complete: `DELETE FROM ${t} AS i USING unnest($2::text[], $3::bigint[]) AS d(item, token)
-      WHERE i.list = $1::text AND i.item = d.item AND i.token = d.token RETURNING i.item`,
-    release: `UPDATE ${t} AS i SET token = NULL, run_at = '-infinity' ${byToken} RETURNING i.item`,
-    fail: `UPDATE ${t} AS i SET attempts = i.attempts + 1, token = NULL,
-        run_at = CASE WHEN i.attempts + 1 >= $5::int THEN NULL
-                      WHEN $4::float8 <= 0 THEN '-infinity'::timestamptz
-                      ELSE statement_timestamp() + $4::float8 * interval '1 millisecond' END
-      ${byToken} RETURNING i.item, i.run_at IS NULL AS dead`,
-    extend: `UPDATE ${t} AS i SET run_at = ${leaseEnd.replace('$3', '$4')}
-      ${byToken} AND i.run_at IS NOT NULL RETURNING i.item, i.run_at`,
-    deadPage: `SELECT item, attempts FROM ${t}
-      WHERE list = $1::text AND run_at IS NULL AND item > $2::text ORDER BY item LIMIT $3::int`,
-    requeueAll: `UPDATE ${t} SET attempts = 0, token = NULL, run_at = '-infinity' WHERE list = $1::text AND run_at IS NULL`,
-    requeue: `UPDATE ${t} SET attempts = 0, token = NULL, run_at = '-infinity'
-      WHERE list = $1::text AND item = ANY($2::text[]) AND run_at IS NULL`,
-  };
+function toClaims(row: ClaimRow): Claim[] {
+  const { items, attempts, token, lease_until: leaseUntil } = row;
+  return items.map((item, i) => ({
+    item,
+    token,
+    attempts: attempts[i]!,
+    leaseUntil: new Date(leaseUntil.getTime()),
+  }));
 }

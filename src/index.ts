@@ -45,6 +45,7 @@ export type { NotifierOptions, NotifyOptions, JsonValue } from './notify.js';
 export { AttemptList } from './attempt-list.js';
 export type {
   AttemptListOptions,
+  AttemptListEvents,
   WriteOptions,
   ListEntry,
   PageOptions,

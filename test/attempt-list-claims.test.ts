@@ -65,11 +65,15 @@ describe('AttemptList claims', () => {
     const list = new AttemptList(db.pool);
     const l = fresh('expire');
     await list.insertBatch(l, ['x', 'y']);
+    const expiredEvents: Array<{ list: string; items: string[] }> = [];
+    list.on('claim:expired', (e) => expiredEvents.push(e));
     const first = await list.claim(l, { limit: 2, leaseMs: 150 });
     expect(first).toHaveLength(2);
     const second = await reclaim(list, l, ['x', 'y']);
-    // The expired lease counted as a failed attempt.
+    // The expired lease counted as a failed attempt, and was reported.
     expect(second.map((c) => c.attempts)).toEqual([1, 1]);
+    expect(expiredEvents.flatMap((e) => e.items).sort()).toEqual(['x', 'y']);
+    expect(expiredEvents.every((e) => e.list === l)).toBe(true);
     expect(second[0]!.token).not.toBe(first[0]!.token);
 
     const late = await list.complete(l, first);
@@ -132,6 +136,8 @@ describe('AttemptList claims', () => {
   it('maxAttempts: items that reach it are dead, can be listed and requeued', async () => {
     const list = new AttemptList(db.pool, { maxAttempts: 2 });
     const l = fresh('dead');
+    const deadEvents: string[] = [];
+    list.on('claim:dead', (e) => deadEvents.push(...e.items));
     await list.insertBatch(l, ['a', 'b', 'c']);
     let claims = await list.claim(l, { limit: 3, leaseMs: 60_000 });
     await list.fail(l, claims);
@@ -155,6 +161,7 @@ describe('AttemptList claims', () => {
       },
       { timeoutMs: 20_000, message: 'c to die after its lease expired' },
     );
+    expect(deadEvents).toEqual(['c']); // a and b died in fail(), c in a claim
     expect(await list.dead(l)).toEqual([
       { item: 'a', attempts: 2 },
       { item: 'b', attempts: 2 },

@@ -157,6 +157,33 @@ describe('AttemptList: caller transactions', () => {
     expect(await list.getBatch(l, { count: 10 })).toEqual(before);
   });
 
+  it('claim settlements inside a rolled-back transaction leave the claims as they were', async () => {
+    const list = new AttemptList(db.pool, { schema: 'tx_claims' });
+    const l = fresh('txclaims');
+    await list.insertBatch(l, ['a', 'b', 'c', 'd', 'e']);
+    const claims = await list.claim(l, { limit: 5, leaseMs: 60_000 });
+    const [a, b, c, d] = claims;
+    const client = await db.pool.connect();
+    try {
+      await client.query('BEGIN');
+      const tx = client;
+      expect((await list.complete(l, [a!], { tx })).count).toBe(1);
+      expect((await list.fail(l, [b!], { tx, maxAttempts: 1 })).dead).toEqual([b!.item]);
+      expect((await list.release(l, [c!], { tx })).count).toBe(1);
+      expect((await list.extend(l, [d!], { tx, leaseMs: 1000 })).count).toBe(1);
+      expect(
+        (await list.completeAndClaim(l, [], { tx, limit: 5, leaseMs: 1000 })).claims,
+      ).toHaveLength(1);
+      expect(await list.requeue(l, undefined, { tx })).toBe(1);
+      expect(await list.nuke({ tx })).toBe(4); // a was completed in this transaction
+      await client.query('ROLLBACK');
+    } finally {
+      client.release();
+    }
+    // Every claim is still current: completing them all works exactly once.
+    expect(await list.complete(l, claims)).toEqual({ count: 5, stale: [] });
+  });
+
   it('a write commits with the caller transaction', async () => {
     const list = new AttemptList(db.pool);
     const l = fresh('txc');

@@ -1,0 +1,51 @@
+import { quoteIdent } from './db/identifier.js';
+
+/**
+ * The runtime SQL of {@link AttemptList}, built once per schema. Values are always parameters;
+ * the schema enters only through quoteIdent. Claims and pages go through the functions of
+ * migration 0001, which pin their plans.
+ */
+export function buildSql(schema: string) {
+  const s = quoteIdent(schema);
+  const t = `${s}.list_items`;
+  const leaseEnd = `statement_timestamp() + $4::float8 * interval '1 millisecond'`;
+  // Claims go through the list_complete_and_claim function of migration 0001: it pins the
+  // ordered index walk a queue needs (see the comment there).
+  const claimFn = `SELECT o_completed AS completed, o_items AS items, o_attempts AS attempts,
+      o_token::text AS token, o_lease_until AS lease_until, o_expired AS expired, o_dead AS dead
+    FROM ${s}.list_complete_and_claim($1::text, $2::text[], $3::bigint[], $4::int, $5::float8, $6::int)`;
+  // The redundant `item = ANY($2)` gives the planner a primary-key condition of its own, so the
+  // statement walks the index for just these items even when the statistics are stale.
+  const byToken = `FROM unnest($2::text[], $3::bigint[]) AS d(item, token)
+      WHERE i.list = $1::text AND i.item = ANY($2::text[]) AND i.item = d.item AND i.token = d.token`;
+  return {
+    insert: `INSERT INTO ${t} (list, item) SELECT $1::text, unnest($2::text[]) ON CONFLICT DO NOTHING`,
+    getOne: `SELECT attempts FROM ${t} WHERE list = $1::text AND item = $2::text`,
+    page: `SELECT o_item AS item, o_attempts AS attempts
+      FROM ${s}.list_page($1::text, $2::text, $3::int)`,
+    increment: `UPDATE ${t} SET attempts = attempts + 1 WHERE list = $1::text AND item = ANY($2::text[])`,
+    delete: `DELETE FROM ${t} WHERE list = $1::text AND item = ANY($2::text[])`,
+    count: `SELECT count(*) AS n FROM ${t} WHERE list = $1::text`,
+    lists: `SELECT list, count(*) AS size FROM ${t} GROUP BY list ORDER BY list`,
+    nuke: `DELETE FROM ${t}`,
+    analyze: `ANALYZE ${t}`,
+    claim: claimFn,
+    completeAndClaim: claimFn,
+    complete: `DELETE FROM ${t} AS i USING unnest($2::text[], $3::bigint[]) AS d(item, token)
+      WHERE i.list = $1::text AND i.item = ANY($2::text[]) AND i.item = d.item AND i.token = d.token
+      RETURNING i.item`,
+    release: `UPDATE ${t} AS i SET token = NULL, run_at = '-infinity' ${byToken} RETURNING i.item`,
+    fail: `UPDATE ${t} AS i SET attempts = i.attempts + 1, token = NULL,
+        run_at = CASE WHEN i.attempts + 1 >= $5::int THEN NULL
+                      WHEN $4::float8 <= 0 THEN '-infinity'::timestamptz
+                      ELSE statement_timestamp() + $4::float8 * interval '1 millisecond' END
+      ${byToken} RETURNING i.item, i.run_at IS NULL AS dead`,
+    extend: `UPDATE ${t} AS i SET run_at = ${leaseEnd}
+      ${byToken} AND i.run_at IS NOT NULL RETURNING i.item, i.run_at`,
+    deadPage: `SELECT item, attempts FROM ${t}
+      WHERE list = $1::text AND run_at IS NULL AND item > $2::text ORDER BY item LIMIT $3::int`,
+    requeueAll: `UPDATE ${t} SET attempts = 0, token = NULL, run_at = '-infinity' WHERE list = $1::text AND run_at IS NULL`,
+    requeue: `UPDATE ${t} SET attempts = 0, token = NULL, run_at = '-infinity'
+      WHERE list = $1::text AND item = ANY($2::text[]) AND run_at IS NULL`,
+  };
+}
