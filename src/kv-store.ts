@@ -4,6 +4,7 @@ import { coerceError, ValidationError, type PgcoordError } from './db/errors.js'
 import { checkSchemaName, DEFAULT_SCHEMA, quoteIdent } from './db/identifier.js';
 import { ensureMigrated } from './db/migrator.js';
 import type { Queryable } from './db/queryable.js';
+import { preparedQuery } from './prepared-query.js';
 import { checkOptions, checkText, describe, optionalInt } from './validate.js';
 
 /** Largest key, in UTF-8 bytes (a B-tree entry must fit in a third of a page). */
@@ -108,7 +109,8 @@ export class KvStore extends EventEmitter<KvStoreEvents> {
     checkKey('key', key);
     checkOptions('options', options);
     return this.run(options.tx, async (q) => {
-      const { rows } = await q.query<{ value: string }>(
+      const { rows } = await preparedQuery<{ value: string }>(
+        q,
         `SELECT value FROM ${this.table}
           WHERE key = $1::text AND (expires_at IS NULL OR expires_at > clock_timestamp())`,
         [key],
@@ -123,7 +125,8 @@ export class KvStore extends EventEmitter<KvStoreEvents> {
     checkValue('value', value);
     const ttlMs = checkTtl(checkOptions('options', options).ttlMs);
     await this.run(options.tx, async (q) => {
-      await q.query(
+      await preparedQuery(
+        q,
         `INSERT INTO ${this.table} (key, value, expires_at)
          VALUES ($1::text, $2::text, clock_timestamp() + $3::float8 * interval '1 millisecond')
          ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at`,
@@ -165,13 +168,15 @@ export class KvStore extends EventEmitter<KvStoreEvents> {
       const exp = `clock_timestamp() + $3::float8 * interval '1 millisecond'`;
       const res =
         expected === undefined
-          ? await q.query(
+          ? await preparedQuery(
+              q,
               `INSERT INTO ${this.table} AS t (key, value, expires_at) VALUES ($1::text, $2::text, ${exp})
                ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at
                WHERE t.expires_at IS NOT NULL AND t.expires_at <= clock_timestamp()`,
               [key, next, ttlMs ?? null],
             )
-          : await q.query(
+          : await preparedQuery(
+              q,
               `UPDATE ${this.table} SET value = $2::text, expires_at = ${exp}
                 WHERE key = $1::text AND value = $4::text
                   AND (expires_at IS NULL OR expires_at > clock_timestamp())`,

@@ -49,6 +49,7 @@ export class LeaderElection extends EventEmitter<LeaderElectionEvents> {
   private lease: Lease | undefined;
   private deadline = 0;
   private timer: NodeJS.Timeout | undefined;
+  private expiryTimer: NodeJS.Timeout | undefined;
   private round: Promise<void> | undefined;
   private running = false;
 
@@ -95,6 +96,8 @@ export class LeaderElection extends EventEmitter<LeaderElectionEvents> {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     await this.round;
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    this.expiryTimer = undefined;
     const lease = this.lease;
     if (lease) {
       this.lease = undefined;
@@ -120,13 +123,19 @@ export class LeaderElection extends EventEmitter<LeaderElectionEvents> {
     try {
       if (this.lease) {
         if (sentAt >= this.deadline) return this.resign('expired');
-        this.lease = await this.leases.renew(this.lease);
-        this.deadline = sentAt + this.ttlMs;
+        const renewed = await this.leases.renew(this.lease);
+        if (this.lease?.token !== renewed.token) {
+          // Resigned by the expiry timer while the renewal was in flight: give it back.
+          await this.leases.release(renewed).catch(() => undefined);
+          return;
+        }
+        this.lease = renewed;
+        this.armExpiry(sentAt + this.ttlMs);
       } else {
         const lease = await this.leases.acquire(this.name);
         if (lease && this.running) {
           this.lease = lease;
-          this.deadline = sentAt + this.ttlMs;
+          this.armExpiry(sentAt + this.ttlMs);
           this.emit('elected', lease);
         } else if (lease) {
           await this.leases.release(lease).catch(() => undefined);
@@ -141,7 +150,23 @@ export class LeaderElection extends EventEmitter<LeaderElectionEvents> {
     }
   }
 
+  /**
+   * Resigns by itself when the lease runs out by the local clock (measured from before the
+   * request that set it, so early), even if a renewal hangs on a dead connection.
+   */
+  private armExpiry(deadline: number): void {
+    this.deadline = deadline;
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    this.expiryTimer = setTimeout(
+      () => this.resign('expired'),
+      Math.max(0, deadline - performance.now()),
+    );
+    this.expiryTimer.unref();
+  }
+
   private resign(reason: 'lost' | 'expired'): void {
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    this.expiryTimer = undefined;
     const lease = this.lease;
     if (!lease) return;
     this.lease = undefined;

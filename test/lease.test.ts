@@ -1,7 +1,8 @@
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, it } from 'vitest';
+import pg from 'pg';
+import { afterAll, describe, expect, it } from 'vitest';
 import {
   ConflictError,
   LeaderElection,
@@ -11,6 +12,7 @@ import {
   type Lease,
 } from '../src/index.js';
 import { useTestDatabase } from './helpers/db.js';
+import { startInstance, type PgInstance } from './helpers/pg-instance.js';
 import { nextEvent, waitFor } from './helpers/wait-for.js';
 
 const db = useTestDatabase();
@@ -219,5 +221,48 @@ describe('LeaderElection', () => {
     expect(() => new LeaderElection(db.pool, { name: 'x', ttlMs: 1000, intervalMs: 5000 })).toThrow(
       ValidationError,
     );
+  });
+});
+
+describe('when the database goes away', () => {
+  const instances: PgInstance[] = [];
+  afterAll(() => instances.forEach((i) => i.destroy()));
+
+  it('withLease aborts fn and the leader resigns once the lease would have expired', async () => {
+    const inst = await startInstance();
+    instances.push(inst);
+    const pool = new pg.Pool({
+      connectionString: inst.url(),
+      max: 4,
+      connectionTimeoutMillis: 500,
+    });
+    pool.on('error', () => undefined);
+    try {
+      const leases = new LeaseManager(pool, { owner: 'cut-off' });
+      const election = new LeaderElection(pool, { name: 'cut', ttlMs: 1_000, intervalMs: 100 });
+      election.on('error', () => undefined); // expected while the server is down
+      const elected = nextEvent(election, 'elected');
+      election.start();
+      await elected;
+      let stoppedAt = 0;
+      const resigned = nextEvent<{ reason: string }>(election, 'resigned', 10_000);
+      const reason = await leases.withLease(
+        'held-while-down',
+        async (signal) => {
+          inst.stop('immediate');
+          stoppedAt = performance.now();
+          await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve()));
+          return signal.reason as Error;
+        },
+        { ttlMs: 1_000, renewIntervalMs: 100 },
+      );
+      expect(reason).toBeInstanceOf(StaleTokenError);
+      // Aborted by the local deadline: no later than the ttl plus one renewal interval and slack.
+      expect(performance.now() - stoppedAt).toBeLessThan(1_000 + 1_500);
+      expect((await resigned).reason).toBe('expired');
+      await election.stop();
+    } finally {
+      await pool.end();
+    }
   });
 });

@@ -270,6 +270,37 @@ describe.each(RATE_LIMIT_ALGORITHMS.map((a) => [a]))('%s', (algorithm) => {
     );
   });
 
+  it.each([
+    ['one cost per key (set-based statement)', (i: number) => (i % 3 === 2 ? 2 : 1)],
+    ['mixed costs on one key (general path)', (i: number) => (i % 4 === 1 ? 2 : 1)],
+  ])('decides a coalesced batch with repeated keys in order: %s', async (_label, costOf) => {
+    const quota: RateLimitQuota =
+      algorithm === 'fixed-window' || algorithm === 'sliding-window'
+        ? { limit: 5, periodMs: 1000 }
+        : { limit: 5, periodMs: 1000, burst: 6 };
+    const limiter = new RateLimiter(db.pool, {
+      algorithm,
+      name: `batch-${algorithm}-${costOf(1)}`,
+      ...quota,
+      maxInFlight: 1, // one batch at a time: submission order is decision order
+    });
+    const keys = ['x', 'y', 'z'];
+    const states = new Map(keys.map((k) => [k, [{}] as ModelState[]]));
+    for (const dt of [0, 300, 2500]) {
+      const calls = Array.from({ length: 24 }, (_, i) => ({
+        key: keys[(i * 7) % 3]!,
+        cost: costOf(i),
+      }));
+      const got = await Promise.all(
+        calls.map((c) => limiter.consume(c.key, { cost: c.cost, nowMs: T0 + dt })),
+      );
+      calls.forEach((c, i) => {
+        const want = modelDecide(algorithm, [quota], states.get(c.key)!, T0 + dt, c.cost);
+        expectClose(got[i]!, want, `${algorithm} t=${dt} call ${i} ${c.key}/${c.cost}`);
+      });
+    }
+  });
+
   it('allows exactly N of 64 concurrent callers on one key (server clock, several limiters and connections)', async () => {
     const N = 10;
     const quota = { limit: N, periodMs: 3_600_000 };
