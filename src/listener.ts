@@ -1,135 +1,35 @@
 import { EventEmitter } from 'node:events';
-import pg from 'pg';
-import { resolveConnectionConfig, type ConnectionInput } from './db/connection.js';
+import type pg from 'pg';
 import {
   ClosedError,
   coerceError,
   NotFoundError,
-  TimeoutError,
   ValidationError,
   type PgcoordError,
 } from './db/errors.js';
-import { checkSchemaName, DEFAULT_SCHEMA, quoteIdent } from './db/identifier.js';
+import { quoteIdent } from './db/identifier.js';
 import { checkOptions, checkText, optionalInt } from './validate.js';
+import {
+  resolveListenerOptions,
+  type HandleOptions,
+  type ListenerEvents,
+  type ListenerLogger,
+  type ListenerOptions,
+  type NotificationHandler,
+} from './listener-options.js';
+import { Dialer, ListenerConnection, type Notification } from './listener-connection.js';
 import { LARGE_PAYLOAD_PREFIX, MAX_CHANNEL_BYTES } from './notify.js';
+import { Fifo, NotificationIterator, type IterateOptions } from './notification-iterator.js';
 
-/** One notification as a handler or an iterator sees it. */
-export interface Notification {
-  /** Channel it was sent on, exactly as given to `handle()`. */
-  channel: string;
-  /** Payload (a stored large payload is already fetched). Empty string when none was sent. */
-  payload: string;
-  /** Server process id of the sender's backend. */
-  processId: number;
-}
-
-/** A channel handler. May be async; a throw or rejection is reported as `handler:error`. */
-export type NotificationHandler = (
-  payload: string,
-  notification: Notification,
-) => void | Promise<void>;
-
-/** Options of {@link Listener.handle}. */
-export interface HandleOptions {
-  /**
-   * Runs after every (re)connect, once the channel is LISTENed: read what was missed while not
-   * listening (e.g. rows of a table newer than the last one handled). Runs in the channel's
-   * order with its notifications: a notification that arrives meanwhile is handled after it.
-   */
-  backlog?: () => void | Promise<void>;
-  /**
-   * Handlers of this channel allowed to run at the same time. Default 1: one at a time, in the
-   * order the notifications arrived. Above 1, order is not guaranteed.
-   */
-  concurrency?: number;
-}
-
-/** What to do when an iterator's buffer is full and another notification arrives. */
-export type OverflowPolicy = 'drop-oldest' | 'drop-newest' | 'error';
-
-/** Options of {@link Listener.iterate}. */
-export interface IterateOptions {
-  /** Notifications buffered while the consumer is busy. Default 1000. */
-  bufferSize?: number;
-  /**
-   * Policy when the buffer is full. Default `'drop-oldest'` (keep the freshest). `'drop-newest'`
-   * discards the arriving one; `'error'` ends the iterator: it yields what is buffered and then
-   * throws a `ClosedError`. Every drop emits an `overflow` event.
-   */
-  overflow?: OverflowPolicy;
-}
-
-/** Logger hook: pino, console, or anything with these methods. */
-export interface ListenerLogger {
-  debug?(obj: object, msg?: string): void;
-  info?(obj: object, msg?: string): void;
-  warn?(obj: object, msg?: string): void;
-  error?(obj: object, msg?: string): void;
-}
-
-/** Options of {@link Listener}. */
-export interface ListenerOptions {
-  /**
-   * Where to connect (string or pg config, resolved with explicit defaults). Ignored when
-   * `connect` is given. Default: `DATABASE_URL`, then the `PG*` variables, then 127.0.0.1:5432.
-   */
-  connection?: ConnectionInput;
-  /**
-   * Dials a new dedicated connection; called on every (re)connect and must return a fresh,
-   * connected client each time (never a pooled one). The listener ends it when done.
-   */
-  connect?: () => Promise<pg.Client>;
-  /**
-   * Reconnect delay in ms after the first retry (which is immediate); doubles per failed attempt,
-   * with jitter, up to `maxReconnectDelayMs`. Default 100.
-   */
-  reconnectDelayMs?: number;
-  /** Cap of the reconnect delay in ms. Default 5000. */
-  maxReconnectDelayMs?: number;
-  /**
-   * Health query (`SELECT 1`) runs when the connection was silent this long, in ms. With
-   * `healthCheckTimeoutMs` it bounds how long a vanished server goes unnoticed. Default 2000.
-   */
-  healthCheckIntervalMs?: number;
-  /** A health query (or LISTEN, or fetch) not answered within this many ms kills the connection. Default 3000. */
-  healthCheckTimeoutMs?: number;
-  /** Timeout of dialing one connection, in ms. Default 5000. */
-  connectTimeoutMs?: number;
-  /** TCP keepalive initial delay in ms for connections this listener dials. Default 1000. */
-  keepAliveInitialDelayMs?: number;
-  /** `application_name` of connections this listener dials. Default `pgcoord-listener`. */
-  applicationName?: string;
-  /** Schema holding stored large payloads (see `notify`). Default `pgcoord`. */
-  schema?: string;
-  /** Logger hook. Default: none. */
-  logger?: ListenerLogger;
-}
-
-/** Events of a {@link Listener}. */
-export interface ListenerEvents {
-  /** Connected and every channel LISTENed (backlogs are queued). `reconnected` is false the first time. */
-  connect: [info: { reconnected: boolean; processId: number | undefined }];
-  /** The connection was lost (or closed by stop()). */
-  disconnect: [info: { error: PgcoordError | undefined }];
-  /**
-   * A reconnect attempt is about to be made after `delayMs`. `attempt` counts from 1 since the
-   * last connection that stayed up 1 s; the first is immediate (`delayMs` 0).
-   */
-  reconnect: [info: { attempt: number; delayMs: number; error: PgcoordError | undefined }];
-  /** A connection-level error (dial, LISTEN, health check). Never fatal. */
-  error: [error: PgcoordError];
-  /** A handler or backlog threw. Never fatal. */
-  'handler:error': [
-    info: {
-      channel: string;
-      error: unknown;
-      notification: Notification | undefined;
-      kind: 'handler' | 'backlog';
-    },
-  ];
-  /** An iterator's buffer was full; `dropped` notifications were discarded. */
-  overflow: [info: { channel: string; dropped: number; policy: OverflowPolicy }];
-}
+export type { Notification } from './listener-connection.js';
+export type { IterateOptions, OverflowPolicy } from './notification-iterator.js';
+export type {
+  HandleOptions,
+  ListenerEvents,
+  ListenerLogger,
+  ListenerOptions,
+  NotificationHandler,
+} from './listener-options.js';
 
 interface Subscription {
   deliver(n: Notification): void;
@@ -148,23 +48,9 @@ interface ChannelState {
   handler: HandlerSub | undefined;
   iterators: Set<Subscription>;
   /** Jobs waiting to run, in arrival order. */
-  queue: Array<() => Promise<void>>;
+  queue: Fifo<() => void | Promise<void>>;
   running: number;
   concurrency: number;
-}
-
-interface Session {
-  client: pg.Client;
-  dead: boolean;
-  error: PgcoordError | undefined;
-  /** Resolves when the session must end (connection lost or stop()). */
-  ended: Promise<void>;
-  end: (err?: PgcoordError) => void;
-  lastActivity: number;
-  /** Notifications received before the channel LISTENs and backlogs were queued. */
-  held: Notification[] | undefined;
-  /** Channels LISTENed (or being LISTENed) on this connection. */
-  listened: Set<string>;
 }
 
 const CHANNEL_RULE = { maxBytes: MAX_CHANNEL_BYTES };
@@ -206,7 +92,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
   private running = false;
   private stopping = false;
   private loop: Promise<void> | undefined;
-  private session: Session | undefined;
+  private session: ListenerConnection | undefined;
   private wakeBackoff: (() => void) | undefined;
   private firstListening: { promise: Promise<void>; resolve: () => void } | undefined;
   private idleWaiters: Array<() => void> = [];
@@ -215,64 +101,33 @@ export class Listener extends EventEmitter<ListenerEvents> {
   private inFlight = 0;
   private readonly stopHooks = new Set<() => void>();
   private stopped: Promise<void> | undefined;
-  /** Resolves when stop() begins: aborts a dial or a statement in flight. */
-  private stopSignal: Promise<void> = Promise.resolve();
-  private signalStop: (() => void) | undefined;
+  /** Aborted when stop() begins: gives up a dial in flight. */
+  private stopController = new AbortController();
+  /** Cuts off a dial in progress (built-in dialer only; a custom connect() runs its course). */
+  private abortDial: () => void = () => undefined;
 
   constructor(options: ListenerOptions = {}) {
     super();
-    const o = checkOptions('options', options);
-    const int = (name: keyof ListenerOptions, min: number, max: number, fallback: number) =>
-      optionalInt(`options.${name}`, o[name], { min, max }, fallback);
-    this.reconnectDelayMs = int('reconnectDelayMs', 0, 3_600_000, 100);
-    this.maxReconnectDelayMs = int('maxReconnectDelayMs', 0, 3_600_000, 5_000);
-    if (this.maxReconnectDelayMs < this.reconnectDelayMs) {
-      throw new ValidationError(
-        'options.maxReconnectDelayMs',
-        `must be at least reconnectDelayMs (${this.reconnectDelayMs})`,
-      );
-    }
-    this.healthCheckIntervalMs = int('healthCheckIntervalMs', 10, 3_600_000, 2_000);
-    this.healthCheckTimeoutMs = int('healthCheckTimeoutMs', 10, 3_600_000, 3_000);
-    this.connectTimeoutMs = int('connectTimeoutMs', 10, 3_600_000, 5_000);
-    const keepAliveMs = int('keepAliveInitialDelayMs', 0, 3_600_000, 1_000);
-    this.schema = checkSchemaName(o.schema ?? DEFAULT_SCHEMA);
+    const o = resolveListenerOptions(options);
+    this.reconnectDelayMs = o.reconnectDelayMs;
+    this.maxReconnectDelayMs = o.maxReconnectDelayMs;
+    this.healthCheckIntervalMs = o.healthCheckIntervalMs;
+    this.healthCheckTimeoutMs = o.healthCheckTimeoutMs;
+    this.connectTimeoutMs = o.connectTimeoutMs;
+    this.schema = o.schema;
     this.logger = o.logger;
-    if (o.connect !== undefined) {
-      if (typeof o.connect !== 'function') {
-        throw new ValidationError('options.connect', 'must be a function returning a pg.Client');
-      }
+    if (o.connect) {
       this.dial = o.connect;
     } else {
-      const applicationName =
-        o.applicationName === undefined
-          ? undefined
-          : checkText('options.applicationName', o.applicationName, { maxBytes: 63 });
-      const base = resolveConnectionConfig(o.connection);
-      const config: pg.ClientConfig = {
-        ...base,
-        keepAlive: true,
-        keepAliveInitialDelayMillis: keepAliveMs,
-        connectionTimeoutMillis: this.connectTimeoutMs,
-        application_name: applicationName ?? base.application_name ?? 'pgcoord-listener',
-      };
-      this.dial = async () => {
-        const client = new pg.Client(config);
-        try {
-          await client.connect();
-        } catch (err) {
-          client.on('error', () => undefined);
-          await client.end().catch(() => undefined);
-          throw err;
-        }
-        return client;
-      };
+      const dialer = new Dialer(o.clientConfig);
+      this.dial = () => dialer.dial();
+      this.abortDial = () => dialer.abort();
     }
   }
 
   /** Whether a connection is up and every channel is LISTENed. */
   get listening(): boolean {
-    return this.session !== undefined && this.session.held === undefined && !this.session.dead;
+    return this.session !== undefined && !this.session.holding && !this.session.dead;
   }
 
   /** Channels with a handler or an iterator. */
@@ -323,7 +178,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
     const state = this.channels.get(channel);
     if (!state || !state.handler) return this;
     state.handler = undefined;
-    state.queue.length = 0;
+    state.queue.clear();
     this.maybeRelease(state);
     return this;
   }
@@ -352,88 +207,20 @@ export class Listener extends EventEmitter<ListenerEvents> {
       );
     }
     const state = this.channelState(channel);
-    const buffer: Notification[] = [];
-    let waiter: ((r: IteratorResult<Notification>) => void) | undefined;
-    let failer: ((err: unknown) => void) | undefined;
-    let done = false;
-    let failure: ClosedError | undefined;
-
-    const finish = () => {
-      if (done) return;
-      done = true;
-      state.iterators.delete(sub);
-      this.maybeRelease(state);
-      this.stopHooks.delete(finishOnStop);
-    };
-    const finishOnStop = () => {
-      finish();
-      if (waiter) {
-        const w = waiter;
-        waiter = undefined;
-        failer = undefined;
-        w({ value: undefined, done: true });
-      }
-    };
-    const sub: Subscription = {
-      deliver: (n) => {
-        if (done) return;
-        if (waiter) {
-          const w = waiter;
-          waiter = undefined;
-          failer = undefined;
-          w({ value: n, done: false });
-          return;
-        }
-        if (buffer.length < bufferSize) {
-          buffer.push(n);
-          return;
-        }
-        this.emit('overflow', { channel, dropped: 1, policy });
-        if (policy === 'drop-oldest') {
-          buffer.shift();
-          buffer.push(n);
-        } else if (policy === 'error') {
-          failure = new ClosedError(
-            `iterate(${JSON.stringify(channel)}): the buffer of ${bufferSize} notifications overflowed (the consumer is too slow)`,
-          );
-          finish();
-        }
+    const it: NotificationIterator = new NotificationIterator(channel, bufferSize, policy, {
+      onOverflow: () => this.emit('overflow', { channel, dropped: 1, policy }),
+      onClose: () => {
+        state.iterators.delete(sub);
+        this.maybeRelease(state);
+        this.stopHooks.delete(onStop);
       },
-    };
+    });
+    const sub: Subscription = { deliver: (n) => it.deliver(n) };
+    const onStop = () => it.end();
     state.iterators.add(sub);
-    this.stopHooks.add(finishOnStop);
+    this.stopHooks.add(onStop);
     this.subscribed(state, sub);
-
-    const iterator: AsyncIterableIterator<Notification> = {
-      next: () => {
-        const n = buffer.shift();
-        if (n) return Promise.resolve({ value: n, done: false });
-        if (failure) {
-          const f = failure;
-          failure = undefined;
-          return Promise.reject(f);
-        }
-        if (done) return Promise.resolve({ value: undefined, done: true });
-        return new Promise<IteratorResult<Notification>>((resolve, reject) => {
-          waiter = resolve;
-          failer = reject;
-        });
-      },
-      return: () => {
-        finish();
-        buffer.length = 0;
-        if (waiter) {
-          waiter({ value: undefined, done: true });
-          waiter = undefined;
-        }
-        void failer;
-        return Promise.resolve({ value: undefined, done: true });
-      },
-      [Symbol.asyncIterator]() {
-        return iterator;
-      },
-    };
-    return iterator;
+    return it;
   }
 
   /**
@@ -450,9 +237,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
       let resolve!: () => void;
       const promise = new Promise<void>((r) => (resolve = r));
       this.firstListening = { promise, resolve };
-      let signal!: () => void;
-      this.stopSignal = new Promise<void>((r) => (signal = r));
-      this.signalStop = signal;
+      this.stopController = new AbortController();
       this.loop = this.runLoop();
     }
     await this.firstListening?.promise;
@@ -472,11 +257,12 @@ export class Listener extends EventEmitter<ListenerEvents> {
 
   private async stopNow(): Promise<void> {
     this.stopping = true;
-    this.signalStop?.();
+    this.stopController.abort();
+    this.abortDial();
     this.wakeBackoff?.();
     this.session?.end();
     await this.loop;
-    for (const state of this.channels.values()) state.queue.length = 0;
+    for (const state of this.channels.values()) state.queue.clear();
     for (const hook of [...this.stopHooks]) hook();
     await this.drained();
     this.firstListening?.resolve();
@@ -493,9 +279,9 @@ export class Listener extends EventEmitter<ListenerEvents> {
   async ready(): Promise<void> {
     while (this.running && !this.stopping) {
       const s = this.session;
-      if (s && !s.dead && s.held === undefined) {
+      if (s && !s.dead && !s.holding) {
         // Statements run in order on the connection: once this answers, earlier LISTENs have.
-        const ok = await this.command(s, 'SELECT 1').then(
+        const ok = await s.command('SELECT 1').then(
           () => true,
           () => false,
         );
@@ -523,7 +309,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
         name: channel,
         handler: undefined,
         iterators: new Set(),
-        queue: [],
+        queue: new Fifo(),
         running: 0,
         concurrency: 1,
       };
@@ -536,17 +322,17 @@ export class Listener extends EventEmitter<ListenerEvents> {
   private subscribed(state: ChannelState, sub: Subscription): void {
     const s = this.session;
     // Not connected, or the (re)connect is LISTENing right now: listenAll() picks it up.
-    if (!s || s.dead || s.held !== undefined) return;
+    if (!s || s.dead || s.holding) return;
     if (s.listened.has(state.name)) {
       sub.onListening?.();
       return;
     }
     s.listened.add(state.name);
-    this.command(s, `LISTEN ${quoteIdent(state.name)}`)
+    s.command(`LISTEN ${quoteIdent(state.name)}`)
       .then(() => {
         if (!s.dead) sub.onListening?.();
       })
-      .catch((err: unknown) => this.killSession(s, coerceError(err)));
+      .catch((err: unknown) => s.fail(coerceError(err)));
   }
 
   /** No subscriber left: forget the channel and UNLISTEN. */
@@ -557,8 +343,8 @@ export class Listener extends EventEmitter<ListenerEvents> {
     if (!s || s.dead || !s.listened.has(state.name)) return;
     // Forget it first: a new subscriber's LISTEN is then queued after this UNLISTEN.
     s.listened.delete(state.name);
-    this.command(s, `UNLISTEN ${quoteIdent(state.name)}`).catch((err: unknown) =>
-      this.killSession(s, coerceError(err)),
+    s.command(`UNLISTEN ${quoteIdent(state.name)}`).catch((err: unknown) =>
+      s.fail(coerceError(err)),
     );
   }
 
@@ -594,8 +380,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
   private async fetchLargePayload(id: string): Promise<string> {
     const s = this.session;
     if (!s || s.dead) throw new ClosedError('the listener connection is down');
-    const res = await this.command(
-      s,
+    const res = await s.command(
       `SELECT payload FROM ${quoteIdent(this.schema)}.listener_payloads WHERE id = $1::uuid`,
       [id],
     );
@@ -606,7 +391,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
   }
 
   /** Queues work for a channel and runs what its concurrency allows. */
-  private enqueue(state: ChannelState, job: () => Promise<void>): void {
+  private enqueue(state: ChannelState, job: () => void | Promise<void>): void {
     state.queue.push(job);
     this.pump(state);
   }
@@ -614,9 +399,12 @@ export class Listener extends EventEmitter<ListenerEvents> {
   private pump(state: ChannelState): void {
     while (state.running < state.concurrency && state.queue.length > 0) {
       const job = state.queue.shift()!;
+      const pending = job();
+      // A synchronous handler costs no promise: the hot path at thousands per second.
+      if (pending === undefined) continue;
       state.running++;
       this.inFlight++;
-      void job().finally(() => {
+      void pending.finally(() => {
         state.running--;
         this.inFlight--;
         this.pump(state);
@@ -625,13 +413,20 @@ export class Listener extends EventEmitter<ListenerEvents> {
     }
   }
 
-  private async runHandler(state: ChannelState, sub: HandlerSub, n: Notification): Promise<void> {
+  private runHandler(state: ChannelState, sub: HandlerSub, n: Notification): void | Promise<void> {
     // Unhandled (or replaced) after it was queued: drop it.
     if (state.handler !== sub) return;
+    let result: void | Promise<void>;
     try {
-      await sub.handler(n.payload, n);
+      result = sub.handler(n.payload, n);
     } catch (error) {
       this.reportHandlerError(state.name, error, n, 'handler');
+      return;
+    }
+    if (result && typeof (result as Promise<void>).then === 'function') {
+      return Promise.resolve(result).then(undefined, (error: unknown) =>
+        this.reportHandlerError(state.name, error, n, 'handler'),
+      );
     }
   }
 
@@ -680,14 +475,28 @@ export class Listener extends EventEmitter<ListenerEvents> {
       if (!firstDial) {
         attempt++;
         const delayMs = attempt === 1 ? 0 : this.backoffMs(attempt - 1);
+        this.logger?.debug?.({ attempt, delayMs }, 'pgcoord listener: reconnecting');
         this.emit('reconnect', { attempt, delayMs, error: lastError });
         if (delayMs > 0) await this.sleep(delayMs);
         if (this.stopping) break;
       }
       firstDial = false;
-      let session: Session;
+      let session: ListenerConnection;
       try {
-        session = await this.openSession();
+        session = await ListenerConnection.open(
+          this.dial,
+          this.connectTimeoutMs,
+          this.stopController.signal,
+          {
+            commandTimeoutMs: this.healthCheckTimeoutMs,
+            healthCheckIntervalMs: this.healthCheckIntervalMs,
+            onNotification: (n) => this.dispatch(n),
+            onFailure: (err) => {
+              if (!this.stopping) this.reportError(err);
+            },
+          },
+        );
+        this.session = session;
       } catch (err) {
         lastError = coerceError(err);
         this.reportError(lastError);
@@ -697,6 +506,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
         await this.closeSession(session);
         break;
       }
+
       try {
         await this.listenAll(session);
       } catch (err) {
@@ -709,10 +519,12 @@ export class Listener extends EventEmitter<ListenerEvents> {
         upAt = Date.now();
         const reconnected = this.connectedOnce;
         this.connectedOnce = true;
-        this.emit('connect', {
-          reconnected,
-          processId: (session.client as { processID?: number }).processID,
-        });
+        const processId = session.processId;
+        this.logger?.info?.(
+          { reconnected, processId, channels: this.channels.size },
+          'pgcoord listener: listening',
+        );
+        this.emit('connect', { reconnected, processId });
         this.firstListening?.resolve();
       }
       await session.ended;
@@ -757,55 +569,8 @@ export class Listener extends EventEmitter<ListenerEvents> {
     });
   }
 
-  private async openSession(): Promise<Session> {
-    const client = await withTimeout(
-      this.dial(),
-      this.connectTimeoutMs,
-      (late) => {
-        // The dial finished after we gave up on it (timeout or stop): close what it made.
-        late.on('error', () => undefined);
-        void late.end().catch(() => undefined);
-      },
-      this.stopSignal,
-    );
-    let endFn!: (err?: PgcoordError) => void;
-    const ended = new Promise<void>((resolve) => (endFn = () => resolve()));
-    const session: Session = {
-      client,
-      dead: false,
-      error: undefined,
-      ended,
-      end: (err) => {
-        if (session.dead) return;
-        session.dead = true;
-        session.error = err;
-        endFn();
-      },
-      lastActivity: Date.now(),
-      held: [],
-      listened: new Set(),
-    };
-    client.on('error', (err) => this.killSession(session, coerceError(err)));
-    client.on('end', () =>
-      this.killSession(session, new ClosedError('the listener connection was closed')),
-    );
-    client.on('notification', (msg) => {
-      session.lastActivity = Date.now();
-      const n: Notification = {
-        channel: msg.channel,
-        payload: msg.payload ?? '',
-        processId: msg.processId,
-      };
-      if (session.held) session.held.push(n);
-      else this.dispatch(n);
-    });
-    this.session = session;
-    this.scheduleHealthCheck(session);
-    return session;
-  }
-
   /** LISTENs every channel in few round trips, then queues backlogs, then releases held notifications. */
-  private async listenAll(session: Session): Promise<void> {
+  private async listenAll(session: ListenerConnection): Promise<void> {
     // Loop: channels added while a batch was on the wire get their own next batch.
     for (;;) {
       const todo = [...this.channels.keys()].filter((c) => !session.listened.has(c));
@@ -813,129 +578,20 @@ export class Listener extends EventEmitter<ListenerEvents> {
       for (let i = 0; i < todo.length; i += LISTEN_CHUNK) {
         const chunk = todo.slice(i, i + LISTEN_CHUNK);
         for (const c of chunk) session.listened.add(c);
-        await this.command(session, chunk.map((c) => `LISTEN ${quoteIdent(c)}`).join('; '));
+        await session.command(chunk.map((c) => `LISTEN ${quoteIdent(c)}`).join('; '));
       }
     }
     if (session.dead) return;
-    const held = session.held ?? [];
-    session.held = undefined;
+    // Backlogs go first into each channel's queue, then what arrived while LISTENing.
     for (const state of this.channels.values()) {
       state.handler?.onListening?.();
       for (const it of state.iterators) it.onListening?.();
     }
-    for (const n of held) this.dispatch(n);
+    session.release();
   }
 
-  /** Runs a statement on the session with the health timeout; a timeout kills the session. */
-  private async command(
-    session: Session,
-    text: string,
-    values?: unknown[],
-  ): Promise<pg.QueryResult> {
-    if (session.dead) throw new ClosedError('the listener connection is down');
-    try {
-      const res = await withTimeout(
-        session.client.query(text, values),
-        this.healthCheckTimeoutMs,
-        () => undefined,
-        session.ended,
-      );
-      session.lastActivity = Date.now();
-      return res;
-    } catch (err) {
-      const e = coerceError(err);
-      if (e.code === 'PGCOORD_TIMEOUT' || e.code === 'PGCOORD_CONNECTION')
-        this.killSession(session, e);
-      throw e;
-    }
-  }
-
-  private scheduleHealthCheck(session: Session): void {
-    const tick = () => {
-      if (session.dead) return;
-      const idleMs = Date.now() - session.lastActivity;
-      if (idleMs < this.healthCheckIntervalMs) {
-        timer = setTimeout(tick, this.healthCheckIntervalMs - idleMs);
-        timer.unref();
-        return;
-      }
-      this.command(session, 'SELECT 1').then(
-        () => {
-          if (session.dead) return;
-          timer = setTimeout(tick, this.healthCheckIntervalMs);
-          timer.unref();
-        },
-        () => undefined, // command() already killed the session
-      );
-    };
-    let timer = setTimeout(tick, this.healthCheckIntervalMs);
-    timer.unref();
-    void session.ended.then(() => clearTimeout(timer));
-  }
-
-  private killSession(session: Session, err: PgcoordError): void {
-    if (session.dead) return;
-    if (!this.stopping) this.reportError(err);
-    session.end(err);
-  }
-
-  private async closeSession(session: Session): Promise<void> {
-    session.end();
+  private async closeSession(session: ListenerConnection): Promise<void> {
     if (this.session === session) this.session = undefined;
-    const client = session.client;
-    client.removeAllListeners('notification');
-    client.on('error', () => undefined);
-    if (session.error) {
-      // The socket may be wedged (server gone silent): destroy it rather than wait for a goodbye.
-      client.connection.stream.destroy();
-      await client.end().catch(() => undefined);
-      return;
-    }
-    await withTimeout(client.end(), this.healthCheckTimeoutMs, () => undefined).catch(() => {
-      client.connection.stream.destroy();
-    });
+    await session.close();
   }
-}
-
-/**
- * Resolves like `p`, or rejects with a TimeoutError after `ms`, or with a ClosedError when
- * `abort` resolves first; `onLate` receives a success that came after we gave up.
- */
-function withTimeout<T>(
-  p: Promise<T>,
-  ms: number,
-  onLate: (value: T) => void,
-  abort?: Promise<void>,
-): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    let settled = false;
-    const giveUp = (err: Error) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      reject(err);
-    };
-    const timer = setTimeout(
-      () => giveUp(new TimeoutError(`the listener connection gave no answer within ${ms} ms`)),
-      ms,
-    );
-    void abort?.then(() => giveUp(new ClosedError('the listener is stopping')));
-    p.then(
-      (v) => {
-        clearTimeout(timer);
-        if (settled) onLate(v);
-        else {
-          settled = true;
-          resolve(v);
-        }
-      },
-      (err: unknown) => {
-        clearTimeout(timer);
-        if (!settled) {
-          settled = true;
-          reject(err);
-        }
-      },
-    );
-  });
 }

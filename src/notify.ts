@@ -40,7 +40,10 @@ export interface NotifierOptions {
   largePayloadRetentionMs?: number;
   /** Most notifications sent in one statement. Default 500. */
   maxBatch?: number;
-  /** Statements allowed in flight at once. Default 1 (NOTIFY commits are serialized anyway). */
+  /**
+   * Statements allowed in flight at once. Default 2: commits that NOTIFY are serialized by the
+   * server, but a second statement overlaps the first one's network and parse time.
+   */
   maxInFlight?: number;
 }
 
@@ -87,7 +90,7 @@ function resolveOptions(options: NotifierOptions | undefined): Resolved {
       3_600_000,
     ),
     maxBatch: optionalInt('options.maxBatch', o.maxBatch, { min: 1, max: 10_000 }, 500),
-    maxInFlight: optionalInt('options.maxInFlight', o.maxInFlight, { min: 1, max: 100 }, 1),
+    maxInFlight: optionalInt('options.maxInFlight', o.maxInFlight, { min: 1, max: 100 }, 2),
   };
 }
 

@@ -94,7 +94,13 @@ describe('Listener', () => {
   });
 
   it('reports handler errors (sync and async) as handler:error and keeps going', async () => {
-    const { listener } = makeListener();
+    const logged: string[] = [];
+    const { listener } = makeListener({
+      logger: {
+        info: (_o, msg) => void logged.push(`info ${msg}`),
+        warn: (_o, msg) => void logged.push(`warn ${msg}`),
+      },
+    });
     const errors: Array<{ channel: string; error: unknown }> = [];
     listener.on('handler:error', (e) => errors.push(e));
     const ok: string[] = [];
@@ -108,6 +114,8 @@ describe('Listener', () => {
     await waitFor(() => ok.length === 3 && errors.length === 2);
     expect(ok).toEqual(['a', 'b', 'c']);
     expect(errors.map((e) => (e.error as Error).message)).toEqual(['sync-ish', 'async']);
+    expect(logged).toContain('info pgcoord listener: listening');
+    expect(logged.filter((m) => m === 'warn pgcoord listener: handler failed')).toHaveLength(2);
     expect(listener.listening).toBe(true);
   });
 
@@ -281,6 +289,50 @@ describe('Listener', () => {
     await waitFor(() => got.length === 1);
   });
 
+  it('refuses bad options and arguments with a ValidationError naming them', () => {
+    const bad: Array<[ListenerOptions, string]> = [
+      [{ reconnectDelayMs: -1 }, 'options.reconnectDelayMs'],
+      [{ reconnectDelayMs: 500, maxReconnectDelayMs: 100 }, 'options.maxReconnectDelayMs'],
+      [{ healthCheckIntervalMs: '1s' as unknown as number }, 'options.healthCheckIntervalMs'],
+      [{ healthCheckTimeoutMs: 1.5 }, 'options.healthCheckTimeoutMs'],
+      [{ connect: 5 as unknown as () => Promise<pg.Client> }, 'options.connect'],
+      [{ connection: db.url, connectionString: db.url }, 'options.connectionString'],
+      [{ applicationName: '' }, 'options.applicationName'],
+      [{ schema: '' }, 'options.schema'],
+    ];
+    for (const [options, argument] of bad) {
+      let caught: unknown;
+      try {
+        new Listener(options);
+      } catch (err) {
+        caught = err;
+      }
+      expect(caught, argument).toBeInstanceOf(ValidationError);
+      expect((caught as ValidationError).argument).toBe(argument);
+    }
+    const listener = new Listener({ connection: db.url });
+    const arg = (fn: () => unknown) => {
+      try {
+        fn();
+      } catch (err) {
+        return (err as ValidationError).argument;
+      }
+      return undefined;
+    };
+    expect(arg(() => listener.handle('c', 'x' as unknown as () => void))).toBe('handler');
+    expect(arg(() => listener.handle('c', () => undefined, { concurrency: 0 }))).toBe(
+      'options.concurrency',
+    );
+    expect(
+      arg(() => listener.handle('c', () => undefined, { backlog: 1 as unknown as () => void })),
+    ).toBe('options.backlog');
+    expect(arg(() => listener.iterate('c', { bufferSize: 0 }))).toBe('options.bufferSize');
+    expect(arg(() => listener.iterate('c', { overflow: 'bogus' as unknown as 'error' }))).toBe(
+      'options.overflow',
+    );
+    expect(listener.channelNames).toEqual([]);
+  });
+
   it('retries forever with jittered exponential backoff under a cap; the first retry is immediate', async () => {
     const port = await freePort();
     const { listener } = makeListener({
@@ -329,7 +381,13 @@ describe('Listener', () => {
 
   it('stop() while a dial hangs (the server accepts but never answers) returns promptly', async () => {
     const held = new Set<net.Socket>();
-    const blackhole = net.createServer((sock) => void held.add(sock));
+    let closed = 0;
+    const blackhole = net.createServer((sock) => {
+      held.add(sock);
+      sock.resume(); // read (and ignore) what the client sends, so its close is seen
+      sock.on('error', () => undefined);
+      sock.on('close', () => closed++);
+    });
     await new Promise<void>((r) => blackhole.listen(0, '127.0.0.1', () => r()));
     const port = (blackhole.address() as net.AddressInfo).port;
     try {
@@ -342,6 +400,8 @@ describe('Listener', () => {
       const t0 = Date.now();
       await listener.stop();
       expect(Date.now() - t0).toBeLessThan(2_000);
+      // The half-made connection was cut off, not left to its 60 s timeout.
+      await waitFor(() => closed === 1, { timeoutMs: 2_000, message: 'dial socket closed' });
     } finally {
       for (const s of held) s.destroy();
       await new Promise((r) => blackhole.close(r));
@@ -501,6 +561,49 @@ describe('Listener', () => {
 });
 
 describe('Listener on a private server', () => {
+  it('detects a backend frozen with SIGSTOP (socket open, no answers) and moves to a new one', async () => {
+    const inst = await startInstance();
+    const app = `lt_frozen_${randomBytes(4).toString('hex')}`;
+    const admin = new pg.Pool({ connectionString: inst.url(), max: 2 });
+    admin.on('error', () => undefined);
+    let frozenPid: number | undefined;
+    try {
+      const listener = new Listener({
+        connection: inst.url(),
+        applicationName: app,
+        reconnectDelayMs: 20,
+        maxReconnectDelayMs: 200,
+        healthCheckIntervalMs: 300,
+        healthCheckTimeoutMs: 700,
+      });
+      listener.on('error', () => undefined);
+      listeners.push(listener);
+      const got: string[] = [];
+      listener.handle('frozen', (p) => void got.push(p));
+      await listener.start();
+      const { rows } = await admin.query<{ pid: number }>(
+        `SELECT pid FROM pg_stat_activity WHERE application_name = $1`,
+        [app],
+      );
+      frozenPid = rows[0]!.pid;
+      const lost = nextEvent<{ error: Error | undefined }>(listener, 'disconnect', 10_000);
+      const t0 = Date.now();
+      process.kill(frozenPid, 'SIGSTOP');
+      const { error } = await lost;
+      expect(error?.name).toBe('TimeoutError');
+      // Worst case interval + timeout = 1 s; generous margin for a loaded machine.
+      expect(Date.now() - t0).toBeLessThan(5_000);
+      await waitFor(() => listener.listening, { message: 'listening on a new backend' });
+      await admin.query(`NOTIFY frozen, 'after'`);
+      await waitFor(() => got.includes('after'));
+      await listener.stop();
+    } finally {
+      if (frozenPid !== undefined) process.kill(frozenPid, 'SIGCONT');
+      await admin.end();
+      inst.destroy();
+    }
+  });
+
   it('comes back by itself after the server restarts, and the backlog covers the gap', async () => {
     const inst = await startInstance();
     const pool = new pg.Pool({ connectionString: inst.url(), max: 2 });
