@@ -1,12 +1,13 @@
 import { EventEmitter } from 'node:events';
 import os from 'node:os';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import { ChangeCapture, type ChangeOperation } from './change-capture.js';
 import { ConflictError, ConnectionError, coerceError, ValidationError } from './db/errors.js';
 import { checkSchemaName, DEFAULT_SCHEMA, quoteIdent } from './db/identifier.js';
 import { ensureMigrated } from './db/migrator.js';
 import type { ConnectableQueryable } from './db/queryable.js';
+import type { Listener } from './listener.js';
 import { checkOptions, checkText, describe, optionalInt } from './validate.js';
 
 /** One captured row change, as a handler receives it. */
@@ -93,6 +94,13 @@ export interface ConsumeOptions {
   lagWarning?: number;
   /** This consumer's name in the group row. Default `<host>:<pid>:<random>`. */
   consumerId?: string;
+  /**
+   * A started {@link Listener} to share wake-ups between processes: a consumer whose poll sees new
+   * ids sends one empty NOTIFY (at most one per `pollIntervalMs` per process, never from the
+   * writers, so commits are not serialized) and every other consumer on the channel wakes at once
+   * instead of at its next poll. Only a hint: polling goes on. Default: none.
+   */
+  listener?: Listener;
   /** pgcoord's schema. Default `pgcoord`. */
   schema?: string;
   /** Receives warnings (lag, overrun) and errors nobody listens for. Default: console. */
@@ -113,8 +121,9 @@ export interface ChangeConsumerEvents {
   error: [Error];
 }
 
-interface Resolved extends Required<Omit<ConsumeOptions, 'logger' | 'handler'>> {
+interface Resolved extends Required<Omit<ConsumeOptions, 'logger' | 'handler' | 'listener'>> {
   handler: ChangeHandler;
+  listener: Listener | undefined;
   logger: NonNullable<ConsumeOptions['logger']>;
 }
 
@@ -173,10 +182,58 @@ function resolveOptions(options: ConsumeOptions): Resolved {
         ? `${os.hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`
         : checkText('options.consumerId', options.consumerId, { maxBytes: 200 }),
     schema: checkSchemaName(options.schema ?? DEFAULT_SCHEMA),
+    listener: checkListener(options.listener),
     logger: options.logger ?? {
       warn: (m, meta) => console.warn(`pgcoord: ${m}`, meta ?? ''),
       error: (m, meta) => console.error(`pgcoord: ${m}`, meta ?? ''),
     },
+  };
+}
+
+function checkListener(value: unknown): Listener | undefined {
+  if (value === undefined) return undefined;
+  const l = value as Partial<Listener>;
+  if (typeof l.handle !== 'function' || typeof l.unhandle !== 'function') {
+    throw new ValidationError('options.listener', `must be a Listener, got ${describe(value)}`);
+  }
+  return value as Listener;
+}
+
+/** Wake-up channel of a pgcoord schema (a hash keeps it within 63 bytes). */
+function wakeChannel(schema: string): string {
+  return `pgcoord_changes_${createHash('sha1').update(schema).digest('hex').slice(0, 16)}`;
+}
+
+// A Listener has one handler per channel: the consumers of a process sharing one listener
+// share that handler.
+const wakeups = new WeakMap<Listener, Map<string, Set<() => void>>>();
+
+function subscribeWakeups(listener: Listener, channel: string, fn: () => void): () => void {
+  let byChannel = wakeups.get(listener);
+  if (!byChannel) {
+    byChannel = new Map();
+    wakeups.set(listener, byChannel);
+  }
+  let fns = byChannel.get(channel);
+  if (!fns) {
+    const set = new Set<() => void>();
+    fns = set;
+    byChannel.set(channel, set);
+    const wake = () => {
+      for (const f of set) f();
+    };
+    // The backlog runs after every (re)connect: anything announced meanwhile was missed.
+    listener.handle(channel, wake, { backlog: wake });
+  }
+  fns.add(fn);
+  const map = byChannel;
+  const set = fns;
+  return () => {
+    set.delete(fn);
+    if (set.size === 0 && map.get(channel) === set) {
+      map.delete(channel);
+      listener.unhandle(channel);
+    }
   };
 }
 
@@ -199,7 +256,6 @@ interface FetchRow {
   rows: ChangeRow[];
   covered: string;
   xmin: string;
-  xmax: string;
   seq: string;
   replays: number;
 }
@@ -212,10 +268,13 @@ interface FetchRow {
  * delivered (`delivered`, a multirange that stays small: runs of consecutive ids). Each batch
  * takes the lowest visible ids above W that are NOT in that set, so a change that commits late
  * with an id below others already delivered is picked up when it becomes visible. W only moves
- * past an id once no transaction can still commit it: the consumer reads the id sequence (S)
- * and, in a later statement, the snapshot's xmax (X); every id <= S was allocated by a
- * transaction with an xid < X, so once the oldest running xid (snapshot xmin) reaches X, every
- * id <= S is final, committed or aborted. Delivery itself never waits for long transactions;
+ * past an id once no transaction can still commit it: the consumer reads the id sequence (S),
+ * then, in a later statement, takes a transaction id of its own (X = pg_current_xact_id()).
+ * Every id <= S was allocated by a transaction whose xid was assigned before that read (the
+ * trigger runs after the row write that assigned it), so its xid is < X; once a later snapshot's
+ * xmin (oldest running xid) is above X, every id <= S is final: committed or aborted. (A
+ * snapshot's xmax would not do: PostgreSQL reuses a snapshot while no transaction ends, so its
+ * xmax can be older than the statement.) Delivery itself never waits for long transactions;
  * only the bookkeeping does.
  *
  * @example
@@ -239,7 +298,9 @@ export class ChangeConsumer extends EventEmitter<ChangeConsumerEvents> {
   private trackCommitTs = false;
   // Low-water bookkeeping shared by every statement of this consumer (see the class comment).
   private lastCompletedSeq: bigint | null = null;
-  private samples: Array<{ seq: bigint; xmax: bigint }> = [];
+  private samples: Array<{ seq: bigint; x: bigint }> = [];
+  private ticking = false;
+  private unsubscribe: (() => void) | undefined;
   private finalUpTo: bigint | null = null;
   private lastSeenSeq: bigint | null = null;
   private notBefore = new Map<number, number>();
@@ -281,6 +342,11 @@ export class ChangeConsumer extends EventEmitter<ChangeConsumerEvents> {
         throw coerceError(err);
       }
       if (!this.running) return;
+      if (this.o.listener) {
+        this.unsubscribe = subscribeWakeups(this.o.listener, wakeChannel(this.o.schema), () =>
+          this.wakeAll(),
+        );
+      }
       this.timers.push(setInterval(() => void this.tick(), this.o.pollIntervalMs));
       this.timers.push(setInterval(() => this.wakeAll(), this.o.fullPollIntervalMs));
       if (this.o.pruneIntervalMs > 0) {
@@ -297,6 +363,8 @@ export class ChangeConsumer extends EventEmitter<ChangeConsumerEvents> {
   async stop(): Promise<void> {
     await this.starting?.catch(() => undefined);
     this.running = false;
+    this.unsubscribe?.();
+    this.unsubscribe = undefined;
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
     this.wakeAll();
@@ -345,18 +413,29 @@ export class ChangeConsumer extends EventEmitter<ChangeConsumerEvents> {
     });
   }
 
-  /** Cheap check for new ids: reads the sequence (no transaction id, no write) and wakes workers. */
+  /**
+   * Cheap check for new ids: reads the sequence and wakes workers when it moved. While some ids
+   * are not known final it also takes an xid (pg_current_xact_id(): no write, no fsync) as the
+   * anchor of the low-water bookkeeping (see the class comment).
+   */
   private async tick(): Promise<void> {
-    if (!this.running) return;
+    if (!this.running || this.ticking) return;
+    this.ticking = true;
     try {
       const seqBefore = this.lastCompletedSeq;
-      const { rows } = await this.pool.query<{ seq: string; xmin: string; xmax: string }>(
-        `SELECT (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM ${this.s}.change_ids)::text AS seq,
-                pg_snapshot_xmin(pg_current_snapshot())::text AS xmin,
-                pg_snapshot_xmax(pg_current_snapshot())::text AS xmax`,
+      const newest = this.samples[this.samples.length - 1]?.seq ?? this.finalUpTo;
+      const anchor = seqBefore !== null && (newest === null || seqBefore > newest);
+      // With a listener, new ids are announced from here (bounded by the poll rate), not by writers.
+      const { rows } = await this.pool.query<{ seq: string; xmin: string; x: string | null }>(
+        `SELECT s.seq::text, pg_snapshot_xmin(pg_current_snapshot())::text AS xmin,
+                ${anchor ? 'pg_current_xact_id()::text' : 'NULL::text'} AS x,
+                CASE WHEN $1::text IS NOT NULL AND s.seq > $2::bigint THEN pg_notify($1::text, '') END
+           FROM (SELECT CASE WHEN is_called THEN last_value ELSE 0 END AS seq
+                   FROM ${this.s}.change_ids) s`,
+        [this.o.listener ? wakeChannel(this.o.schema) : null, (this.lastSeenSeq ?? -1n).toString()],
       );
       const r = rows[0]!;
-      this.observe(seqBefore, r);
+      this.observe(anchor ? seqBefore : null, r);
       const seq = BigInt(r.seq);
       if (this.lastSeenSeq === null || seq !== this.lastSeenSeq) {
         this.lastSeenSeq = seq;
@@ -364,20 +443,26 @@ export class ChangeConsumer extends EventEmitter<ChangeConsumerEvents> {
       }
     } catch {
       // The workers see and report connection trouble; the tick just tries again.
+    } finally {
+      this.ticking = false;
     }
   }
 
-  /** Records a statement's snapshot bounds and sequence read (see the class comment). */
-  private observe(seqBefore: bigint | null, r: { seq: string; xmin: string; xmax: string }): void {
+  /**
+   * Records what a statement saw: its sequence read, its snapshot's xmin and, for an anchoring
+   * tick, its own xid paired with a sequence value read by a statement that completed before it
+   * started (see the class comment).
+   */
+  private observe(
+    seqBefore: bigint | null,
+    r: { seq: string; xmin: string; x?: string | null },
+  ): void {
     const xmin = BigInt(r.xmin);
-    if (seqBefore !== null) {
-      const last = this.samples[this.samples.length - 1];
-      if (!last || last.seq !== seqBefore) {
-        this.samples.push({ seq: seqBefore, xmax: BigInt(r.xmax) });
-        if (this.samples.length > 256) this.samples.splice(128, 1);
-      }
+    if (seqBefore !== null && r.x) {
+      this.samples.push({ seq: seqBefore, x: BigInt(r.x) });
+      if (this.samples.length > 256) this.samples.splice(128, 1);
     }
-    while (this.samples.length > 0 && this.samples[0]!.xmax <= xmin) {
+    while (this.samples.length > 0 && this.samples[0]!.x < xmin) {
       const s = this.samples.shift()!;
       if (this.finalUpTo === null || s.seq > this.finalUpTo) this.finalUpTo = s.seq;
     }
@@ -426,10 +511,15 @@ export class ChangeConsumer extends EventEmitter<ChangeConsumerEvents> {
   private async runBatch(part: number): Promise<number> {
     const o = this.o;
     const client = await this.pool.connect();
+    // A connection cut while we hold it (between statements) is reported on the client, not the
+    // pool: without a listener that 'error' event would crash the process.
+    const onError = (): void => undefined;
+    client.on('error', onError);
     let broken: Error | undefined;
     try {
-      await client.query('BEGIN');
-      const seqBefore = this.lastCompletedSeq;
+      // The row estimates of these statements are poor (multirange gaps); JIT compiling them
+      // costs more than running them.
+      await client.query('BEGIN; SET LOCAL jit = off');
       const fetched = await client.query<FetchRow>(this.fetchSql(), [
         o.group,
         part,
@@ -445,7 +535,7 @@ export class ChangeConsumer extends EventEmitter<ChangeConsumerEvents> {
         await client.query('ROLLBACK');
         return 0; // another consumer holds this partition
       }
-      this.observe(seqBefore, g);
+      this.observe(null, g);
       if (g.replays > 0 && part === 0) {
         const n = await this.runReplays(client);
         if (n > 0) return n;
@@ -459,7 +549,7 @@ export class ChangeConsumer extends EventEmitter<ChangeConsumerEvents> {
       let deadLetter: string | undefined;
       if (changes.length > 0) {
         if (g.attempts >= o.maxAttempts && changes.length === 1) {
-          deadLetter = await this.deadLetter(client, changes[0]!, g.attempts);
+          deadLetter = await this.deadLetter(client, part, changes[0]!, g.attempts);
         } else {
           const attempt = g.attempts + 1;
           try {
@@ -509,6 +599,7 @@ export class ChangeConsumer extends EventEmitter<ChangeConsumerEvents> {
       await client.query('ROLLBACK').catch(() => undefined);
       throw err;
     } finally {
+      client.off('error', onError);
       client.release(broken && coerceError(broken) instanceof ConnectionError ? broken : undefined);
     }
   }
@@ -544,18 +635,19 @@ export class ChangeConsumer extends EventEmitter<ChangeConsumerEvents> {
 
   private async deadLetter(
     client: pg.PoolClient,
+    part: number,
     change: Change,
     attempts: number,
   ): Promise<string> {
     const { rows } = await client.query<{ last_error: string | null }>(
-      `WITH g AS (SELECT last_error FROM ${this.s}.change_groups WHERE group_name = $1::text LIMIT 1)
+      `WITH g AS (SELECT last_error FROM ${this.s}.change_groups WHERE group_name = $1::text AND partition = $5::int)
        INSERT INTO ${this.s}.change_dead_letters AS d (group_name, change_id, change, attempts, last_error)
        SELECT $1::text, $2::bigint, $3::jsonb, $4::int, g.last_error FROM g
        ON CONFLICT (group_name, change_id) DO UPDATE
          SET state = 'dead', attempts = d.attempts + EXCLUDED.attempts,
              last_error = EXCLUDED.last_error, failed_at = now()
        RETURNING last_error`,
-      [this.o.group, change.id, JSON.stringify(change), attempts],
+      [this.o.group, change.id, JSON.stringify(change), attempts, part],
     );
     return rows[0]?.last_error ?? 'handler failed';
   }
@@ -658,7 +750,8 @@ WITH g AS (
     FROM gaps CROSS JOIN LATERAL (
       SELECT c.id FROM ${s}.changes c
        WHERE c.id >= lower(gaps.r) AND (upper_inf(gaps.r) OR c.id < upper(gaps.r))
-         AND c.id <= (SELECT max(id) FROM batch)) v
+         AND c.id <= (SELECT max(id) FROM batch)
+       OFFSET 0) v
 )
 SELECT g.low_water::text, g.attempts,
        (SELECT coalesce(json_agg(json_build_object(
@@ -669,7 +762,6 @@ SELECT g.low_water::text, g.attempts,
        (SELECT coalesce(range_agg(int8range(lo, hi, '[]')), '{}'::int8multirange)::text
           FROM (SELECT min(id) AS lo, max(id) AS hi FROM runs GROUP BY grp) x) AS covered,
        pg_snapshot_xmin(pg_current_snapshot())::text AS xmin,
-       pg_snapshot_xmax(pg_current_snapshot())::text AS xmax,
        (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM ${s}.change_ids)::text AS seq,
        (SELECT count(*) FROM ${s}.change_dead_letters
          WHERE group_name = $1::text AND state = 'replay')::int AS replays

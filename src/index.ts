@@ -23,6 +23,25 @@ export type { Migration, MigrateOptions, MigrateResult } from './db/migrator.js'
 export { quoteIdent, DEFAULT_SCHEMA } from './db/identifier.js';
 export { resolveConnectionConfig, createPool, redactConnectionString } from './db/connection.js';
 export type { ConnectionInput } from './db/connection.js';
+export { ChangeCapture, ALL_OPERATIONS } from './change-capture.js';
+export type {
+  ChangeOperation,
+  TableRef,
+  TrackOptions,
+  TrackedTable,
+  ChangeGroupStatus,
+  DeadLetter,
+  PruneOptions,
+  PruneResult,
+} from './change-capture.js';
+export { ChangeConsumer, consume } from './change-consumer.js';
+export type {
+  Change,
+  BatchContext,
+  ChangeHandler,
+  ConsumeOptions,
+  ChangeConsumerEvents,
+} from './change-consumer.js';
 export { Listener } from './listener.js';
 export type {
   ListenerOptions,

@@ -6,6 +6,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import {
   ChangeCapture,
   ChangeConsumer,
+  Listener,
+  quoteIdent,
   ValidationError,
   type Change,
   type ChangeHandler,
@@ -198,6 +200,37 @@ describe('ChangeCapture', () => {
     expect(rows, via).toEqual([1, 2, 3].map((n) => ({ op: 'INSERT', n })));
   });
 
+  it('round-trips any schema and table name (quotes, capitals, spaces, unicode)', async () => {
+    const capture = new ChangeCapture(db.pool);
+    // Prefixed so a generated name never hits a real schema (pg_*, pgcoord) or this file's tables.
+    const name = (prefix: string) =>
+      fc
+        .string({ unit: 'grapheme', minLength: 1, maxLength: 20 })
+        .map((x) => prefix + x)
+        .filter((x) => !x.includes('\u0000') && Buffer.byteLength(x) <= 63 && x.isWellFormed());
+    await fc.assert(
+      fc.asyncProperty(name('Fz "'), name('t"'), async (schema, table) => {
+        const q = `${quoteIdent(schema)}.${quoteIdent(table)}`;
+        await db.pool.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schema)}`);
+        await db.pool.query(`DROP TABLE IF EXISTS ${q}`);
+        await db.pool.query(`CREATE TABLE ${q} ("Id" int PRIMARY KEY, "v""x" text)`);
+        await capture.track({ schema, name: table });
+        const from = await lastChangeId();
+        await db.pool.query(`INSERT INTO ${q} VALUES (1, 'a')`);
+        const { rows } = await db.pool.query(
+          `SELECT schema_name, table_name, pk, new FROM pgcoord.changes WHERE id > $1`,
+          [from],
+        );
+        expect(rows).toEqual([
+          { schema_name: schema, table_name: table, pk: { Id: 1 }, new: { Id: 1, 'v"x': 'a' } },
+        ]);
+        expect(await capture.untrack({ schema, name: table })).toBe(true);
+        await db.pool.query(`DROP TABLE ${q}`);
+      }),
+      { numRuns: 15 },
+    );
+  });
+
   it('refuses bad input before any SQL', async () => {
     const capture = new ChangeCapture(db.pool);
     await fc.assert(
@@ -285,6 +318,66 @@ describe('ChangeConsumer', () => {
     }
   });
 
+  it('moves past a change whose transaction rolled back', async () => {
+    await startConsumer({ group: 'aborted', startFrom: 'now' });
+    const t1 = await db.pool.connect();
+    try {
+      await t1.query('BEGIN');
+      await t1.query(`INSERT INTO items VALUES (1101, 1)`);
+      await db.pool.query(`INSERT INTO items VALUES (1102, 1)`);
+      await waitFor(async () => (await effects('aborted')).length === 1);
+      await t1.query('ROLLBACK');
+    } finally {
+      t1.release();
+    }
+    await db.pool.query(`INSERT INTO items VALUES (1103, 1)`);
+    const last = await lastChangeId();
+    await waitFor(async () => {
+      const r = await db.pool.query(
+        `SELECT low_water >= $1::bigint AS ok, delivered::text AS d FROM pgcoord.change_groups
+          WHERE group_name = 'aborted'`,
+        [last],
+      );
+      return r.rows[0].ok && r.rows[0].d === '{}';
+    });
+    expect((await effects('aborted')).map((e) => e.op)).toEqual(['INSERT', 'INSERT']);
+    expect(Number((await effects('aborted'))[0]!.change_id)).toBeLessThanOrEqual(Number(last));
+  });
+
+  it('loses nothing from a steady stream of small commits (low-water mark soundness)', async () => {
+    // Regression: the low-water mark once trusted snapshot xmax, which PostgreSQL may reuse from
+    // an older snapshot; under a steady stream of small commits it skipped changes in flight.
+    const c = await startConsumer({ group: 'stream', startFrom: 'now', pollIntervalMs: 5 });
+    const from = await lastChangeId();
+    const w = await db.pool.connect();
+    try {
+      for (let i = 0; i < 600; i++) {
+        await w.query(
+          `INSERT INTO items SELECT g, 0 FROM generate_series($1::int, $1::int + 9) g`,
+          [10_000 + i * 10],
+        );
+      }
+    } finally {
+      w.release();
+    }
+    const to = await lastChangeId();
+    const expected = Number(to) - Number(from);
+    expect(expected).toBe(6000);
+    await waitFor(async () => (await effects('stream')).length >= expected, { timeoutMs: 30_000 });
+    // Let the low-water mark settle past everything, then check nothing was skipped.
+    await waitFor(async () => {
+      const r = await db.pool.query(
+        `SELECT low_water >= $1::bigint AS ok FROM pgcoord.change_groups WHERE group_name = 'stream'`,
+        [to],
+      );
+      return r.rows[0].ok as boolean;
+    });
+    const ids = (await effects('stream')).map((e) => Number(e.change_id));
+    expect(ids).toHaveLength(expected);
+    expect(new Set(ids).size).toBe(expected);
+    expect(c.metrics().delivered).toBe(expected);
+  });
+
   it('a group started after the writes gets everything; nothing is lost while it is down', async () => {
     const c = await startConsumer({ group: 'late-start', startFrom: 'now' });
     await c.stop();
@@ -344,6 +437,32 @@ describe('ChangeConsumer', () => {
     expect(await capture.deadLetters('dlq')).toHaveLength(0);
     const ids = (await effects('dlq')).map((e) => e.change_id);
     expect(new Set(ids).size).toBe(30);
+  });
+
+  it('wakes consumers through a shared Listener: a slow-polling consumer gets a change at once', async () => {
+    const listener = new Listener({ connection: db.url });
+    listener.on('error', () => undefined);
+    await listener.start();
+    try {
+      // Polls once a minute: without the hint it would not see the change within the test.
+      const slow = await startConsumer({
+        group: 'wake-slow',
+        startFrom: 'now',
+        pollIntervalMs: 60_000,
+        fullPollIntervalMs: 60_000,
+        listener,
+      });
+      // Polls fast and announces what it sees on the listener's channel.
+      await startConsumer({ group: 'wake-fast', startFrom: 'now', listener });
+      await waitFor(() => listener.channelNames.length === 1);
+      await db.pool.query(`INSERT INTO items VALUES (4001, 1)`);
+      await waitFor(async () => (await effects('wake-slow')).length === 1, { timeoutMs: 20_000 });
+      expect(slow.metrics().delivered).toBe(1);
+      await Promise.all(running.splice(0).map((c) => c.stop()));
+      expect(listener.channelNames).toEqual([]);
+    } finally {
+      await listener.stop();
+    }
   });
 
   it('parallel mode shares the work and keeps per-key order', async () => {
