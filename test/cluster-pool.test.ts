@@ -92,6 +92,14 @@ describe('ClusterPool on a primary and two standbys', () => {
     }
   });
 
+  it('starts once however many callers arrive together: one pool per instance', async () => {
+    const pool = newPool();
+    const ports = await Promise.all(Array.from({ length: 12 }, () => portOf(pool)));
+    expect(new Set(ports)).toEqual(new Set([cluster.primary.port]));
+    expect(pool.topology().map((v) => v.key)).toEqual(cluster.all.map((i) => cluster.key(i)));
+    await pool.end();
+  });
+
   it('spreads reads over the standbys with each strategy', async () => {
     const standbyPorts = cluster.standbys.map((s) => s.port);
     const highest: Balancer = {
