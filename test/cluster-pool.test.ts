@@ -13,6 +13,7 @@ import {
   type TargetSessionAttrs,
   TARGET_SESSION_ATTRS,
   ValidationError,
+  withTransaction,
 } from '../src/index.js';
 import { startCluster, type TestCluster } from './helpers/cluster.js';
 import { nextEvent, waitFor } from './helpers/wait-for.js';
@@ -84,12 +85,33 @@ describe('ClusterPool on a primary and two standbys', () => {
     const { rows } = await cluster.query(cluster.primary, 'SELECT count(*)::int AS n FROM t');
     expect(rows[0]!.n).toBe(2);
 
+    // Blocks take a Queryable and use withTransaction: both work on the cluster pool unchanged.
+    await withTransaction(pool, async (tx) => {
+      await tx.query('INSERT INTO t VALUES ($1, $2)', [3, 'withTransaction']);
+    });
+    await expect(
+      withTransaction(pool, async (tx) => {
+        await tx.query('INSERT INTO t VALUES ($1, $2)', [4, 'rolled back']);
+        throw new Error('abort');
+      }),
+    ).rejects.toThrow('abort');
+    const ids = await cluster.query(cluster.primary, 'SELECT id FROM t ORDER BY id');
+    expect(ids.rows.map((r) => r.id)).toEqual([1, 2, 3]);
+
     const dedicated = await pool.connectPrimaryClient();
     try {
       expect(await portOf(dedicated as unknown as ClusterPool)).toBe(cluster.primary.port);
     } finally {
       await dedicated.end();
     }
+  });
+
+  it('starts once however many callers arrive together: one pool per instance', async () => {
+    const pool = newPool();
+    const ports = await Promise.all(Array.from({ length: 12 }, () => portOf(pool)));
+    expect(new Set(ports)).toEqual(new Set([cluster.primary.port]));
+    expect(pool.topology().map((v) => v.key)).toEqual(cluster.all.map((i) => cluster.key(i)));
+    await pool.end();
   });
 
   it('spreads reads over the standbys with each strategy', async () => {

@@ -9,7 +9,12 @@ import {
   type ResolvedClusterOptions,
 } from './cluster-options.js';
 import { DiscoveryConnections } from './discovery-connections.js';
-import { InstancePool, TrackedClient } from './instance-pool.js';
+import {
+  FORWARDED_EVENTS,
+  InstancePool,
+  TrackedClient,
+  type ForwardedEvent,
+} from './instance-pool.js';
 import type { TargetSessionAttrs } from './multi-host-url.js';
 import {
   instanceKey,
@@ -100,6 +105,11 @@ export class ClusterPool extends EventEmitter<ClusterPoolEvents> implements Conn
   constructor(options: ClusterPoolOptions) {
     super();
     this.options = resolveClusterOptions(options);
+    (this as EventEmitter).on('newListener', (name: string | symbol) => {
+      if ((FORWARDED_EVENTS as readonly (string | symbol)[]).includes(name)) {
+        for (const inst of this.instances.values()) inst.forward(name as ForwardedEvent);
+      }
+    });
     this.service = new DiscoveryConnections({
       clientConfig: this.options.clientConfig,
       timeoutMs: this.options.connectTimeoutMs,
@@ -385,11 +395,12 @@ export class ClusterPool extends EventEmitter<ClusterPoolEvents> implements Conn
   }
 
   private candidateList(attrs: TargetSessionAttrs, intent: Intent): InstancePool[] {
-    const now = Date.now();
-    if (now >= this.cacheExpiresAt) this.invalidate();
+    // Date.now() only while some instance is in back-off: the cache expires when it ends.
+    if (this.cacheExpiresAt !== Infinity && Date.now() >= this.cacheExpiresAt) this.invalidate();
     const cache = intent === 'read' ? this.readCandidates : this.candidates;
     let list = cache.get(attrs);
     if (list) return list;
+    const now = Date.now();
     const eligible = [...this.instances.values()].filter(
       (i) =>
         i.eligible(now) &&

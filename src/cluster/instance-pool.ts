@@ -47,6 +47,10 @@ export class TrackedClient extends pg.Client {
   }
 }
 
+/** pg.Pool events the cluster pool re-emits (besides `error`, always handled). */
+export const FORWARDED_EVENTS = ['connect', 'acquire', 'release', 'remove'] as const;
+export type ForwardedEvent = (typeof FORWARDED_EVENTS)[number];
+
 /** Settings every instance pool shares. */
 export interface InstancePoolSettings {
   max: number;
@@ -113,11 +117,21 @@ export class InstancePool implements BalancerCandidate {
     this.pool.on('error', (err, client) => {
       if (events.listenerCount('error') > 0) events.emit('error', err, client);
     });
-    this.pool.on('connect', (client) => events.emit('connect', client));
-    this.pool.on('acquire', (client) => events.emit('acquire', client));
-    this.pool.on('release', (err, client) => events.emit('release', err, client));
-    this.pool.on('remove', (client) => events.emit('remove', client));
+    for (const name of FORWARDED_EVENTS) if (events.listenerCount(name) > 0) this.forward(name);
   }
+
+  /**
+   * Re-emits one pg.Pool event on the cluster pool. Attached only once someone listens there:
+   * `acquire` and `release` fire on every statement, and an unheard re-emit still costs.
+   */
+  forward(name: ForwardedEvent): void {
+    if (this.forwarded.has(name)) return;
+    this.forwarded.add(name);
+    const events = this.settings.events;
+    this.pool.on(name, (...args: unknown[]) => events.emit(name, ...args));
+  }
+
+  private readonly forwarded = new Set<ForwardedEvent>();
 
   /** Connections checked out plus callers waiting for one (least-busy's measure). */
   get busy(): number {
