@@ -39,7 +39,8 @@ export type {
   Change,
   BatchContext,
   ChangeHandler,
-  ConsumeOptions,
+  // Renamed here: the rate limiter exports a ConsumeOptions too (clash of the kv and changes merges).
+  ConsumeOptions as ChangeConsumeOptions,
   ChangeConsumerEvents,
 } from './change-consumer.js';
 export { Listener } from './listener.js';
@@ -115,26 +116,6 @@ export { LeaseManager, MAX_LEASE_NAME_BYTES, MIN_LEASE_TTL_MS, MAX_LEASE_TTL_MS 
 export type { Lease, LeaseManagerOptions, AcquireOptions, WithLeaseOptions } from './lease.js';
 export { LeaderElection } from './leader-election.js';
 export type { LeaderElectionOptions, LeaderElectionEvents } from './leader-election.js';
-export { ChangeCapture, ALL_OPERATIONS } from './change-capture.js';
-export type {
-  ChangeOperation,
-  TableRef,
-  TrackOptions,
-  TrackedTable,
-  ChangeGroupStatus,
-  DeadLetter,
-  PruneOptions,
-  PruneResult,
-} from './change-capture.js';
-export { ChangeConsumer, consume } from './change-consumer.js';
-export type {
-  Change,
-  BatchContext,
-  ChangeHandler,
-  // Renamed here: the rate limiter exports a ConsumeOptions too (clash of the kv and changes merges).
-  ConsumeOptions as ChangeConsumeOptions,
-  ChangeConsumerEvents,
-} from './change-consumer.js';
 export { ClusterPool } from './cluster/cluster-pool.js';
 export type { ClusterPoolEvents, ClusterReader, TopologyChange } from './cluster/cluster-pool.js';
 export type { ClusterPoolOptions, ClusterLogEntry } from './cluster/cluster-options.js';
