@@ -2,7 +2,8 @@ import type pg from 'pg';
 import { createPool, redactConnectionString } from '../db/connection.js';
 import { migrate } from '../db/migrator.js';
 import { createLogger, createServer } from '../server/server.js';
-import type { RouteFamily } from '../server/route-context.js';
+import { ClusterPool } from '../cluster/cluster-pool.js';
+import type { RouteFamily, ServicePool } from '../server/route-context.js';
 import { EmbeddedDatabase } from './embedded-database.js';
 
 /** Options of `pgcoord serve`. */
@@ -30,7 +31,7 @@ export async function serve(options: ServeOptions): Promise<void> {
   const url = options.databaseUrl || process.env.DATABASE_URL || undefined;
 
   let embedded: EmbeddedDatabase | undefined;
-  let pool: pg.Pool | undefined;
+  let pool: (ServicePool & { end(): Promise<void> }) | undefined;
   let stopRequested = false;
   let wake: (() => void) | undefined;
   const stopped = new Promise<void>((resolve) => (wake = resolve));
@@ -58,19 +59,31 @@ export async function serve(options: ServeOptions): Promise<void> {
       databaseUrl = embedded.url;
     }
     if (stopRequested) return;
-    pool = createPool(
-      {
-        connectionString: databaseUrl,
-        max: options.poolMax ?? 20,
-        application_name: 'pgcoord-serve',
-      } as pg.PoolConfig,
+    const onPoolError = (err: Error) =>
       // pool.end() resolves before the sockets close, so stopping the database right after can
       // reach a closing client: expected during shutdown, worth a warning only before it.
-      (err) =>
-        stopRequested
-          ? logger.debug({ err: err.message }, 'connection closed during shutdown')
-          : logger.warn({ err: err.message }, 'idle database connection lost'),
-    );
+      stopRequested
+        ? logger.debug({ err: err.message }, 'connection closed during shutdown')
+        : logger.warn({ err: err.message }, 'idle database connection lost');
+    if (isMultiHost(databaseUrl)) {
+      // Several hosts (libpq style): the cluster pool finds the primary and follows failovers.
+      const cluster = new ClusterPool({
+        connectionString: databaseUrl,
+        maxConnectionsPerInstance: options.poolMax ?? 20,
+        logger: (e) => logger[e.level]({ instance: e.instance }, e.message),
+      });
+      cluster.on('error', onPoolError);
+      pool = cluster;
+    } else {
+      pool = createPool(
+        {
+          connectionString: databaseUrl,
+          max: options.poolMax ?? 20,
+          application_name: 'pgcoord-serve',
+        } as pg.PoolConfig,
+        onPoolError,
+      );
+    }
     const result = await migrate(pool, options.schema ? { schema: options.schema } : {});
     if (result.applied.length > 0) logger.info({ applied: result.applied }, 'migrated');
     const server = await createServer({
@@ -99,4 +112,10 @@ export async function serve(options: ServeOptions): Promise<void> {
     logger.info('stopped');
     logger.flush();
   }
+}
+
+/** Whether a connection string names several hosts (`postgres://u@h1:5432,h2:5432/db`). */
+export function isMultiHost(url: string): boolean {
+  const authority = /^[a-z]+:\/\/([^/?#]*)/i.exec(url)?.[1] ?? '';
+  return authority.slice(authority.lastIndexOf('@') + 1).includes(',');
 }

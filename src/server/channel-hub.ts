@@ -1,4 +1,4 @@
-import type { ConnectionInput } from '../db/connection.js';
+import type { ListenerConnection } from './route-context.js';
 import { Listener, type Notification } from '../listener.js';
 
 type Subscriber = (n: Notification) => void;
@@ -19,7 +19,7 @@ export class ChannelHub {
   delivered = 0;
 
   constructor(
-    private readonly connection: ConnectionInput,
+    private readonly dial: ListenerConnection,
     private readonly schema: string,
   ) {}
 
@@ -81,7 +81,9 @@ export class ChannelHub {
   private ensureListener(): Listener {
     if (!this.listener) {
       this.listener = new Listener({
-        connection: this.connection,
+        ...(this.dial.connect
+          ? { connect: this.dial.connect }
+          : { connection: this.dial.connection }),
         schema: this.schema,
         applicationName: 'pgcoord-serve-listener',
       });

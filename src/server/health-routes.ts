@@ -68,6 +68,8 @@ export const healthRoutes: RouteFamily = (app, ctx) => {
 
   ctx.metrics.addCollector(() => {
     const p = ctx.pool;
+    // A pg.Pool says its size limit; a ClusterPool's is per instance (see its topology).
+    const max = (p as { options?: { max?: number } }).options?.max;
     const help = 'Connections of the service pool';
     return [
       {
@@ -97,12 +99,16 @@ export const healthRoutes: RouteFamily = (app, ctx) => {
         type: 'gauge',
         value: p.waitingCount,
       },
-      {
-        name: 'pgcoord_pool_max_connections',
-        help: 'Size limit of the service pool',
-        type: 'gauge',
-        value: p.options.max ?? 10,
-      },
+      ...(max === undefined
+        ? []
+        : [
+            {
+              name: 'pgcoord_pool_max_connections',
+              help: 'Size limit of the service pool',
+              type: 'gauge' as const,
+              value: max,
+            },
+          ]),
     ];
   });
 };

@@ -25,7 +25,7 @@ const channelParams = {
  */
 export const notifyRoutes: RouteFamily = (app, ctx) => {
   const notifier = new Notifier(ctx.pool, { schema: ctx.schema, largePayloads: true });
-  const hub = new ChannelHub(ctx.connection, ctx.schema);
+  const hub = new ChannelHub(ctx.listenerConnection, ctx.schema);
 
   app.post<{ Params: { channel: string }; Body: { payload?: JsonValue } }>(
     '/v1/channels/:channel/notifications',

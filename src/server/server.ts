@@ -15,7 +15,12 @@ import { notifyRoutes } from './notify-routes.js';
 import { HttpError, errorHandler } from './http-errors.js';
 import { Metrics } from './metrics.js';
 import { buildOpenApi, type RouteDoc, type RouteSchema } from './openapi.js';
-import type { RouteContext, RouteFamily } from './route-context.js';
+import type {
+  ListenerConnection,
+  RouteContext,
+  RouteFamily,
+  ServicePool,
+} from './route-context.js';
 import {
   resolveServerSettings,
   type ServerSettings,
@@ -24,14 +29,17 @@ import {
 
 /** Options of {@link createServer}. */
 export interface ServerOptions extends ServerSettingsInput {
-  /** Pool the routes use. Not closed by the server: the caller owns it. */
-  pool: pg.Pool;
+  /** Pool the routes use: a `pg.Pool` or a `ClusterPool`. Not closed by the server: the caller owns it. */
+  pool: ServicePool;
   /**
    * A pino logger, or `false` for none. Default: pino at `PGCOORD_LOG_LEVEL` (default `info`) on
    * stderr. The token, authorization headers and passwords are redacted either way.
    */
   logger?: pino.Logger | false;
-  /** Where dedicated connections dial (LISTEN). Default: the pool's settings. */
+  /**
+   * Where the dedicated LISTEN connection dials. Default: a ClusterPool's current primary
+   * (`connectPrimaryClient`), else the pg.Pool's own settings.
+   */
   connection?: ConnectionInput;
   /** Extra route families (tests, embedding applications). */
   routes?: RouteFamily[];
@@ -113,7 +121,7 @@ export async function createServer(options: ServerOptions): Promise<PgcoordServe
     pool: options.pool,
     schema: settings.schema,
     metrics,
-    connection: options.connection ?? (options.pool.options as pg.ClientConfig),
+    listenerConnection: listenerConnectionOf(options),
   };
   const routes: RouteDoc[] = [];
   const publicRoutes = new Set<string>();
@@ -202,4 +210,13 @@ export async function createServer(options: ServerOptions): Promise<PgcoordServe
       return closing;
     },
   };
+}
+
+function listenerConnectionOf(options: ServerOptions): ListenerConnection {
+  if (options.connection !== undefined) return { connection: options.connection };
+  const cluster = options.pool as Partial<{ connectPrimaryClient(): Promise<pg.Client> }>;
+  if (typeof cluster.connectPrimaryClient === 'function') {
+    return { connect: () => cluster.connectPrimaryClient!() };
+  }
+  return { connection: (options.pool as Partial<pg.Pool>).options as pg.ClientConfig };
 }
