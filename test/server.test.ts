@@ -47,7 +47,9 @@ async function json(res: Response): Promise<unknown> {
 
 describe('health, metrics and OpenAPI', () => {
   it('answers /healthz and /readyz', async () => {
-    expect(await json(await fetch(`${base}/healthz`))).toEqual({ status: 'ok' });
+    const health = await fetch(`${base}/healthz`);
+    expect(health.headers.get('x-content-type-options')).toBe('nosniff');
+    expect(await json(health)).toEqual({ status: 'ok' });
     const ready = await fetch(`${base}/readyz`);
     expect(ready.status).toBe(200);
   });
@@ -81,6 +83,28 @@ describe('health, metrics and OpenAPI', () => {
         '/v1/channels/{channel}/notifications',
       ]),
     );
+    expect(Object.keys(doc.paths)).toEqual(
+      expect.arrayContaining([
+        '/v1/kv/{path}',
+        '/iidy/v1/lists/{list}/{item}',
+        '/iidy/v1/batch/lists/{list}',
+        '/v1/lists/{list}/items/{item}',
+        '/v1/lists/{list}/claims/complete',
+        '/v1/limits/{name}/{key}',
+        '/v1/leases/{name}/acquire',
+        '/v1/changes/{group}/events',
+      ]),
+    );
+    // Every operation is documented from its schema: a summary and at least one reply.
+    for (const [path, ops] of Object.entries(doc.paths)) {
+      for (const [method, op] of Object.entries(ops)) {
+        const o = op as { summary?: string; responses?: Record<string, unknown> };
+        expect(o.summary, `${method} ${path}`).toBeTruthy();
+        expect(Object.keys(o.responses ?? {}).length, `${method} ${path}`).toBeGreaterThan(0);
+      }
+    }
+    const item = doc.paths['/iidy/v1/lists/{list}/{item}']!.get!;
+    expect(item.parameters?.map((p) => p.name)).toEqual(['list', 'item']);
     const post = doc.paths['/v1/channels/{channel}/notifications']!.post!;
     expect(post.parameters).toEqual(
       expect.arrayContaining([expect.objectContaining({ name: 'channel', in: 'path' })]),

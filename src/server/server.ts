@@ -154,6 +154,11 @@ export async function createServer(options: ServerOptions): Promise<PgcoordServe
       }
     });
   }
+  // Browsers must take the declared types seriously (iidy sends this too).
+  app.addHook('onSend', async (_request, reply, payload) => {
+    void reply.header('x-content-type-options', 'nosniff');
+    return payload;
+  });
   app.addHook('onResponse', async (request, reply) => {
     const route = request.routeOptions.url ?? 'unmatched';
     metrics.observe(request.method, route, reply.statusCode, reply.elapsedTime / 1000);
