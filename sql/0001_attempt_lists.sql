@@ -79,9 +79,18 @@ AS $fn$
 BEGIN
   RETURN QUERY
   WITH done AS (
+    -- One primary-key probe per completed item, forced: the LATERAL subquery (LIMIT 1 keeps it
+    -- from being flattened) can only run inside a loop over the input. A plain join lets the
+    -- planner walk the whole list instead when its statistics take it for a few rows (measured:
+    -- 150 ms per call on a fresh 4,000-item list).
     DELETE FROM {{schema}}.list_items AS i
-    USING unnest(p_items, p_tokens) AS d(item, token)
-    WHERE i.list = p_list AND i.item = d.item AND i.token = d.token
+    USING unnest(p_items, p_tokens) AS d(item, token),
+      LATERAL (
+        SELECT x.ctid AS id FROM {{schema}}.list_items AS x
+        WHERE x.list = p_list AND x.item = d.item AND x.token = d.token
+        LIMIT 1
+      ) AS f
+    WHERE i.ctid = f.id
     RETURNING i.item
   ),
   cand AS (

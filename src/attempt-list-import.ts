@@ -178,7 +178,16 @@ async function copyChunk(
     }
     if (buf.length > 0) yield buf;
   }
-  await pipeline(Readable.from(text()), stream);
+  const gen = text();
+  try {
+    await pipeline(Readable.from(gen), stream);
+  } catch (err) {
+    // Every item the generator read must be in `chunk` before the INSERT path reads on from the
+    // same source. pipeline() already waits for the readable to close; this states it here
+    // rather than rely on it.
+    await gen.return(undefined).catch(() => undefined);
+    throw err;
+  }
   return stream.rowCount;
 }
 

@@ -14,10 +14,17 @@ export function buildSql(schema: string) {
   const claimFn = `SELECT o_completed AS completed, o_items AS items, o_attempts AS attempts,
       o_token::text AS token, o_lease_until AS lease_until, o_expired AS expired, o_dead AS dead
     FROM ${s}.list_complete_and_claim($1::text, $2::text[], $3::bigint[], $4::int, $5::float8, $6::int)`;
-  // The redundant `item = ANY($2)` gives the planner a primary-key condition of its own, so the
-  // statement walks the index for just these items even when the statistics are stale.
-  const byToken = `FROM unnest($2::text[], $3::bigint[]) AS d(item, token)
-      WHERE i.list = $1::text AND i.item = ANY($2::text[]) AND i.item = d.item AND i.token = d.token`;
+  // Rows of $1 whose (item, token) pair is in ($2, $3): one primary-key probe per pair, forced
+  // by the LATERAL subquery (see list_complete_and_claim in migration 0001 for why), then the
+  // row itself by ctid. A concurrent write to the same row (say an increment) makes the row
+  // report stale rather than be applied: never applied twice.
+  const byToken = `FROM unnest($2::text[], $3::bigint[]) AS d(item, token),
+      LATERAL (
+        SELECT x.ctid AS id FROM ${t} AS x
+        WHERE x.list = $1::text AND x.item = d.item AND x.token = d.token
+        LIMIT 1
+      ) AS f
+      WHERE i.ctid = f.id`;
   return {
     insert: `INSERT INTO ${t} (list, item) SELECT $1::text, unnest($2::text[]) ON CONFLICT DO NOTHING`,
     getOne: `SELECT attempts FROM ${t} WHERE list = $1::text AND item = $2::text`,
@@ -31,9 +38,9 @@ export function buildSql(schema: string) {
     analyze: `ANALYZE ${t}`,
     claim: claimFn,
     completeAndClaim: claimFn,
-    complete: `DELETE FROM ${t} AS i USING unnest($2::text[], $3::bigint[]) AS d(item, token)
-      WHERE i.list = $1::text AND i.item = ANY($2::text[]) AND i.item = d.item AND i.token = d.token
-      RETURNING i.item`,
+    // complete() is the claim function with nothing to claim: same pinned plan.
+    complete: `SELECT unnest(o_completed) AS item
+      FROM ${s}.list_complete_and_claim($1::text, $2::text[], $3::bigint[], 0, 1, 1)`,
     release: `UPDATE ${t} AS i SET token = NULL, run_at = '-infinity' ${byToken} RETURNING i.item`,
     fail: `UPDATE ${t} AS i SET attempts = i.attempts + 1, token = NULL,
         run_at = CASE WHEN i.attempts + 1 >= $5::int THEN NULL

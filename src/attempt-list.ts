@@ -249,7 +249,13 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
    * Claims up to `limit` claimable items for `leaseMs`: ready items first (in storage order),
    * then items whose retry delay or lease has passed, oldest first. Each item goes to exactly one
    * claimer (`FOR UPDATE SKIP LOCKED`). An item whose previous lease expired counts that as a
-   * failed attempt; items reaching `maxAttempts` become dead instead of being returned.
+   * failed attempt; items reaching `maxAttempts` become dead instead of being returned. Returns
+   * fewer than `limit` (possibly none) when fewer are claimable; never waits.
+   *
+   * @example
+   * const claims = await list.claim('downloads', { limit: 100, leaseMs: 30_000 });
+   * // ... process each claim.item within its lease, then:
+   * await list.complete('downloads', claims);
    */
   async claim(list: string, options: ClaimOptions): Promise<Claim[]> {
     checkList(list);

@@ -222,6 +222,22 @@ describe('AttemptList: bulk import', () => {
     expect(await list.getOne(l, 'i1')).toBe(1); // existing item kept its attempts
   });
 
+  it('a clash in the middle of a streamed COPY loses no item of a slow async source', async () => {
+    const list = new AttemptList(db.pool);
+    const l = fresh('clash');
+    await list.insertBatch(l, ['s0500', 's2500']);
+    async function* slow() {
+      for (let i = 0; i < 3_000; i++) {
+        // Hand control back to the event loop between items, as a network source would.
+        await new Promise((resolve) => setImmediate(resolve));
+        yield `s${String(i).padStart(4, '0')}`;
+      }
+    }
+    const r = await list.import(l, slow(), { chunkSize: 1_000 });
+    expect(r).toEqual({ read: 3_000, inserted: 2_998 });
+    expect(await list.count(l)).toBe(3_000);
+  });
+
   it('imports a byte stream of lines (CRLF, blank lines) and escapes tabs, backslashes', async () => {
     const list = new AttemptList(db.pool);
     const l = fresh('lines');
