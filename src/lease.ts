@@ -8,11 +8,12 @@ import { checkOptions, checkText, describe, optionalInt } from './validate.js';
 
 /** Largest lease name and owner, in UTF-8 bytes. */
 export const MAX_LEASE_NAME_BYTES = 512;
-/** Shortest and longest `ttlMs` of a lease. */
+/** Shortest `ttlMs` of a lease: 100 ms. */
 export const MIN_LEASE_TTL_MS = 100;
+/** Longest `ttlMs` of a lease: 7 days. */
 export const MAX_LEASE_TTL_MS = 7 * 24 * 3600 * 1000;
 
-/** A held lease. `token` is its fencing token: pass it to whatever the lease protects. */
+/** A held lease, as returned by {@link LeaseManager.acquire}. `token` is its fencing token: pass it to whatever the lease protects. */
 export interface Lease {
   readonly name: string;
   readonly owner: string;
@@ -41,6 +42,7 @@ export interface AcquireOptions {
 }
 
 export interface WithLeaseOptions {
+  /** Who holds it. Default the manager's owner. */
   owner?: string;
   /** Lease time in ms. Default the manager's `ttlMs`. */
   ttlMs?: number;

@@ -21,7 +21,8 @@ it('runs the key-value example of the README as written', () => {
     "from 'pgcoord'",
     `from ${JSON.stringify(path.join(root, 'src/index.ts'))}`,
   );
-  const dir = fs.mkdtempSync(path.join(root, '.tmp-readme-'));
+  fs.mkdirSync(path.join(root, '.tmp'), { recursive: true }); // git-ignored
+  const dir = fs.mkdtempSync(path.join(root, '.tmp', 'readme-'));
   try {
     const file = path.join(dir, 'kv-example.ts');
     fs.writeFileSync(file, code);

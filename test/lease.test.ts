@@ -18,6 +18,14 @@ import { nextEvent, waitFor } from './helpers/wait-for.js';
 const db = useTestDatabase();
 const here = path.dirname(fileURLToPath(import.meta.url));
 
+/** Resolves once `signal` is aborted (at once if it already is: the abort may come first). */
+function whenAborted(signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) =>
+    signal.addEventListener('abort', () => resolve(), { once: true }),
+  );
+}
+
 /** Makes a lease expire now on the server clock, as if its holder had stopped renewing. */
 async function expire(name: string): Promise<void> {
   await db.pool.query(
@@ -116,7 +124,7 @@ describe('LeaseManager', () => {
       'wl',
       async (signal, lease) => {
         const first = (await m.holder('wl'))!.expiresAt.getTime();
-        // Wait for a renewal to move the expiry forward (renewIntervalMs 50).
+        // Wait for a renewal to move the expiry forward (renewIntervalMs 50; ttl 3 s leaves room for a loaded machine).
         await waitFor(async () => (await m.holder('wl'))!.expiresAt.getTime() > first, {
           timeoutMs: 5_000,
         });
@@ -124,7 +132,7 @@ describe('LeaseManager', () => {
         await expect(m.withLease('wl', () => 1)).rejects.toBeInstanceOf(ConflictError);
         return lease.token;
       },
-      { ttlMs: 600, renewIntervalMs: 50 },
+      { ttlMs: 3_000, renewIntervalMs: 50 },
     );
     expect(result).toBeGreaterThan(BigInt(tokenBefore as string));
     expect(await m.holder('wl')).toBeUndefined();
@@ -139,7 +147,7 @@ describe('LeaseManager', () => {
       async (signal) => {
         await expire('lost');
         stolen = await thief.acquire('lost', { ttlMs: 60_000 });
-        await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve()));
+        await whenAborted(signal);
         return signal.reason as Error;
       },
       { ttlMs: 2_000, renewIntervalMs: 30 },
@@ -175,13 +183,13 @@ describe('LeaderElection', () => {
     const a = new LeaderElection(db.pool, {
       name: 'leader',
       owner: 'a',
-      ttlMs: 1_000,
+      ttlMs: 3_000,
       intervalMs: 50,
     });
     const b = new LeaderElection(db.pool, {
       name: 'leader',
       owner: 'b',
-      ttlMs: 1_000,
+      ttlMs: 3_000,
       intervalMs: 50,
     });
     await b.stop(); // stop before start is fine
@@ -251,7 +259,7 @@ describe('when the database goes away', () => {
         async (signal) => {
           inst.stop('immediate');
           stoppedAt = performance.now();
-          await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve()));
+          await whenAborted(signal);
           return signal.reason as Error;
         },
         { ttlMs: 1_000, renewIntervalMs: 100 },

@@ -1,6 +1,8 @@
 import fc from 'fast-check';
+import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import {
+  ConnectionError,
   RATE_LIMIT_ALGORITHMS,
   RateLimiter,
   ValidationError,
@@ -412,6 +414,23 @@ describe('RateLimiter', () => {
       `SELECT count(*)::int AS n FROM pgcoord.rate_limits_unlogged WHERE key = '2:u2:0:y'`,
     );
     expect(left.rows[0]!.n).toBe(0);
+  });
+
+  it('reports an unreachable database as a retryable ConnectionError, for every caller of the batch', async () => {
+    const pool = new pg.Pool({ connectionString: 'postgres://postgres@127.0.0.1:1/x', max: 1 });
+    pool.on('error', () => undefined);
+    try {
+      const limiter = new RateLimiter(pool, { name: 'down', limit: 1, periodMs: 1000 });
+      const errors = await Promise.all(
+        [1, 2, 3].map(() => limiter.consume('k').catch((e: unknown) => e)),
+      );
+      for (const err of errors) {
+        expect(err).toBeInstanceOf(ConnectionError);
+        expect((err as ConnectionError).retryable).toBe(true);
+      }
+    } finally {
+      await pool.end();
+    }
   });
 
   it('runs inside a caller transaction', async () => {
