@@ -510,9 +510,8 @@ export class Listener extends EventEmitter<ListenerEvents> {
       try {
         await this.listenAll(session);
       } catch (err) {
-        lastError = coerceError(err);
-        this.reportError(lastError);
-        session.end(lastError);
+        // A connection error already failed (and reported) the session; a refused LISTEN did not.
+        if (!session.dead) session.fail(coerceError(err));
       }
       let upAt: number | undefined;
       if (!session.dead) {

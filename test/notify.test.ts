@@ -151,6 +151,16 @@ describe('notify', () => {
     expect(await storedCount()).toBe(before + 1);
   });
 
+  it('an iterator sees a stored large payload as the payload itself', async () => {
+    const it = listener.iterate('big-iter');
+    await listener.ready();
+    const big = 'i'.repeat(20_000);
+    await notify(db.pool, 'big-iter', big, { largePayloads: true });
+    const { value } = await it.next();
+    expect(value?.payload).toBe(big);
+    await it.return!();
+  });
+
   it('cleans stored payloads up by age on the server clock', async () => {
     const big = 'q'.repeat(9_000);
     await notify(db.pool, 'nobody', big, { largePayloads: true });
