@@ -470,14 +470,20 @@ interface TableInfo {
   oid: number;
   columns: string[];
   pk: string[];
+  partitioned: boolean;
 }
 
 async function describeTable(
   q: Queryable,
   ref: { schema: string; name: string },
 ): Promise<TableInfo> {
-  const { rows } = await q.query<{ oid: string; columns: string[]; pk: string[] }>(
-    `SELECT c.oid::int8::text AS oid,
+  const { rows } = await q.query<{
+    oid: string;
+    columns: string[];
+    pk: string[];
+    partitioned: boolean;
+  }>(
+    `SELECT c.oid::int8::text AS oid, c.relkind = 'p' AS partitioned,
             ARRAY(SELECT attname::text FROM pg_attribute
                    WHERE attrelid = c.oid AND attnum > 0 AND NOT attisdropped ORDER BY attnum) AS columns,
             ARRAY(SELECT a.attname::text FROM pg_index i
@@ -492,7 +498,7 @@ async function describeTable(
   if (!r) {
     throw new NotFoundError(`no table ${quoteIdent(ref.schema)}.${quoteIdent(ref.name)}`);
   }
-  return { oid: Number(r.oid), columns: r.columns, pk: r.pk };
+  return { oid: Number(r.oid), columns: r.columns, pk: r.pk, partitioned: r.partitioned };
 }
 
 function literal(value: string): string {
@@ -536,15 +542,26 @@ function captureDdl(
       : `jsonb_build_object(${info.pk.map((c) => `${literal(c)}, ${alias}.${quoteIdent(c)}`).join(', ')})`;
   const head = `INSERT INTO ${s}.changes (schema_name, table_name, op, pk, old, new)`;
   const names = `${literal(ref.schema)}, ${literal(ref.name)}`;
+  // A partitioned table runs an UPDATE that moves a row to another partition as a DELETE and an
+  // INSERT that fire only ROW triggers: there INSERT and DELETE must be row-level to see it.
+  const rowLevel = info.partitioned;
   const bodies: Record<ChangeOperation, string> = {
-    INSERT: `${head} SELECT ${names}, 'INSERT', ${pkJson('n')}, NULL, ${rowJson('n')} FROM pgcoord_new n;`,
-    DELETE: `${head} SELECT ${names}, 'DELETE', ${pkJson('o')}, ${rowJson('o')}, NULL FROM pgcoord_old o;`,
+    INSERT: rowLevel
+      ? `${head} VALUES (${names}, 'INSERT', ${pkJson('NEW')}, NULL, ${rowJson('NEW')});`
+      : `${head} SELECT ${names}, 'INSERT', ${pkJson('n')}, NULL, ${rowJson('n')} FROM pgcoord_new n;`,
+    DELETE: rowLevel
+      ? `${head} VALUES (${names}, 'DELETE', ${pkJson('OLD')}, ${rowJson('OLD')}, NULL);`
+      : `${head} SELECT ${names}, 'DELETE', ${pkJson('o')}, ${rowJson('o')}, NULL FROM pgcoord_old o;`,
     UPDATE: `${head} VALUES (${names}, 'UPDATE', ${pkJson('NEW')}, ${rowJson('OLD')}, ${rowJson('NEW')});`,
     TRUNCATE: `${head} VALUES (${names}, 'TRUNCATE', NULL, NULL, NULL);`,
   };
   const when: Record<ChangeOperation, string> = {
-    INSERT: 'AFTER INSERT ON %T REFERENCING NEW TABLE AS pgcoord_new FOR EACH STATEMENT',
-    DELETE: 'AFTER DELETE ON %T REFERENCING OLD TABLE AS pgcoord_old FOR EACH STATEMENT',
+    INSERT: rowLevel
+      ? 'AFTER INSERT ON %T FOR EACH ROW'
+      : 'AFTER INSERT ON %T REFERENCING NEW TABLE AS pgcoord_new FOR EACH STATEMENT',
+    DELETE: rowLevel
+      ? 'AFTER DELETE ON %T FOR EACH ROW'
+      : 'AFTER DELETE ON %T REFERENCING OLD TABLE AS pgcoord_old FOR EACH STATEMENT',
     UPDATE: 'AFTER UPDATE ON %T FOR EACH ROW',
     TRUNCATE: 'AFTER TRUNCATE ON %T FOR EACH STATEMENT',
   };

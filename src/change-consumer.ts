@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import os from 'node:os';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import { ChangeCapture, type ChangeOperation } from './change-capture.js';
 import { ConflictError, ConnectionError, coerceError, ValidationError } from './db/errors.js';
@@ -8,6 +8,14 @@ import { checkSchemaName, DEFAULT_SCHEMA, quoteIdent } from './db/identifier.js'
 import { ensureMigrated } from './db/migrator.js';
 import type { ConnectableQueryable } from './db/queryable.js';
 import type { Listener } from './listener.js';
+import {
+  commitBatchSql,
+  fetchBatchSql,
+  FinalityTracker,
+  type ChangeRow,
+  type FetchRow,
+} from './change-position.js';
+import { subscribeWakeups, wakeChannel } from './change-wakeups.js';
 import { checkOptions, checkText, describe, optionalInt } from './validate.js';
 
 /** One captured row change, as a handler receives it. */
@@ -199,83 +207,12 @@ function checkListener(value: unknown): Listener | undefined {
   return value as Listener;
 }
 
-/** Wake-up channel of a pgcoord schema (a hash keeps it within 63 bytes). */
-function wakeChannel(schema: string): string {
-  return `pgcoord_changes_${createHash('sha1').update(schema).digest('hex').slice(0, 16)}`;
-}
-
-// A Listener has one handler per channel: the consumers of a process sharing one listener
-// share that handler.
-const wakeups = new WeakMap<Listener, Map<string, Set<() => void>>>();
-
-function subscribeWakeups(listener: Listener, channel: string, fn: () => void): () => void {
-  let byChannel = wakeups.get(listener);
-  if (!byChannel) {
-    byChannel = new Map();
-    wakeups.set(listener, byChannel);
-  }
-  let fns = byChannel.get(channel);
-  if (!fns) {
-    const set = new Set<() => void>();
-    fns = set;
-    byChannel.set(channel, set);
-    const wake = () => {
-      for (const f of set) f();
-    };
-    // The backlog runs after every (re)connect: anything announced meanwhile was missed.
-    listener.handle(channel, wake, { backlog: wake });
-  }
-  fns.add(fn);
-  const map = byChannel;
-  const set = fns;
-  return () => {
-    set.delete(fn);
-    if (set.size === 0 && map.get(channel) === set) {
-      map.delete(channel);
-      listener.unhandle(channel);
-    }
-  };
-}
-
-interface ChangeRow {
-  id: string;
-  xid: string;
-  schema_name: string;
-  table_name: string;
-  op: ChangeOperation;
-  pk: Record<string, unknown> | null;
-  old: Record<string, unknown> | null;
-  new: Record<string, unknown> | null;
-  written_at: string;
-  committed_at: string | null;
-}
-
-interface FetchRow {
-  low_water: string;
-  attempts: number;
-  rows: ChangeRow[];
-  covered: string;
-  xmin: string;
-  seq: string;
-  replays: number;
-}
-
 /**
  * Delivers captured changes to one consumer group, in any number of processes.
  *
- * How late commits are never lost: a group's position is not a single id. It is a low-water
- * mark W (every id <= W is delivered or will never exist) plus the set of ids above W already
- * delivered (`delivered`, a multirange that stays small: runs of consecutive ids). Each batch
- * takes the lowest visible ids above W that are NOT in that set, so a change that commits late
- * with an id below others already delivered is picked up when it becomes visible. W only moves
- * past an id once no transaction can still commit it: the consumer reads the id sequence (S),
- * then, in a later statement, takes a transaction id of its own (X = pg_current_xact_id()).
- * Every id <= S was allocated by a transaction whose xid was assigned before that read (the
- * trigger runs after the row write that assigned it), so its xid is < X; once a later snapshot's
- * xmin (oldest running xid) is above X, every id <= S is final: committed or aborted. (A
- * snapshot's xmax would not do: PostgreSQL reuses a snapshot while no transaction ends, so its
- * xmax can be older than the statement.) Delivery itself never waits for long transactions;
- * only the bookkeeping does.
+ * Late commits are never skipped: the group's position is a low-water mark plus the ids above it
+ * already delivered, and the mark only passes ids no transaction can still commit (see
+ * change-position.ts).
  *
  * @example
  * const consumer = new ChangeConsumer(pool, {
@@ -297,11 +234,10 @@ export class ChangeConsumer extends EventEmitter<ChangeConsumerEvents> {
   private waiters: Array<() => void> = [];
   private trackCommitTs = false;
   // Low-water bookkeeping shared by every statement of this consumer (see the class comment).
-  private lastCompletedSeq: bigint | null = null;
-  private samples: Array<{ seq: bigint; x: bigint }> = [];
+  private readonly finality = new FinalityTracker();
   private ticking = false;
+  private wakes = 0;
   private unsubscribe: (() => void) | undefined;
-  private finalUpTo: bigint | null = null;
   private lastSeenSeq: bigint | null = null;
   private notBefore = new Map<number, number>();
   private cursor = 0;
@@ -347,12 +283,15 @@ export class ChangeConsumer extends EventEmitter<ChangeConsumerEvents> {
           this.wakeAll(),
         );
       }
+      // The poll timer is what keeps a started consumer's process alive (a consumer is the reason
+      // a worker process runs; with every connection cut, nothing else would); stop() clears it.
       this.timers.push(setInterval(() => void this.tick(), this.o.pollIntervalMs));
-      this.timers.push(setInterval(() => this.wakeAll(), this.o.fullPollIntervalMs));
+      const background = [setInterval(() => this.wakeAll(), this.o.fullPollIntervalMs)];
       if (this.o.pruneIntervalMs > 0) {
-        this.timers.push(setInterval(() => void this.maintain(), this.o.pruneIntervalMs));
+        background.push(setInterval(() => void this.maintain(), this.o.pruneIntervalMs));
       }
-      for (const t of this.timers) t.unref();
+      for (const t of background) t.unref();
+      this.timers.push(...background);
       const n = Math.min(this.o.concurrency, this.o.partitions);
       for (let i = 0; i < n; i++) this.workers.push(this.work());
     })();
@@ -395,6 +334,7 @@ export class ChangeConsumer extends EventEmitter<ChangeConsumerEvents> {
   }
 
   private wakeAll(): void {
+    this.wakes++;
     const w = this.waiters;
     this.waiters = [];
     for (const fn of w) fn();
@@ -422,9 +362,8 @@ export class ChangeConsumer extends EventEmitter<ChangeConsumerEvents> {
     if (!this.running || this.ticking) return;
     this.ticking = true;
     try {
-      const seqBefore = this.lastCompletedSeq;
-      const newest = this.samples[this.samples.length - 1]?.seq ?? this.finalUpTo;
-      const anchor = seqBefore !== null && (newest === null || seqBefore > newest);
+      const seqBefore = this.finality.lastCompletedSeq;
+      const anchor = this.finality.needsAnchor();
       // With a listener, new ids are announced from here (bounded by the poll rate), not by writers.
       const { rows } = await this.pool.query<{ seq: string; xmin: string; x: string | null }>(
         `SELECT s.seq::text, pg_snapshot_xmin(pg_current_snapshot())::text AS xmin,
@@ -435,7 +374,7 @@ export class ChangeConsumer extends EventEmitter<ChangeConsumerEvents> {
         [this.o.listener ? wakeChannel(this.o.schema) : null, (this.lastSeenSeq ?? -1n).toString()],
       );
       const r = rows[0]!;
-      this.observe(anchor ? seqBefore : null, r);
+      this.finality.observe(anchor ? seqBefore : null, r);
       const seq = BigInt(r.seq);
       if (this.lastSeenSeq === null || seq !== this.lastSeenSeq) {
         this.lastSeenSeq = seq;
@@ -448,32 +387,13 @@ export class ChangeConsumer extends EventEmitter<ChangeConsumerEvents> {
     }
   }
 
-  /**
-   * Records what a statement saw: its sequence read, its snapshot's xmin and, for an anchoring
-   * tick, its own xid paired with a sequence value read by a statement that completed before it
-   * started (see the class comment).
-   */
-  private observe(
-    seqBefore: bigint | null,
-    r: { seq: string; xmin: string; x?: string | null },
-  ): void {
-    const xmin = BigInt(r.xmin);
-    if (seqBefore !== null && r.x) {
-      this.samples.push({ seq: seqBefore, x: BigInt(r.x) });
-      if (this.samples.length > 256) this.samples.splice(128, 1);
-    }
-    while (this.samples.length > 0 && this.samples[0]!.x < xmin) {
-      const s = this.samples.shift()!;
-      if (this.finalUpTo === null || s.seq > this.finalUpTo) this.finalUpTo = s.seq;
-    }
-    const seq = BigInt(r.seq);
-    if (this.lastCompletedSeq === null || seq > this.lastCompletedSeq) this.lastCompletedSeq = seq;
-  }
-
   private async work(): Promise<void> {
     while (this.running) {
       let progressed = false;
       let soonest = Infinity;
+      // A wake-up that arrives while this sweep runs must not be lost: it may announce a change
+      // the sweep's snapshot did not see yet.
+      const wakesBefore = this.wakes;
       for (let i = 0; i < this.o.partitions && this.running; i++) {
         const part = (this.cursor++ + i) % this.o.partitions;
         const wait = (this.notBefore.get(part) ?? 0) - Date.now();
@@ -492,7 +412,9 @@ export class ChangeConsumer extends EventEmitter<ChangeConsumerEvents> {
         }
       }
       if (!this.running) break;
-      if (!progressed) await this.idle(Math.min(soonest, this.o.fullPollIntervalMs));
+      if (!progressed && this.wakes === wakesBefore) {
+        await this.idle(Math.min(soonest, this.o.fullPollIntervalMs));
+      }
     }
   }
 
@@ -520,7 +442,7 @@ export class ChangeConsumer extends EventEmitter<ChangeConsumerEvents> {
       // The row estimates of these statements are poor (multirange gaps); JIT compiling them
       // costs more than running them.
       await client.query('BEGIN; SET LOCAL jit = off');
-      const fetched = await client.query<FetchRow>(this.fetchSql(), [
+      const fetched = await client.query<FetchRow>(fetchBatchSql(this.s), [
         o.group,
         part,
         o.mode === 'parallel',
@@ -535,14 +457,17 @@ export class ChangeConsumer extends EventEmitter<ChangeConsumerEvents> {
         await client.query('ROLLBACK');
         return 0; // another consumer holds this partition
       }
-      this.observe(null, g);
+      this.finality.observe(null, g);
       if (g.replays > 0 && part === 0) {
         const n = await this.runReplays(client);
         if (n > 0) return n;
       }
       const changes = g.rows.map(toChange);
       const lowWater = BigInt(g.low_water);
-      if (changes.length === 0 && (this.finalUpTo === null || this.finalUpTo <= lowWater)) {
+      if (
+        changes.length === 0 &&
+        (this.finality.finalUpTo === null || this.finality.finalUpTo <= lowWater)
+      ) {
         await client.query('ROLLBACK');
         return 0;
       }
@@ -565,11 +490,11 @@ export class ChangeConsumer extends EventEmitter<ChangeConsumerEvents> {
           }
         }
       }
-      await client.query(this.commitSql(), [
+      await client.query(commitBatchSql(this.s), [
         o.group,
         part,
         g.covered,
-        this.finalUpTo === null ? null : this.finalUpTo.toString(),
+        this.finality.finalUpTo === null ? null : this.finality.finalUpTo.toString(),
         o.partitions,
         o.consumerId,
         o.leaseMs,
@@ -717,93 +642,6 @@ export class ChangeConsumer extends EventEmitter<ChangeConsumerEvents> {
     } catch (err) {
       this.report(err);
     }
-  }
-
-  /**
-   * Claims the partition row (ordered mode: only if this consumer owns the lease or it expired)
-   * and reads the next changes: the lowest visible ids in the gaps of the position. Also returns
-   * `covered`, the runs of visible ids up to the last one taken (they become "delivered"), and
-   * the snapshot bounds and sequence value for the low-water bookkeeping.
-   */
-  private fetchSql(): string {
-    const s = this.s;
-    return `
-WITH g AS (
-  SELECT low_water, delivered, attempts, isolate FROM ${s}.change_groups
-   WHERE group_name = $1::text AND partition = $2::int
-     AND ($3::bool OR owner IS NULL OR owner = $4::text OR lease_expires_at < now())
-   FOR UPDATE SKIP LOCKED
-), gaps AS (
-  SELECT r FROM g, unnest(int8multirange(int8range(g.low_water, NULL, '(]')) - g.delivered) AS r
-), lim AS (
-  SELECT CASE WHEN g.isolate > 0 OR g.attempts >= $8::int THEN 1 ELSE $6::int END AS n FROM g
-), batch AS (
-  SELECT b.* FROM gaps CROSS JOIN LATERAL (
-    SELECT c.id, c.xid, c.schema_name, c.table_name, c.op, c.pk, c.old, c.new, c.written_at
-      FROM ${s}.changes c
-     WHERE c.id >= lower(gaps.r) AND (upper_inf(gaps.r) OR c.id < upper(gaps.r))
-       AND ($5::int = 1 OR mod(abs(hashtextextended(c.schema_name || '.' || c.table_name || ':' || coalesce(c.pk::text, ''), 0)), $5::int) = $2::int)
-     ORDER BY c.id LIMIT (SELECT n FROM lim)) b
-  ORDER BY b.id LIMIT (SELECT n FROM lim)
-), runs AS (
-  SELECT v.id, v.id - row_number() OVER (ORDER BY v.id) AS grp
-    FROM gaps CROSS JOIN LATERAL (
-      SELECT c.id FROM ${s}.changes c
-       WHERE c.id >= lower(gaps.r) AND (upper_inf(gaps.r) OR c.id < upper(gaps.r))
-         AND c.id <= (SELECT max(id) FROM batch)
-       OFFSET 0) v
-)
-SELECT g.low_water::text, g.attempts,
-       (SELECT coalesce(json_agg(json_build_object(
-          'id', b.id::text, 'xid', b.xid::text, 'schema_name', b.schema_name, 'table_name', b.table_name,
-          'op', b.op, 'pk', b.pk, 'old', b.old, 'new', b.new, 'written_at', b.written_at,
-          'committed_at', CASE WHEN $7::bool THEN pg_xact_commit_timestamp(b.xid::xid) END)
-          ORDER BY b.id), '[]'::json) FROM batch b) AS rows,
-       (SELECT coalesce(range_agg(int8range(lo, hi, '[]')), '{}'::int8multirange)::text
-          FROM (SELECT min(id) AS lo, max(id) AS hi FROM runs GROUP BY grp) x) AS covered,
-       pg_snapshot_xmin(pg_current_snapshot())::text AS xmin,
-       (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM ${s}.change_ids)::text AS seq,
-       (SELECT count(*) FROM ${s}.change_dead_letters
-         WHERE group_name = $1::text AND state = 'replay')::int AS replays
-  FROM g`;
-  }
-
-  /**
-   * Records the batch as delivered and moves the low-water mark up to `finalUpTo` (ids no
-   * transaction can still commit), but never past a visible change of this partition that is not
-   * delivered yet. Runs in the batch's transaction, which holds the row lock: a consumer that lost
-   * its connection cannot commit progress.
-   */
-  private commitSql(): string {
-    const s = this.s;
-    return `
-WITH g AS (
-  SELECT low_water AS w, delivered + $3::int8multirange AS d FROM ${s}.change_groups
-   WHERE group_name = $1::text AND partition = $2::int
-), nw AS (
-  SELECT CASE WHEN $4::bigint IS NULL OR $4::bigint <= g.w THEN g.w
-              ELSE coalesce((
-                SELECT min(v.id) - 1 FROM unnest(int8multirange(int8range(g.w, $4::bigint, '(]')) - g.d) AS r
-                 CROSS JOIN LATERAL (
-                   SELECT c.id FROM ${s}.changes c
-                    WHERE c.id >= lower(r) AND c.id < upper(r)
-                      AND ($5::int = 1 OR mod(abs(hashtextextended(c.schema_name || '.' || c.table_name || ':' || coalesce(c.pk::text, ''), 0)), $5::int) = $2::int)
-                    ORDER BY c.id LIMIT 1) v), $4::bigint)
-         END AS w,
-         g.d
-    FROM g
-)
-UPDATE ${s}.change_groups t
-   SET low_water = greatest(t.low_water, nw.w),
-       delivered = nw.d * int8multirange(int8range(greatest(t.low_water, nw.w), NULL, '(]')),
-       attempts = CASE WHEN $9::bool THEN 0 ELSE t.attempts END,
-       isolate = greatest(0, t.isolate - CASE WHEN $9::bool THEN 1 ELSE 0 END),
-       owner = $6::text,
-       lease_expires_at = now() + make_interval(secs => $7::float8 / 1000),
-       delivered_count = t.delivered_count + $8::int,
-       updated_at = now()
-  FROM nw
- WHERE t.group_name = $1::text AND t.partition = $2::int`;
   }
 }
 

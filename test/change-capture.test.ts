@@ -177,6 +177,32 @@ describe('ChangeCapture', () => {
     ]);
   });
 
+  it('captures a partitioned table, a row moving between partitions as DELETE + INSERT', async () => {
+    await db.pool.query(`CREATE TABLE parted (id int, region text, v int, PRIMARY KEY (id, region))
+                           PARTITION BY LIST (region)`);
+    await db.pool.query(`CREATE TABLE parted_eu PARTITION OF parted FOR VALUES IN ('eu')`);
+    await db.pool.query(`CREATE TABLE parted_us PARTITION OF parted FOR VALUES IN ('us')`);
+    await new ChangeCapture(db.pool).track('parted', { columns: ['v'] });
+    const from = await lastChangeId();
+    await db.pool.query(`INSERT INTO parted VALUES (1, 'eu', 1)`);
+    await db.pool.query(`UPDATE parted SET v = 2`);
+    await db.pool.query(`UPDATE parted SET region = 'us'`);
+    await db.pool.query(`DELETE FROM parted`);
+    const { rows } = await db.pool.query(
+      `SELECT op, table_name, pk, old, new FROM pgcoord.changes WHERE id > $1 ORDER BY id`,
+      [from],
+    );
+    const eu = { id: 1, region: 'eu' };
+    const us = { id: 1, region: 'us' };
+    expect(rows).toEqual([
+      { op: 'INSERT', table_name: 'parted', pk: eu, old: null, new: { v: 1 } },
+      { op: 'UPDATE', table_name: 'parted', pk: eu, old: { v: 1 }, new: { v: 2 } },
+      { op: 'DELETE', table_name: 'parted', pk: eu, old: { v: 2 }, new: null },
+      { op: 'INSERT', table_name: 'parted', pk: us, old: null, new: { v: 2 } },
+      { op: 'DELETE', table_name: 'parted', pk: us, old: { v: 2 }, new: null },
+    ]);
+  });
+
   it('captures writes made outside the library (psql, or a plain client)', async () => {
     await db.pool.query(
       `CREATE TABLE outside (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), n int)`,

@@ -195,6 +195,14 @@ describe('ChangeConsumer across processes', () => {
       [group],
     );
     expect(by.find((r) => r.consumer === killed.name)?.n ?? 0).toBeLessThan(expected);
+    // One active consumer at a time: the work changes hands only on faults (the kill, the cut
+    // connections) and lease expiries, not batch by batch.
+    const { rows: sw } = await db.pool.query(
+      `SELECT count(*)::int AS n FROM (SELECT consumer, lag(consumer) OVER (ORDER BY seq) AS prev
+                                         FROM effects WHERE grp = $1) x WHERE consumer <> prev`,
+      [group],
+    );
+    expect(sw[0].n).toBeLessThanOrEqual(6);
   });
 
   it('consumers down while writes happen: started afterwards, nothing is lost (parallel mode, per-key order)', async () => {
