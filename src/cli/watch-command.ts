@@ -1,0 +1,69 @@
+import os from 'node:os';
+import { Command } from 'commander';
+import { ChangeCapture, type TableRef } from '../change-capture.js';
+import { ChangeConsumer } from '../change-consumer.js';
+import { commandPool, chooseDatabase } from './database.js';
+import type { GlobalOptions } from './options.js';
+import { out, printJson } from './output.js';
+
+/** `pgcoord watch <table...>`: prints captured changes live, until Ctrl-C. */
+export function watchCommand(): Command {
+  return new Command('watch')
+    .description('print captured changes of tables as they commit, until Ctrl-C')
+    .argument('<tables...>', 'tables: name (schema public) or schema.name')
+    .option('--track', 'start capturing the tables first (installs the capture trigger)')
+    .option(
+      '--group <name>',
+      'consumer group to read as (default: a throw-away group, dropped on exit)',
+    )
+    .addHelpText(
+      'after',
+      '\nExample:\n  $ pgcoord watch orders --track --json\n  {"id":"17","op":"INSERT","table":"orders","pk":{"id":1},...}',
+    )
+    .action(async (tables: string[], o: { track?: boolean; group?: string }, cmd: Command) => {
+      const g = cmd.optsWithGlobals<GlobalOptions>();
+      const { url } = chooseDatabase(g.databaseUrl, g.dataDir);
+      const pool = commandPool(url, 4);
+      const schemaOpt = g.schema ? { schema: g.schema } : {};
+      const capture = new ChangeCapture(pool, schemaOpt);
+      const refs = tables.map(toRef);
+      const wanted = new Set(
+        refs.map((r) => (typeof r === 'string' ? `public.${r}` : `${r.schema}.${r.name}`)),
+      );
+      const group = o.group ?? `pgcoord-watch-${os.hostname()}-${process.pid}`;
+      let consumer: ChangeConsumer | undefined;
+      try {
+        if (o.track) for (const r of refs) await capture.track(r);
+        consumer = new ChangeConsumer(pool, {
+          ...schemaOpt,
+          group,
+          startFrom: 'now',
+          pruneIntervalMs: 0,
+          handler: async (changes) => {
+            for (const c of changes) {
+              if (!wanted.has(`${c.schema}.${c.table}`)) continue;
+              if (g.json) printJson(c);
+              else out(`${c.id}\t${c.op}\t${c.schema}.${c.table}\t${JSON.stringify(c.pk)}`);
+            }
+          },
+        });
+        consumer.on('error', (err) => process.stderr.write(`pgcoord: ${err.message}\n`));
+        let stop!: () => void;
+        const stopped = new Promise<void>((resolve) => (stop = resolve));
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+        await consumer.start();
+        process.stderr.write(`watching ${[...wanted].join(', ')} as group ${group}\n`);
+        await stopped;
+      } finally {
+        await consumer?.stop();
+        if (!o.group) await capture.dropGroup(group).catch(() => undefined);
+        await pool.end();
+      }
+    });
+}
+
+function toRef(name: string): TableRef {
+  const dot = name.indexOf('.');
+  return dot > 0 ? { schema: name.slice(0, dot), name: name.slice(dot + 1) } : name;
+}

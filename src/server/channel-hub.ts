@@ -1,0 +1,95 @@
+import type { ListenerConnection } from './route-context.js';
+import { Listener, type Notification } from '../listener.js';
+
+type Subscriber = (n: Notification) => void;
+
+/**
+ * Fans one Listener (one dedicated connection for the whole service) out to many subscribers:
+ * a channel is LISTENed while it has at least one subscriber. 10,000 SSE clients of one channel
+ * cost one LISTEN, and a notification is written to each of them from one handler call.
+ */
+export class ChannelHub {
+  private listener: Listener | undefined;
+  private readonly subscribers = new Map<string, Set<Subscriber>>();
+  /** Per channel: resolves once it is LISTENed (shared by all its subscribers). */
+  private readonly ready = new Map<string, Promise<void>>();
+  /** Reconnects of the listener since the service started. */
+  reconnects = 0;
+  /** Notifications delivered to subscribers. */
+  delivered = 0;
+
+  constructor(
+    private readonly dial: ListenerConnection,
+    private readonly schema: string,
+  ) {}
+
+  /** Subscribers right now, over every channel. */
+  get subscriberCount(): number {
+    let n = 0;
+    for (const set of this.subscribers.values()) n += set.size;
+    return n;
+  }
+
+  /**
+   * Adds `fn` to `channel` and resolves once the channel is LISTENed (so a notification sent
+   * after this resolves is delivered). Returns the unsubscribe function.
+   */
+  async subscribe(channel: string, fn: Subscriber): Promise<() => void> {
+    const listener = this.ensureListener();
+    let set = this.subscribers.get(channel);
+    if (!set) {
+      set = new Set();
+      this.subscribers.set(channel, set);
+      const subs = set;
+      listener.handle(channel, (_payload, n) => {
+        for (const s of subs) s(n);
+        this.delivered += subs.size;
+      });
+    }
+    set.add(fn);
+    // Every subscriber of a channel waits on the same readiness check: 10,000 subscribers of one
+    // channel cost one LISTEN and one round trip, not 10,000.
+    let ready = this.ready.get(channel);
+    if (!ready) {
+      ready = listener.start().then(() => listener.ready());
+      this.ready.set(channel, ready);
+      const forget = () => this.ready.delete(channel);
+      ready.catch(forget);
+    }
+    await ready;
+    return () => {
+      const current = this.subscribers.get(channel);
+      if (!current) return;
+      current.delete(fn);
+      if (current.size === 0) {
+        this.subscribers.delete(channel);
+        this.ready.delete(channel);
+        this.listener?.unhandle(channel);
+      }
+    };
+  }
+
+  /** Stops the listener; subscribers get nothing more. Idempotent. */
+  async stop(): Promise<void> {
+    this.subscribers.clear();
+    this.ready.clear();
+    const l = this.listener;
+    this.listener = undefined;
+    await l?.stop();
+  }
+
+  private ensureListener(): Listener {
+    if (!this.listener) {
+      this.listener = new Listener({
+        ...(this.dial.connect
+          ? { connect: this.dial.connect }
+          : { connection: this.dial.connection }),
+        schema: this.schema,
+        applicationName: 'pgcoord-serve-listener',
+      });
+      this.listener.on('reconnect', () => this.reconnects++);
+      this.listener.on('error', () => undefined);
+    }
+    return this.listener;
+  }
+}

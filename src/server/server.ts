@@ -1,0 +1,227 @@
+import fs from 'node:fs';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type pg from 'pg';
+import type { ConnectionInput } from '../db/connection.js';
+import pino from 'pino';
+import { makeTokenCheck } from './auth.js';
+import { healthRoutes } from './health-routes.js';
+import { changeRoutes } from './change-routes.js';
+import { iidyRoutes } from './iidy-routes.js';
+import { kvRoutes } from './kv-routes.js';
+import { leaseRoutes } from './lease-routes.js';
+import { limitRoutes } from './limit-routes.js';
+import { listRoutes } from './list-routes.js';
+import { notifyRoutes } from './notify-routes.js';
+import { HttpError, errorHandler } from './http-errors.js';
+import { Metrics } from './metrics.js';
+import { buildOpenApi, type RouteDoc, type RouteSchema } from './openapi.js';
+import type {
+  ListenerConnection,
+  RouteContext,
+  RouteFamily,
+  ServicePool,
+} from './route-context.js';
+import {
+  resolveServerSettings,
+  type ServerSettings,
+  type ServerSettingsInput,
+} from './server-options.js';
+
+/** Options of {@link createServer}. */
+export interface ServerOptions extends ServerSettingsInput {
+  /** Pool the routes use: a `pg.Pool` or a `ClusterPool`. Not closed by the server: the caller owns it. */
+  pool: ServicePool;
+  /**
+   * A pino logger, or `false` for none. Default: pino at `PGCOORD_LOG_LEVEL` (default `info`) on
+   * stderr. The token, authorization headers and passwords are redacted either way.
+   */
+  logger?: pino.Logger | false;
+  /**
+   * Where the dedicated LISTEN connection dials. Default: a ClusterPool's current primary
+   * (`connectPrimaryClient`), else the pg.Pool's own settings.
+   */
+  connection?: ConnectionInput;
+  /** Extra route families (tests, embedding applications). */
+  routes?: RouteFamily[];
+}
+
+/** A configured, not yet listening, pgcoord HTTP service. */
+export interface PgcoordServer {
+  /** The Fastify instance (for `inject()` in tests or more routes before `listen`). */
+  app: FastifyInstance;
+  settings: ServerSettings;
+  metrics: Metrics;
+  /** Binds `settings.host:settings.port`; resolves with the base URL, e.g. `http://127.0.0.1:8080`. */
+  listen(): Promise<string>;
+  /** Stops accepting, ends open streams, waits for in-flight requests. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** Paths that redaction removes from every log line. */
+export const REDACT_PATHS = [
+  'req.headers.authorization',
+  'headers.authorization',
+  'authorization',
+  'token',
+  '*.token',
+  'password',
+  '*.password',
+  'connectionString',
+  '*.connectionString',
+  'databaseUrl',
+  '*.databaseUrl',
+];
+
+/** The default logger: JSON lines on stderr, secrets redacted. */
+export function createLogger(level = process.env.PGCOORD_LOG_LEVEL ?? 'info'): pino.Logger {
+  return pino(
+    { level, redact: { paths: REDACT_PATHS, censor: '[redacted]' }, base: { service: 'pgcoord' } },
+    pino.destination({ dest: 2, sync: false }),
+  );
+}
+
+const packageVersion = (() => {
+  try {
+    const url = new URL('../../package.json', import.meta.url);
+    const fallback = new URL('../../../package.json', import.meta.url);
+    const file = fs.existsSync(url) ? url : fallback;
+    return (JSON.parse(fs.readFileSync(file, 'utf8')) as { version: string }).version;
+  } catch {
+    return '0.0.0';
+  }
+})();
+
+/**
+ * Builds the HTTP service over `options.pool`: health, metrics, OpenAPI and every block's routes.
+ * Validates its settings first (a non-loopback host needs a token).
+ *
+ * @example
+ * const server = await createServer({ pool, port: 0 });
+ * console.log(await server.listen()); // http://127.0.0.1:41234
+ * await server.close();
+ */
+export async function createServer(options: ServerOptions): Promise<PgcoordServer> {
+  const settings = resolveServerSettings(options);
+  const logger = options.logger === undefined ? createLogger() : options.logger;
+  const app: FastifyInstance = Fastify({
+    ...(logger ? { loggerInstance: logger as FastifyBaseLogger } : { logger: false }),
+    bodyLimit: settings.bodyLimitBytes,
+    // Per-request info lines cost throughput; failures are logged by the error handler.
+    logController: new LogController({ disableRequestLogging: true }),
+    // Items may contain any character, '/' included: keep the path as sent.
+    routerOptions: { ignoreTrailingSlash: false, maxParamLength: 8192 },
+    // No type coercion: a body's "5" is not 5 and "a" is not ["a"]. Query strings declare
+    // numbers as digit patterns and convert them in the handler.
+    ajv: { customOptions: { allErrors: false, coerceTypes: false, removeAdditional: false } },
+    return503OnClosing: true,
+    forceCloseConnections: true,
+  });
+  const metrics = new Metrics();
+  const ctx: RouteContext = {
+    pool: options.pool,
+    schema: settings.schema,
+    metrics,
+    listenerConnection: listenerConnectionOf(options),
+  };
+  const routes: RouteDoc[] = [];
+  const publicRoutes = new Set<string>();
+
+  app.addHook('onRoute', (route) => {
+    const methods = Array.isArray(route.method) ? route.method : [route.method];
+    const schema = route.schema as RouteSchema | undefined;
+    for (const method of methods) {
+      routes.push({ method, url: route.url, schema });
+      if (schema?.public) publicRoutes.add(route.url);
+    }
+  });
+  app.setErrorHandler(errorHandler);
+  app.setNotFoundHandler((request, reply) => {
+    void reply.code(404).send({
+      error: {
+        code: 'PGCOORD_NO_ROUTE',
+        message: `no route ${request.method} ${request.url.split('?')[0]}`,
+      },
+    });
+  });
+
+  if (settings.token !== undefined) {
+    const check = makeTokenCheck(settings.token);
+    app.addHook('onRequest', async (request) => {
+      const url = request.routeOptions.url;
+      if (url !== undefined && publicRoutes.has(url)) return;
+      if (!check(request.headers.authorization)) {
+        throw new HttpError(401, 'PGCOORD_UNAUTHORIZED', 'missing or wrong bearer token');
+      }
+    });
+  }
+  // Browsers must take the declared types seriously (iidy sends this too).
+  app.addHook('onSend', async (_request, reply, payload) => {
+    void reply.header('x-content-type-options', 'nosniff');
+    return payload;
+  });
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    metrics.observe(request.method, route, reply.statusCode, reply.elapsedTime / 1000);
+  });
+
+  // Each family in its own encapsulated scope: its content-type parsers and error handler
+  // (the iidy routes have both) stay its own.
+  for (const family of [
+    healthRoutes,
+    listRoutes,
+    iidyRoutes,
+    kvRoutes,
+    limitRoutes,
+    leaseRoutes,
+    notifyRoutes,
+    changeRoutes,
+    ...(options.routes ?? []),
+  ]) {
+    await app.register(async (scoped) => family(scoped, ctx));
+  }
+
+  let document: Record<string, unknown> | undefined;
+  app.get(
+    '/openapi.json',
+    {
+      schema: {
+        summary: 'This OpenAPI document, generated from the route schemas',
+        tags: ['health'],
+        response: { 200: { type: 'object', additionalProperties: true } },
+      },
+    },
+    async () =>
+      (document ??= buildOpenApi(routes, {
+        title: 'pgcoord',
+        version: packageVersion,
+        secured: settings.token !== undefined,
+      })),
+  );
+
+  let closing: Promise<void> | undefined;
+  return {
+    app,
+    settings,
+    metrics,
+    async listen() {
+      await app.listen({ host: settings.host, port: settings.port });
+      const address = app.server.address();
+      const port = typeof address === 'object' && address ? address.port : settings.port;
+      const host = settings.host.includes(':') ? `[${settings.host}]` : settings.host;
+      return `http://${host}:${port}`;
+    },
+    close() {
+      closing ??= app.close();
+      return closing;
+    },
+  };
+}
+
+function listenerConnectionOf(options: ServerOptions): ListenerConnection {
+  if (options.connection !== undefined) return { connection: options.connection };
+  const cluster = options.pool as Partial<{ connectPrimaryClient(): Promise<pg.Client> }>;
+  if (typeof cluster.connectPrimaryClient === 'function') {
+    return { connect: () => cluster.connectPrimaryClient!() };
+  }
+  return { connection: (options.pool as Partial<pg.Pool>).options as pg.ClientConfig };
+}

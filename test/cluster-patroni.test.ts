@@ -1,0 +1,109 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ClusterPool, patroniSource } from '../src/index.js';
+import {
+  patroniUnavailable,
+  startPatroniCluster,
+  type PatroniCluster,
+} from './helpers/patroni-cluster.js';
+import { nextEvent, waitFor } from './helpers/wait-for.js';
+
+// A real three-node Patroni cluster (etcd + 3 Patroni processes, each with its PostgreSQL) on
+// loopback: the pool discovers it through the REST API and follows a switchover.
+const unavailable = patroniUnavailable();
+let patroni: PatroniCluster | undefined;
+let pool: ClusterPool | undefined;
+
+beforeAll(async () => {
+  if (unavailable) {
+    console.warn(`Patroni test skipped: ${unavailable}`);
+    return;
+  }
+  patroni = await startPatroniCluster();
+}, 180_000);
+
+afterAll(async () => {
+  await pool?.end();
+  await patroni?.destroy();
+}, 60_000);
+
+describe('ClusterPool on a Patroni cluster', () => {
+  it('discovers it through the REST API and survives a switchover', async (ctx) => {
+    if (unavailable || !patroni) {
+      ctx.skip(`Patroni cannot run here: ${unavailable}`);
+      return;
+    }
+    const key = (name: string) => `127.0.0.1:${patroni!.pgPorts[patroni!.names.indexOf(name)]}`;
+    pool = new ClusterPool({
+      hosts: patroni.pgPorts.map((port) => ({ host: '127.0.0.1', port })),
+      connection: { user: 'postgres', database: 'postgres' },
+      source: patroniSource({ urls: patroni.restUrls }),
+      refreshIntervalMs: 300,
+      failoverTimeoutMs: 60_000,
+    });
+    const leader = await patroni.leader();
+    const view = await pool.refresh();
+    expect(view.map((v) => [v.key, v.role, v.health]).sort()).toEqual(
+      patroni.names.map((n) => [key(n), n === leader ? 'primary' : 'standby', 'up']).sort(),
+    );
+    expect(view.filter((v) => v.role === 'standby').every((v) => v.lagBytes === 0)).toBe(true);
+    await pool.query('CREATE TABLE IF NOT EXISTS sw (id int PRIMARY KEY)');
+    const port = async (q: { query: ClusterPool['query'] }) =>
+      (await q.query<{ port: number }>('SELECT inet_server_port() AS port')).rows[0]!.port;
+    expect(`127.0.0.1:${await port(pool)}`).toBe(key(leader));
+    expect(`127.0.0.1:${await port(pool.reader)}`).not.toBe(key(leader));
+
+    const candidate = patroni.names.find((n) => n !== leader)!;
+    const failover = nextEvent<{ from: string; to: string }>(pool, 'failover', 120_000);
+    const ok: Array<{ id: number; port: number }> = [];
+    const failed: unknown[] = [];
+    let running = true;
+    let nextId = 1;
+    const writers = Array.from({ length: 3 }, async () => {
+      while (running) {
+        const id = nextId++;
+        try {
+          const { rows } = await pool!.query<{ port: number }>(
+            'INSERT INTO sw VALUES ($1) RETURNING inet_server_port() AS port',
+            [id],
+          );
+          ok.push({ id, port: rows[0]!.port });
+        } catch (err) {
+          failed.push(err);
+        }
+      }
+    });
+    try {
+      await waitFor(() => ok.length >= 10, { timeoutMs: 10_000 });
+      await patroni.switchover(candidate);
+      expect(await failover).toEqual({ from: key(leader), to: key(candidate) });
+      await waitFor(() => ok.some((w) => `127.0.0.1:${w.port}` === key(candidate)), {
+        timeoutMs: 60_000,
+        message: 'a write on the new leader',
+      });
+    } finally {
+      running = false;
+      await Promise.all(writers);
+    }
+    // Every write reported successful is on the new leader; failures are connection errors only.
+    const check = await pool.query<{ n: number }>(
+      'SELECT count(*)::int AS n FROM sw WHERE id = ANY($1::int[])',
+      [ok.map((w) => w.id)],
+    );
+    expect(check.rows[0]!.n).toBe(ok.length);
+    for (const f of failed) expect((f as { code?: string }).code).toBe('PGCOORD_CONNECTION');
+    expect(`127.0.0.1:${await port(pool)}`).toBe(key(candidate));
+    // The old leader comes back as a standby and takes reads again.
+    await waitFor(
+      () =>
+        pool!.topology().find((v) => v.key === key(leader))?.role === 'standby' &&
+        pool!.topology().find((v) => v.key === key(leader))?.health === 'up',
+      { timeoutMs: 60_000, message: 'the old leader to rejoin as a standby' },
+    );
+    const client = await pool.connectPrimaryClient();
+    try {
+      expect(`127.0.0.1:${await port(client as unknown as ClusterPool)}`).toBe(key(candidate));
+    } finally {
+      await client.end();
+    }
+  });
+});
