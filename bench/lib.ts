@@ -107,7 +107,7 @@ export function writeResults(scenario: string, quick: boolean, results: BenchRes
 
 /** A Markdown table of results, grouped by metric, with each row's ratio to pgcoord. */
 export function formatTable(results: BenchResult[]): string {
-  const lines = ['| metric | system | value | vs pgcoord | note |', '|---|---|---:|---:|---|'];
+  const lines = ['| metric | system | value | pgcoord / this | note |', '|---|---|---:|---:|---|'];
   const metrics = [...new Set(results.map((r) => r.metric))];
   for (const metric of metrics) {
     const rows = results.filter((r) => r.metric === metric);

@@ -19,7 +19,7 @@ export function runCli(
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [bin, ...args], {
       cwd: options.cwd ?? repoRoot,
-      env: { ...process.env, PGCOORD_LOG_LEVEL: 'warn', ...options.env },
+      env: childEnv(options.env),
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     let stdout = '';
@@ -51,7 +51,7 @@ export function startCli(
 ): CliProcess {
   const child = spawn(process.execPath, [bin, ...args], {
     cwd: options.cwd ?? repoRoot,
-    env: { ...process.env, PGCOORD_LOG_LEVEL: 'warn', ...options.env },
+    env: childEnv(options.env),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
@@ -62,4 +62,12 @@ export function startCli(
     child.on('close', (code) => resolve(code)),
   );
   return { child, stdout: () => out, stderr: () => err, exited };
+}
+
+/**
+ * The child's environment: `env` when given (complete, so a test can leave a variable such as
+ * DATABASE_URL out), else this process's; quiet logs either way.
+ */
+function childEnv(env: NodeJS.ProcessEnv | undefined): NodeJS.ProcessEnv {
+  return { ...(env ?? process.env), PGCOORD_LOG_LEVEL: env?.PGCOORD_LOG_LEVEL ?? 'warn' };
 }
