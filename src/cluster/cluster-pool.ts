@@ -8,6 +8,7 @@ import {
   type ClusterPoolOptions,
   type ResolvedClusterOptions,
 } from './cluster-options.js';
+import { selectCandidates } from './candidates.js';
 import { DiscoveryConnections } from './discovery-connections.js';
 import {
   FORWARDED_EVENTS,
@@ -16,6 +17,7 @@ import {
   type ForwardedEvent,
 } from './instance-pool.js';
 import type { TargetSessionAttrs } from './multi-host-url.js';
+import { signal } from './signal.js';
 import {
   instanceKey,
   type DiscoveredInstance,
@@ -400,38 +402,13 @@ export class ClusterPool extends EventEmitter<ClusterPoolEvents> implements Conn
     const cache = intent === 'read' ? this.readCandidates : this.candidates;
     let list = cache.get(attrs);
     if (list) return list;
-    const now = Date.now();
-    const eligible = [...this.instances.values()].filter(
-      (i) =>
-        i.eligible(now) &&
-        (intent === 'write' ||
-          i.role !== 'standby' ||
-          (!i.noLoadBalance && (i.lagBytes ?? 0) <= this.options.maxLagBytes)),
+    list = selectCandidates(
+      [...this.instances.values()],
+      attrs,
+      intent,
+      Date.now(),
+      this.options.maxLagBytes,
     );
-    const writable = (i: InstancePool) => i.role === 'primary' && !i.writeRefused;
-    const standby = (i: InstancePool) => i.role === 'standby';
-    switch (attrs) {
-      case 'any':
-        list = eligible.filter((i) => i.role !== 'unknown' || intent === 'read');
-        break;
-      case 'read-write':
-        list = eligible.filter((i) => writable(i) && !i.readOnly);
-        break;
-      case 'primary':
-        list = eligible.filter(writable);
-        break;
-      case 'read-only':
-        list = eligible.filter((i) => standby(i) || (i.role === 'primary' && i.readOnly));
-        break;
-      case 'standby':
-        list = eligible.filter(standby);
-        break;
-      case 'prefer-standby': {
-        const standbys = eligible.filter(standby);
-        list = standbys.length > 0 ? standbys : eligible.filter((i) => i.role !== 'unknown');
-        break;
-      }
-    }
     cache.set(attrs, list);
     return list;
   }
@@ -615,23 +592,4 @@ export class ClusterPool extends EventEmitter<ClusterPoolEvents> implements Conn
       this.emit('topology', views, change);
     }
   }
-}
-
-/** A one-shot wake-up for callers waiting on a topology change, with a bounded wait. */
-function signal(): { resolve(): void; wait(ms: number): Promise<void> } {
-  let resolveFn!: () => void;
-  const promise = new Promise<void>((r) => (resolveFn = r));
-  return {
-    resolve: resolveFn,
-    wait(ms) {
-      let timer: NodeJS.Timeout | undefined;
-      return Promise.race([
-        promise,
-        new Promise<void>((r) => {
-          timer = setTimeout(r, ms);
-          timer.unref();
-        }),
-      ]).finally(() => clearTimeout(timer));
-    },
-  };
 }
