@@ -323,6 +323,7 @@ describe('ClusterPool on a primary and two standbys', () => {
           seen.push(await portOf(pool.reader));
         } catch (err) {
           errors.push(err);
+          if (err instanceof ClosedError) break; // the file is being torn down
         }
       }
     })();
@@ -383,6 +384,7 @@ describe('ClusterPool on a primary and two standbys', () => {
           else seen.add(await portOf(pool.reader));
         } catch (err) {
           errors.push(err);
+          if (err instanceof ClosedError) break; // the file is being torn down
         }
       }
     });
@@ -481,6 +483,7 @@ describe('ClusterPool on a primary and two standbys', () => {
           ok.push({ id, port: rows[0]!.port, sentAt });
         } catch (err) {
           failed.push(err);
+          if (err instanceof ClosedError) break; // the file is being torn down
         } finally {
           pending.delete(id);
         }
@@ -539,7 +542,7 @@ describe('ClusterPool on a primary and two standbys', () => {
     } finally {
       await dedicated.end();
     }
-  });
+  }, 120_000);
 });
 
 describe('ClusterPool options', () => {
