@@ -92,6 +92,12 @@ describe('ClusterPool on a Patroni cluster', () => {
       await waitFor(() => ok.some((w) => `127.0.0.1:${w.port}` === key(candidate)), {
         timeoutMs: 60_000,
         message: 'a write on the new leader',
+      }).catch(async (err: unknown) => {
+        // Say what the pool and Patroni saw, for whoever has to read this failure.
+        console.error('pool topology', JSON.stringify(pool!.topology()));
+        console.error('patroni members', JSON.stringify(await patroni!.members().catch(String)));
+        console.error('writes ok', ok.length, 'failed', failed.map(String).slice(-5));
+        throw err;
       });
     } finally {
       running = false;
