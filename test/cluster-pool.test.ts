@@ -15,7 +15,7 @@ import {
   ValidationError,
   withTransaction,
 } from '../src/index.js';
-import { startCluster, type TestCluster } from './helpers/cluster.js';
+import { pgCtlAsync, startCluster, type TestCluster } from './helpers/cluster.js';
 import { nextEvent, waitFor } from './helpers/wait-for.js';
 
 // A real primary and two streaming standbys on loopback, started once for the file. The failover
@@ -323,6 +323,7 @@ describe('ClusterPool on a primary and two standbys', () => {
           seen.push(await portOf(pool.reader));
         } catch (err) {
           errors.push(err);
+          if (err instanceof ClosedError) break; // the file is being torn down
         }
       }
     })();
@@ -383,6 +384,7 @@ describe('ClusterPool on a primary and two standbys', () => {
           else seen.add(await portOf(pool.reader));
         } catch (err) {
           errors.push(err);
+          if (err instanceof ClosedError) break; // the file is being torn down
         }
       }
     });
@@ -465,12 +467,14 @@ describe('ClusterPool on a primary and two standbys', () => {
     // sent before it may be handled after it).
     const ok: Array<{ id: number; port: number; sentAt: number }> = [];
     const failed: unknown[] = [];
+    const pending = new Map<number, number>();
     let running = true;
     let nextId = 10_000;
     const writers = Array.from({ length: 4 }, async () => {
       while (running) {
         const id = nextId++;
         const sentAt = Date.now();
+        pending.set(id, sentAt);
         try {
           const { rows } = await pool.query<{ port: number }>(
             'INSERT INTO t VALUES ($1) RETURNING inet_server_port() AS port',
@@ -479,25 +483,41 @@ describe('ClusterPool on a primary and two standbys', () => {
           ok.push({ id, port: rows[0]!.port, sentAt });
         } catch (err) {
           failed.push(err);
+          if (err instanceof ClosedError) break; // the file is being torn down
+        } finally {
+          pending.delete(id);
         }
       }
     });
     let stoppedAt = 0;
+    let promoteAt = 0;
+    let waitingId = 0;
     try {
       await waitFor(() => ok.length >= 20, { timeoutMs: 10_000 });
-      cluster.primary.stop('fast');
+      // Stop and promote off the event loop, with a gap: writers meet a cluster with no primary.
+      await pgCtlAsync(cluster.primary, 'stop', 'fast');
       stoppedAt = Date.now();
-      s0.promote();
+      const primaryKey = cluster.key(cluster.primary);
+      await waitFor(() => pool.topology().find((v) => v.key === primaryKey)?.health !== 'up', {
+        timeoutMs: 20_000,
+        message: 'the pool to see the primary down',
+      });
+      // A write that has been waiting for a primary for a while (the old one is gone).
+      waitingId = await waitFor(
+        () => [...pending].find(([, at]) => Date.now() - at > 300)?.[0] ?? 0,
+        { timeoutMs: 20_000, message: 'a write waiting for a primary' },
+      );
+      promoteAt = Date.now();
+      await pgCtlAsync(s0, 'promote');
       await waitFor(() => ok.some((w) => w.port === s0.port), {
         timeoutMs: 60_000,
         message: 'a write on the promoted standby',
       });
-      expect(await failover).toEqual({
-        from: cluster.key(cluster.primary),
-        to: cluster.key(s0),
-      });
+      expect(await failover).toEqual({ from: primaryKey, to: cluster.key(s0) });
     } finally {
       running = false;
+      // Waiting writers finish only once there is a primary again.
+      if (!promoteAt) await pgCtlAsync(s0, 'promote').catch(() => undefined);
       await Promise.all(writers);
     }
     // Every write reported successful is on the new primary, those before the stop included.
@@ -509,6 +529,9 @@ describe('ClusterPool on a primary and two standbys', () => {
     );
     expect(rows[0]!.n).toBe(ids.length);
     expect(ok.filter((w) => w.sentAt > stoppedAt).every((w) => w.port === s0.port)).toBe(true);
+    // The write sent while there was no primary waited, then landed on the new one.
+    expect(ok.find((w) => w.id === waitingId)?.port).toBe(s0.port);
+    expect(promoteAt).toBeGreaterThan(stoppedAt);
     // Failures are connection errors from writes in flight at the stop, never anything else.
     for (const f of failed) expect((f as { code?: string }).code).toBe('PGCOORD_CONNECTION');
 
@@ -519,7 +542,7 @@ describe('ClusterPool on a primary and two standbys', () => {
     } finally {
       await dedicated.end();
     }
-  });
+  }, 120_000);
 });
 
 describe('ClusterPool options', () => {

@@ -24,16 +24,21 @@ const validItem = fc
 describe('HTTP fuzz', () => {
   it('round-trips any valid item through the iidy single-item routes', async () => {
     await fc.assert(
-      fc.asyncProperty(validItem, async (item) => {
-        const path = `/iidy/v1/lists/fuzz/${encodeURIComponent(item)}`;
-        const json = { 'content-type': 'application/json' };
-        const add = await fetch(`${base}${path}`, { method: 'POST', headers: json });
-        expect(add.status).toBe(201);
-        const got = await fetch(`${base}${path}`, { headers: json });
-        expect(await got.json()).toEqual({ item, attempts: 0 });
-        const del = await fetch(`${base}${path}`, { method: 'DELETE', headers: json });
-        expect(await del.json()).toEqual({ deleted: 1 });
-      }),
+      // "." and ".." cannot travel as a path segment: URL parsers (fetch included) resolve them,
+      // even percent-encoded, before the request leaves. The README sends them to the batch routes.
+      fc.asyncProperty(
+        validItem.filter((i) => i !== '.' && i !== '..'),
+        async (item) => {
+          const path = `/iidy/v1/lists/fuzz/${encodeURIComponent(item)}`;
+          const json = { 'content-type': 'application/json' };
+          const add = await fetch(`${base}${path}`, { method: 'POST', headers: json });
+          expect(add.status).toBe(201);
+          const got = await fetch(`${base}${path}`, { headers: json });
+          expect(await got.json()).toEqual({ item, attempts: 0 });
+          const del = await fetch(`${base}${path}`, { method: 'DELETE', headers: json });
+          expect(await del.json()).toEqual({ deleted: 1 });
+        },
+      ),
       { numRuns: 60 },
     );
   });

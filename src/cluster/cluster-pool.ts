@@ -8,6 +8,7 @@ import {
   type ClusterPoolOptions,
   type ResolvedClusterOptions,
 } from './cluster-options.js';
+import { selectCandidates } from './candidates.js';
 import { DiscoveryConnections } from './discovery-connections.js';
 import {
   FORWARDED_EVENTS,
@@ -16,6 +17,7 @@ import {
   type ForwardedEvent,
 } from './instance-pool.js';
 import type { TargetSessionAttrs } from './multi-host-url.js';
+import { signal } from './signal.js';
 import {
   instanceKey,
   type DiscoveredInstance,
@@ -257,46 +259,103 @@ export class ClusterPool extends EventEmitter<ClusterPoolEvents> implements Conn
     return this.started;
   }
 
-  private async run<R extends pg.QueryResultRow>(
+  /**
+   * One statement. The common case (an eligible instance with an idle connection) runs
+   * callback-style under a single promise, as pg.Pool.query does; anything else (waiting,
+   * failures, retries) goes through {@link runSlow}.
+   */
+  private run<R extends pg.QueryResultRow>(
     attrs: TargetSessionAttrs,
     intent: Intent,
     text: string | pg.QueryConfig,
     values: unknown[] | undefined,
   ): Promise<pg.QueryResult<R>> {
+    const inst = this.ready && !this.ended ? this.pickNow(attrs, intent) : undefined;
+    if (inst === undefined || inst.failures > 0 || inst.pool.idleCount === 0) {
+      // The balancer has chosen already: the slow path starts with that choice, not a new pick.
+      return this.runSlow<R>(attrs, intent, text, values, inst);
+    }
+    const writer = attrs === 'read-write' || attrs === 'primary';
+    return new Promise((resolve, reject) => {
+      const slow = () => this.runSlow<R>(attrs, intent, text, values).then(resolve, reject);
+      inst.pool.connect((err, client, release) => {
+        if (err || !client) return void slow();
+        if (writer && (client as unknown as TrackedClient).readOnly) {
+          release(new Error('discarded: read-only connection offered to a writer'));
+          this.writeRefused(inst);
+          return void slow();
+        }
+        client.query<R>(text as string, values as unknown[], (queryErr: Error | null, result) => {
+          if (!queryErr) {
+            release();
+            resolve(result);
+            return;
+          }
+          const deadline = Date.now() + this.options.failoverTimeoutMs;
+          this.afterQueryError(queryErr, client, inst, intent, deadline).then(() => slow(), reject);
+        });
+      });
+    });
+  }
+
+  private async runSlow<R extends pg.QueryResultRow>(
+    attrs: TargetSessionAttrs,
+    intent: Intent,
+    text: string | pg.QueryConfig,
+    values: unknown[] | undefined,
+    chosen?: InstancePool,
+  ): Promise<pg.QueryResult<R>> {
     const deadline = Date.now() + this.options.failoverTimeoutMs;
     for (;;) {
-      const { client, inst } = await this.checkout(attrs, intent, deadline);
+      const { client, inst } = await this.checkout(attrs, intent, deadline, chosen);
+      chosen = undefined;
+      let result: pg.QueryResult<R>;
       try {
-        const result = await client.query<R>(text as string, values);
-        client.release();
-        return result;
+        result = await client.query<R>(text as string, values);
       } catch (err) {
-        const e = err as { code?: unknown; message?: unknown };
-        if (e.code === '25006' && intent === 'write') {
-          // The statement was refused, so nothing was written. If the server itself is read-only
-          // (a demoted primary, a standby the topology has not caught up with), send it again
-          // once a writer is found; if only the caller's transaction was read-only, say so now.
-          const serverReadOnly = await this.serverReadOnly(client);
-          client.release(err as Error);
-          if (serverReadOnly) {
-            this.writeRefused(inst);
-            if (Date.now() < deadline) continue;
-          }
-          throw coerceError(err);
-        }
-        const pe = coerceError(err);
-        const connectionLost = pe.code === 'PGCOORD_CONNECTION';
-        client.release(connectionLost ? (err as Error) : undefined);
-        if (connectionLost) {
-          this.requestRefresh();
-          // Safe to send again: pg refuses before sending on a client it knows is broken, and a
-          // standby cannot have written anything.
-          const unsent = /not queryable/.test(String(e.message));
-          if ((unsent || inst.role === 'standby') && Date.now() < deadline) continue;
-        }
-        throw pe;
+        await this.afterQueryError(err, client, inst, intent, deadline);
+        continue;
       }
+      client.release();
+      return result;
     }
+  }
+
+  /**
+   * Releases (or discards) the connection of a failed statement and decides: resolves when the
+   * statement may be sent again, throws the coerced error when not.
+   */
+  private async afterQueryError(
+    err: unknown,
+    client: pg.PoolClient,
+    inst: InstancePool,
+    intent: Intent,
+    deadline: number,
+  ): Promise<void> {
+    const e = err as { code?: unknown; message?: unknown };
+    if (e.code === '25006' && intent === 'write') {
+      // The statement was refused, so nothing was written. If the server itself is read-only
+      // (a demoted primary, a standby the topology has not caught up with), send it again
+      // once a writer is found; if only the caller's transaction was read-only, say so now.
+      const serverReadOnly = await this.serverReadOnly(client);
+      client.release(err as Error);
+      if (serverReadOnly) {
+        this.writeRefused(inst);
+        if (Date.now() < deadline) return;
+      }
+      throw coerceError(err);
+    }
+    const pe = coerceError(err);
+    const connectionLost = pe.code === 'PGCOORD_CONNECTION';
+    client.release(connectionLost ? (err as Error) : undefined);
+    if (connectionLost) {
+      this.requestRefresh();
+      // Safe to send again: pg refuses before sending on a client it knows is broken, and a
+      // standby cannot have written anything.
+      const unsent = /not queryable/.test(String(e.message));
+      if ((unsent || inst.role === 'standby') && Date.now() < deadline) return;
+    }
+    throw pe;
   }
 
   /** Whether the server behind `client` refuses writes (in recovery or read-only by default). */
@@ -338,10 +397,13 @@ export class ClusterPool extends EventEmitter<ClusterPoolEvents> implements Conn
     attrs: TargetSessionAttrs,
     intent: Intent,
     deadline: number,
+    chosen?: InstancePool,
   ): Promise<{ client: pg.PoolClient; inst: InstancePool }> {
     const writer = attrs === 'read-write' || attrs === 'primary';
     for (;;) {
-      const inst = this.pickNow(attrs, intent) ?? (await this.pick(attrs, intent, deadline));
+      const inst =
+        chosen ?? this.pickNow(attrs, intent) ?? (await this.pick(attrs, intent, deadline));
+      chosen = undefined;
       let client: pg.PoolClient;
       try {
         client = await inst.acquire();
@@ -400,38 +462,13 @@ export class ClusterPool extends EventEmitter<ClusterPoolEvents> implements Conn
     const cache = intent === 'read' ? this.readCandidates : this.candidates;
     let list = cache.get(attrs);
     if (list) return list;
-    const now = Date.now();
-    const eligible = [...this.instances.values()].filter(
-      (i) =>
-        i.eligible(now) &&
-        (intent === 'write' ||
-          i.role !== 'standby' ||
-          (!i.noLoadBalance && (i.lagBytes ?? 0) <= this.options.maxLagBytes)),
+    list = selectCandidates(
+      [...this.instances.values()],
+      attrs,
+      intent,
+      Date.now(),
+      this.options.maxLagBytes,
     );
-    const writable = (i: InstancePool) => i.role === 'primary' && !i.writeRefused;
-    const standby = (i: InstancePool) => i.role === 'standby';
-    switch (attrs) {
-      case 'any':
-        list = eligible.filter((i) => i.role !== 'unknown' || intent === 'read');
-        break;
-      case 'read-write':
-        list = eligible.filter((i) => writable(i) && !i.readOnly);
-        break;
-      case 'primary':
-        list = eligible.filter(writable);
-        break;
-      case 'read-only':
-        list = eligible.filter((i) => standby(i) || (i.role === 'primary' && i.readOnly));
-        break;
-      case 'standby':
-        list = eligible.filter(standby);
-        break;
-      case 'prefer-standby': {
-        const standbys = eligible.filter(standby);
-        list = standbys.length > 0 ? standbys : eligible.filter((i) => i.role !== 'unknown');
-        break;
-      }
-    }
     cache.set(attrs, list);
     return list;
   }
@@ -615,23 +652,4 @@ export class ClusterPool extends EventEmitter<ClusterPoolEvents> implements Conn
       this.emit('topology', views, change);
     }
   }
-}
-
-/** A one-shot wake-up for callers waiting on a topology change, with a bounded wait. */
-function signal(): { resolve(): void; wait(ms: number): Promise<void> } {
-  let resolveFn!: () => void;
-  const promise = new Promise<void>((r) => (resolveFn = r));
-  return {
-    resolve: resolveFn,
-    wait(ms) {
-      let timer: NodeJS.Timeout | undefined;
-      return Promise.race([
-        promise,
-        new Promise<void>((r) => {
-          timer = setTimeout(r, ms);
-          timer.unref();
-        }),
-      ]).finally(() => clearTimeout(timer));
-    },
-  };
 }

@@ -60,8 +60,9 @@ export async function startCluster(
       }
     },
     async waitForReplication(p = primary, timeoutMs = 20_000) {
+      // The insert position: with synchronous_commit off the last commit may not be written yet.
       const lsn = (
-        await cluster.query<{ lsn: string }>(p, 'SELECT pg_current_wal_lsn()::text AS lsn')
+        await cluster.query<{ lsn: string }>(p, 'SELECT pg_current_wal_insert_lsn()::text AS lsn')
       ).rows[0]!.lsn;
       for (const s of all) {
         if (s === p || !s.running()) continue;

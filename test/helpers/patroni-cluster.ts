@@ -117,6 +117,12 @@ export async function startPatroniCluster(
   }
   const restUrls = restPorts.map((p) => `http://127.0.0.1:${p}`);
 
+  // If this process exits without destroy() (a crash, a killed worker), take the children along.
+  const onExit = () => {
+    for (const c of children) c.kill('SIGKILL');
+  };
+  process.once('exit', onExit);
+
   const cluster: PatroniCluster = {
     restUrls,
     pgPorts,
@@ -154,6 +160,7 @@ export async function startPatroniCluster(
       if (!res.ok) throw new Error(`switchover answered ${res.status}: ${text}`);
     },
     async destroy() {
+      process.off('exit', onExit);
       // Patroni members stop their PostgreSQL on SIGTERM; etcd goes last.
       await Promise.all(children.slice(1).map((c) => stopChild(c, 30_000)));
       await stopChild(etcd, 10_000);
