@@ -58,6 +58,19 @@ const leaseMs = {
   maximum: L.maxLeaseMs,
   description: 'Lease length, ms',
 };
+/** What a claim takes: `limit` (from `minLimit`), `leaseMs`, optional `maxAttempts`. */
+function claimOptions(minLimit: number) {
+  return {
+    type: 'object',
+    required: ['limit', 'leaseMs'],
+    additionalProperties: false,
+    properties: {
+      limit: { type: 'integer', minimum: minLimit, maximum: L.maxClaimLimit },
+      leaseMs,
+      maxAttempts: { type: 'integer', minimum: 1, maximum: L.maxAttempts },
+    },
+  };
+}
 const pageQuery = {
   type: 'object',
   additionalProperties: false,
@@ -269,16 +282,7 @@ export const listRoutes: RouteFamily = (app, ctx) => {
         summary: 'Claim up to `limit` items for `leaseMs` (each item to exactly one claimer)',
         tags,
         params: listParams,
-        body: {
-          type: 'object',
-          required: ['limit', 'leaseMs'],
-          additionalProperties: false,
-          properties: {
-            limit: { type: 'integer', minimum: 1, maximum: L.maxClaimLimit },
-            leaseMs,
-            maxAttempts: { type: 'integer', minimum: 1, maximum: L.maxAttempts },
-          },
-        },
+        body: claimOptions(1),
         response: {
           200: { type: 'object', properties: { claims: { type: 'array', items: claimSchema } } },
           ...errors,
@@ -311,16 +315,7 @@ export const listRoutes: RouteFamily = (app, ctx) => {
           additionalProperties: false,
           properties: {
             claims: claimRefs,
-            next: {
-              type: 'object',
-              required: ['limit', 'leaseMs'],
-              additionalProperties: false,
-              properties: {
-                limit: { type: 'integer', minimum: 0, maximum: L.maxClaimLimit },
-                leaseMs,
-                maxAttempts: { type: 'integer', minimum: 1, maximum: L.maxAttempts },
-              },
-            },
+            next: claimOptions(0),
           },
         },
         response: { 200: settleReply, ...errors },
