@@ -4,11 +4,10 @@ import { from as copyFrom } from 'pg-copy-streams';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { AttemptList, type ClaimRef } from '../src/index.js';
+import { itemName, type AnchorResult } from './anchors/lists-anchor.js';
+import { runUnderNode22, type BenchResult, type ScenarioContext } from './lib.js';
 
-/** Deterministic item names, as every system in a scenario gets the same rows. */
-export function itemName(i: number): string {
-  return `item-${String(i).padStart(9, '0')}`;
-}
+export { itemName };
 
 export function* items(count: number, offset = 0): Generator<string> {
   for (let i = 0; i < count; i++) yield itemName(offset + i);
@@ -112,4 +111,24 @@ export async function bareCopy(pool: pg.Pool, list: string, count: number): Prom
   } finally {
     client.release();
   }
+}
+
+/**
+ * Runs a lists anchor (`script <mode> <url> <count>`) under Node 22 on a fresh database and
+ * returns its rate as an `items_per_s` row of `system`.
+ */
+export async function runListsAnchor(
+  ctx: ScenarioContext,
+  anchor: { system: string; script: string; mode: string; database: string; note: string },
+  count: number,
+): Promise<BenchResult> {
+  const url = await ctx.freshDatabase(anchor.database);
+  const r = await runUnderNode22<AnchorResult>(anchor.script, [anchor.mode, url, String(count)]);
+  ctx.log(`${anchor.system} ${anchor.mode}: ${Math.round(r.items_per_s)} items/s`);
+  return { system: anchor.system, metric: 'items_per_s', value: r.items_per_s, note: anchor.note };
+}
+
+/** The rates of each round, rounded, for a result note ("1,234 / 1,310 / 1,190"). */
+export function spread(rates: number[]): string {
+  return rates.map((x) => Math.round(x).toLocaleString('en-US')).join(' / ');
 }

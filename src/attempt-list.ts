@@ -115,13 +115,7 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
 
   /** Inserts one item. Idempotent: an existing item keeps its attempts. Returns 1 if new, else 0. */
   async insertOne(list: string, item: string, options?: WriteOptions): Promise<number> {
-    checkList(list);
-    checkItem(item);
-    const tx = writeTx(options);
-    return this.run(
-      tx,
-      async (q) => (await q.query(this.sql.insert, [list, [item]])).rowCount ?? 0,
-    );
+    return this.writeOne(this.sql.insert, list, item, options);
   }
 
   /**
@@ -157,52 +151,27 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
    * Pass the last item of a page as `after` to get the next; an empty page means the end.
    */
   async getBatch(list: string, options: PageOptions = {}): Promise<ListEntry[]> {
-    checkList(list);
-    const { after, count, tx } = checkPage(options);
-    return this.run(
-      tx,
-      async (q) => (await q.query<ListEntry>(this.sql.page, [list, after, count])).rows,
-    );
+    return this.page(this.sql.page, list, options);
   }
 
   /** Adds one to an item's attempts. Returns rows touched (0 when missing). */
   async incrementOne(list: string, item: string, options?: WriteOptions): Promise<number> {
-    checkList(list);
-    checkItem(item);
-    const tx = writeTx(options);
-    return this.run(
-      tx,
-      async (q) => (await q.query(this.sql.increment, [list, [item]])).rowCount ?? 0,
-    );
+    return this.writeOne(this.sql.increment, list, item, options);
   }
 
   /** Adds one to the attempts of each item; returns rows touched (duplicates count once, missing 0). */
   async incrementBatch(list: string, items: string[], options?: WriteOptions): Promise<number> {
-    checkList(list);
-    checkItems(items);
-    const tx = writeTx(options);
-    if (items.length === 0) return 0;
-    return this.chunked(tx, list, [...new Set(items)], this.sql.increment);
+    return this.writeBatch(this.sql.increment, list, items, options);
   }
 
   /** Deletes one item (claimed or not). Returns rows deleted (0 when missing). */
   async deleteOne(list: string, item: string, options?: WriteOptions): Promise<number> {
-    checkList(list);
-    checkItem(item);
-    const tx = writeTx(options);
-    return this.run(
-      tx,
-      async (q) => (await q.query(this.sql.delete, [list, [item]])).rowCount ?? 0,
-    );
+    return this.writeOne(this.sql.delete, list, item, options);
   }
 
   /** Deletes a batch of items; returns rows deleted (duplicates count once, missing 0). */
   async deleteBatch(list: string, items: string[], options?: WriteOptions): Promise<number> {
-    checkList(list);
-    checkItems(items);
-    const tx = writeTx(options);
-    if (items.length === 0) return 0;
-    return this.chunked(tx, list, [...new Set(items)], this.sql.delete);
+    return this.writeBatch(this.sql.delete, list, items, options);
   }
 
   /** Number of items in a list (every state: ready, leased, waiting, dead). O(size of the list). */
@@ -396,12 +365,7 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
 
   /** A keyset page of the dead items of a list (attempts reached maxAttempts), in byte order. */
   async dead(list: string, options: PageOptions = {}): Promise<ListEntry[]> {
-    checkList(list);
-    const { after, count, tx } = checkPage(options);
-    return this.run(
-      tx,
-      async (q) => (await q.query<ListEntry>(this.sql.deadPage, [list, after, count])).rows,
-    );
+    return this.page(this.sql.deadPage, list, options);
   }
 
   /**
@@ -409,14 +373,44 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
    * are dead), or every dead item of the list when `items` is omitted. Returns how many.
    */
   async requeue(list: string, items?: string[], options?: WriteOptions): Promise<number> {
+    if (items !== undefined) return this.writeBatch(this.sql.requeue, list, items, options);
     checkList(list);
-    if (items !== undefined) checkItems(items);
     const tx = writeTx(options);
-    if (items === undefined) {
-      return this.run(tx, async (q) => (await q.query(this.sql.requeueAll, [list])).rowCount ?? 0);
-    }
+    return this.run(tx, async (q) => (await q.query(this.sql.requeueAll, [list])).rowCount ?? 0);
+  }
+
+  /** One item through a one-array statement (insert, increment, delete); returns its rowCount. */
+  private async writeOne(
+    sql: string,
+    list: string,
+    item: string,
+    options: WriteOptions | undefined,
+  ): Promise<number> {
+    checkList(list);
+    checkItem(item);
+    const tx = writeTx(options);
+    return this.run(tx, async (q) => (await q.query(sql, [list, [item]])).rowCount ?? 0);
+  }
+
+  /** Distinct items of a batch through a one-array statement, chunked; returns rows touched. */
+  private async writeBatch(
+    sql: string,
+    list: string,
+    items: string[],
+    options: WriteOptions | undefined,
+  ): Promise<number> {
+    checkList(list);
+    checkItems(items);
+    const tx = writeTx(options);
     if (items.length === 0) return 0;
-    return this.chunked(tx, list, [...new Set(items)], this.sql.requeue);
+    return this.chunked(tx, list, [...new Set(items)], sql);
+  }
+
+  /** A keyset page (`list, after, count`) of a page statement (all items or dead ones). */
+  private async page(sql: string, list: string, options: PageOptions): Promise<ListEntry[]> {
+    checkList(list);
+    const { after, count, tx } = checkPage(options);
+    return this.run(tx, async (q) => (await q.query<ListEntry>(sql, [list, after, count])).rows);
   }
 
   private checkClaimOptions(o: { leaseMs?: unknown; maxAttempts?: unknown; tx?: unknown }) {

@@ -3,26 +3,15 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it, vi } from 'vitest';
 import { useTestDatabase } from './helpers/db.js';
+import { readmeExample } from './helpers/readme-example.js';
 
 const db = useTestDatabase();
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
-/** The first ```ts block of the README's attempt-lists section. */
-function readmeExample(): string {
-  const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf8');
-  const section = readme.slice(
-    readme.indexOf('<!-- section:attempt-lists -->'),
-    readme.indexOf('<!-- /section:attempt-lists -->'),
-  );
-  const m = /```ts\n([\s\S]*?)```/.exec(section);
-  if (!m) throw new Error('no ts example in the attempt-lists section');
-  return m[1]!;
-}
-
 describe('README: attempt lists', () => {
   it('the example runs as written and prints what its comments say', async () => {
     // Run it as a module of this package: `from 'pgcoord'` resolves to the source.
-    const code = readmeExample().replace(`from 'pgcoord'`, `from '../src/index.js'`);
+    const code = readmeExample('attempt-lists').replace(`from 'pgcoord'`, `from '../src/index.js'`);
     const file = path.join(root, 'test', `.readme-attempt-lists-${process.pid}.ts`);
     fs.writeFileSync(file, code);
     const logs: unknown[][] = [];

@@ -1,27 +1,20 @@
 // Changes of a consumer group as Server-Sent Events, with Last-Event-ID resume.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ChangeCapture } from '../src/index.js';
-import { createServer, type PgcoordServer } from '../src/server/index.js';
-import { useTestDatabase } from './helpers/db.js';
+import { useTestService } from './support/service.js';
 import { openSse } from './support/sse.js';
 
-const db = useTestDatabase();
-let server: PgcoordServer;
-let base: string;
-
-beforeAll(async () => {
-  await db.pool.query('CREATE TABLE orders (id int PRIMARY KEY, note text)');
-  await new ChangeCapture(db.pool).track('orders');
-  server = await createServer({ pool: db.pool, port: 0, logger: false });
-  base = await server.listen();
+const service = useTestService({
+  setup: async (db) => {
+    await db.pool.query('CREATE TABLE orders (id int PRIMARY KEY, note text)');
+    await new ChangeCapture(db.pool).track('orders');
+  },
 });
-afterAll(async () => {
-  await server?.close();
-});
+const { db } = service;
 
 describe('GET /v1/changes/:group/events', () => {
   it('streams the changes of a group and resumes after Last-Event-ID', async () => {
-    const first = await openSse(`${base}/v1/changes/web/events`);
+    const first = await openSse(`${service.base}/v1/changes/web/events`);
     await first.next((e) => e.event === 'ready', 20_000);
     await db.pool.query(`INSERT INTO orders VALUES (1, 'a'), (2, 'b')`);
     const c1 = await first.next((e) => e.event === 'change', 20_000);
@@ -33,7 +26,9 @@ describe('GET /v1/changes/:group/events', () => {
 
     // Written while nobody listens: the group keeps them for the next consumer.
     await db.pool.query(`UPDATE orders SET note = 'z' WHERE id = 1`);
-    const second = await openSse(`${base}/v1/changes/web/events`, { 'last-event-id': c2.id! });
+    const second = await openSse(`${service.base}/v1/changes/web/events`, {
+      'last-event-id': c2.id!,
+    });
     try {
       const c3 = await second.next((e) => e.event === 'change', 30_000);
       expect(JSON.parse(c3.data)).toMatchObject({
@@ -45,16 +40,18 @@ describe('GET /v1/changes/:group/events', () => {
     } finally {
       second.close();
     }
-    const groups = (await (await fetch(`${base}/v1/changes/groups`)).json()) as {
+    const groups = (await (await fetch(`${service.base}/v1/changes/groups`)).json()) as {
       groups: Array<{ group: string }>;
     };
     expect(groups.groups.map((g) => g.group)).toContain('web');
   });
 
   it('refuses a bad Last-Event-ID or startFrom with a 400', async () => {
-    const r = await fetch(`${base}/v1/changes/web/events`, { headers: { 'last-event-id': 'abc' } });
+    const r = await fetch(`${service.base}/v1/changes/web/events`, {
+      headers: { 'last-event-id': 'abc' },
+    });
     expect(r.status).toBe(400);
-    const s = await fetch(`${base}/v1/changes/web/events?startFrom=yesterday`);
+    const s = await fetch(`${service.base}/v1/changes/web/events?startFrom=yesterday`);
     expect(s.status).toBe(400);
   });
 });

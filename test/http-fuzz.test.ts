@@ -1,21 +1,10 @@
 // Property tests through the real service: any valid item round-trips through the iidy and JSON
 // routes (slashes, spaces, Unicode included); any invalid one is a 4xx that writes nothing.
 import fc from 'fast-check';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createServer, type PgcoordServer } from '../src/server/index.js';
-import { useTestDatabase } from './helpers/db.js';
+import { describe, expect, it } from 'vitest';
+import { useTestService } from './support/service.js';
 
-const db = useTestDatabase();
-let server: PgcoordServer;
-let base: string;
-
-beforeAll(async () => {
-  server = await createServer({ pool: db.pool, port: 0, logger: false });
-  base = await server.listen();
-});
-afterAll(async () => {
-  await server?.close();
-});
+const service = useTestService();
 
 const validItem = fc
   .string({ unit: 'grapheme', minLength: 1, maxLength: 60 })
@@ -31,11 +20,11 @@ describe('HTTP fuzz', () => {
         async (item) => {
           const path = `/iidy/v1/lists/fuzz/${encodeURIComponent(item)}`;
           const json = { 'content-type': 'application/json' };
-          const add = await fetch(`${base}${path}`, { method: 'POST', headers: json });
+          const add = await fetch(`${service.base}${path}`, { method: 'POST', headers: json });
           expect(add.status).toBe(201);
-          const got = await fetch(`${base}${path}`, { headers: json });
+          const got = await fetch(`${service.base}${path}`, { headers: json });
           expect(await got.json()).toEqual({ item, attempts: 0 });
-          const del = await fetch(`${base}${path}`, { method: 'DELETE', headers: json });
+          const del = await fetch(`${service.base}${path}`, { method: 'DELETE', headers: json });
           expect(await del.json()).toEqual({ deleted: 1 });
         },
       ),
@@ -53,7 +42,7 @@ describe('HTTP fuzz', () => {
           fc.record({ items: fc.array(fc.oneof(fc.string(), fc.integer(), fc.constant(''))) }),
         ),
         async (route, body) => {
-          const res = await fetch(`${base}/v1/lists/fuzz-bad/${route}`, {
+          const res = await fetch(`${service.base}/v1/lists/fuzz-bad/${route}`, {
             method: 'POST',
             headers: { 'content-type': 'application/json' },
             body: JSON.stringify(body),

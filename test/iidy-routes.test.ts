@@ -1,20 +1,11 @@
 // iidy's HTTP face under /iidy/v1/, against the replies of REFERENCE.md section 1, through the
 // real service on a real database.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createServer, type PgcoordServer } from '../src/server/index.js';
-import { useTestDatabase } from './helpers/db.js';
+import { describe, expect, it } from 'vitest';
+import { createServer } from '../src/server/index.js';
+import { useTestService } from './support/service.js';
 
-const db = useTestDatabase();
-let server: PgcoordServer;
-let base: string;
-
-beforeAll(async () => {
-  server = await createServer({ pool: db.pool, port: 0, logger: false });
-  base = await server.listen();
-});
-afterAll(async () => {
-  await server?.close();
-});
+const service = useTestService();
+const { db } = service;
 
 const TEXT = { 'content-type': 'text/plain' };
 const JSON_CT = { 'content-type': 'application/json' };
@@ -24,7 +15,7 @@ async function call(
   path: string,
   options: { headers?: Record<string, string>; body?: string } = {},
 ): Promise<{ status: number; text: string; headers: Headers }> {
-  const res = await fetch(`${base}${path}`, {
+  const res = await fetch(`${service.base}${path}`, {
     method,
     headers: options.headers,
     body: options.body,

@@ -1,19 +1,8 @@
 // Key-value (ETag / If-Match CAS), rate limits and leases over HTTP, real service, real database.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createServer, type PgcoordServer } from '../src/server/index.js';
-import { useTestDatabase } from './helpers/db.js';
+import { describe, expect, it } from 'vitest';
+import { useTestService } from './support/service.js';
 
-const db = useTestDatabase();
-let server: PgcoordServer;
-let base: string;
-
-beforeAll(async () => {
-  server = await createServer({ pool: db.pool, port: 0, logger: false });
-  base = await server.listen();
-});
-afterAll(async () => {
-  await server?.close();
-});
+const service = useTestService();
 
 async function api(
   method: string,
@@ -21,7 +10,7 @@ async function api(
   body?: unknown,
   headers: Record<string, string> = {},
 ): Promise<{ status: number; json: Record<string, unknown>; headers: Headers }> {
-  const res = await fetch(`${base}${path}`, {
+  const res = await fetch(`${service.base}${path}`, {
     method,
     headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers },
     body: body === undefined ? undefined : JSON.stringify(body),

@@ -1,19 +1,9 @@
 // Attempt lists over JSON (/v1/lists) through the real service on a real database.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createServer, type PgcoordServer } from '../src/server/index.js';
-import { useTestDatabase } from './helpers/db.js';
+import { describe, expect, it } from 'vitest';
+import { useTestService } from './support/service.js';
 
-const db = useTestDatabase();
-let server: PgcoordServer;
-let base: string;
-
-beforeAll(async () => {
-  server = await createServer({ pool: db.pool, port: 0, logger: false });
-  base = await server.listen();
-});
-afterAll(async () => {
-  await server?.close();
-});
+const service = useTestService();
+const { db } = service;
 
 async function api(
   method: string,
@@ -21,7 +11,7 @@ async function api(
   body?: unknown,
   // eslint-disable-next-line @typescript-eslint/no-explicit-any -- reply bodies are checked by the assertions
 ): Promise<{ status: number; json: any }> {
-  const res = await fetch(`${base}${path}`, {
+  const res = await fetch(`${service.base}${path}`, {
     method,
     headers: body === undefined ? {} : { 'content-type': 'application/json' },
     body: body === undefined ? undefined : JSON.stringify(body),

@@ -2,7 +2,7 @@
 // Usage: pg-boss-lists.ts <insert|work> <connectionString> <count>
 // Prints one JSON line: { items_per_s, count, ms }.
 import { PgBoss } from 'pg-boss';
-import pg from 'pg';
+import { addInChunks, analyzeDatabase, countdown, timeItems } from './lists-anchor.js';
 
 const [mode, url, countArg] = process.argv.slice(2);
 const count = Number(countArg);
@@ -15,56 +15,37 @@ await boss.start();
 await boss.createQueue(queue);
 
 async function insertAll(): Promise<void> {
-  for (let i = 0; i < count; i += INSERT_CHUNK) {
-    const n = Math.min(INSERT_CHUNK, count - i);
-    await boss.insert(
+  await addInChunks(count, INSERT_CHUNK, (names) =>
+    boss.insert(
       queue,
-      Array.from({ length: n }, (_, j) => ({
-        data: { item: `item-${String(i + j).padStart(9, '0')}` },
-      })),
-    );
-  }
+      names.map((item) => ({ data: { item } })),
+    ),
+  );
 }
 
-async function analyze(): Promise<void> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    await client.query('ANALYZE');
-  } finally {
-    await client.end();
-  }
-}
-
-let result: Record<string, number>;
+let result;
 if (mode === 'insert') {
-  const t0 = performance.now();
-  await insertAll();
-  const ms = performance.now() - t0;
-  result = { items_per_s: (count / ms) * 1000, count, ms };
+  result = await timeItems(count, insertAll);
 } else {
   await insertAll();
-  // Fresh statistics before the clock starts, as pgcoord's import leaves them: the planner must
-  // not take a just-filled queue for an empty one.
-  await analyze();
-  let processed = 0;
-  let resolveDone!: () => void;
-  const done = new Promise<void>((r) => (resolveDone = r));
-  const t0 = performance.now();
-  // Fastest documented settings for many trivial jobs: 4 local workers, batches of 100, and
-  // burstWhenBatchFull so a worker fetches again at once while batches come back full.
-  await boss.work(
-    queue,
-    { batchSize: 100, localConcurrency: 4, burstWhenBatchFull: true, pollingIntervalSeconds: 0.5 },
-    async (jobs) => {
-      processed += jobs.length;
-      if (processed >= count) resolveDone();
-    },
-  );
-  await done;
-  // The batch is completed after the handler returns: wait for the last completions to land.
-  const ms = performance.now() - t0;
-  result = { items_per_s: (count / ms) * 1000, count, ms };
+  await analyzeDatabase(url!);
+  const processed = countdown(count);
+  result = await timeItems(count, async () => {
+    // Fastest documented settings for many trivial jobs: 4 local workers, batches of 100, and
+    // burstWhenBatchFull so a worker fetches again at once while batches come back full.
+    await boss.work(
+      queue,
+      {
+        batchSize: 100,
+        localConcurrency: 4,
+        burstWhenBatchFull: true,
+        pollingIntervalSeconds: 0.5,
+      },
+      async (jobs) => processed.add(jobs.length),
+    );
+    await processed.done;
+    // The batch is completed after the handler returns: wait for the last completions to land.
+  });
 }
 await boss.stop({ graceful: true });
 console.log(JSON.stringify(result));

@@ -2,20 +2,8 @@
 // loop against pg-boss, graphile-worker and the bare SKIP LOCKED DELETE loop; plus pgcoord's
 // claim rate with 10k vs 1M items waiting, and after 500k were completed (dead tuples).
 import { AttemptList, migrate } from '../../src/index.js';
-import {
-  packageVersion,
-  quantile,
-  runUnderNode22,
-  type BenchResult,
-  type Scenario,
-} from '../lib.js';
-import { drainBare, drainWithPgcoord, items } from '../lists-workers.js';
-
-interface AnchorResult {
-  items_per_s: number;
-  count: number;
-  ms: number;
-}
+import { packageVersion, quantile, type BenchResult, type Scenario } from '../lib.js';
+import { drainBare, drainWithPgcoord, items, runListsAnchor, spread } from '../lists-workers.js';
 
 const WORKERS = 4;
 const BATCH = 100;
@@ -63,8 +51,6 @@ const scenario: Scenario = {
         `round ${round + 1}: pgcoord ${Math.round(ours[round]!)}, bare ${Math.round(bare[round]!)} items/s`,
       );
     }
-    const spread = (xs: number[]) =>
-      xs.map((x) => Math.round(x).toLocaleString('en-US')).join(' / ');
     results.push({
       system: 'pgcoord',
       metric: 'items_per_s',
@@ -78,37 +64,30 @@ const scenario: Scenario = {
       note: `${size}, DELETE ... SKIP LOCKED ... RETURNING; median of ${rounds} (${spread(bare)})`,
     });
 
-    {
-      const url = await ctx.freshDatabase('lists_claim_pgboss');
-      const r = await runUnderNode22<AnchorResult>('bench/anchors/pg-boss-lists.ts', [
-        'work',
-        url,
-        String(n),
-      ]);
-      results.push({
-        system: 'pg-boss',
-        metric: 'items_per_s',
-        value: r.items_per_s,
-        note: `pg-boss ${packageVersion('pg-boss')}: work() batchSize 100, localConcurrency 4, burstWhenBatchFull; Node 22`,
-      });
-      ctx.log(`pg-boss: ${Math.round(r.items_per_s)} items/s`);
-    }
-
-    {
-      const url = await ctx.freshDatabase('lists_claim_graphile');
-      const r = await runUnderNode22<AnchorResult>('bench/anchors/graphile-worker-lists.ts', [
-        'work',
-        url,
-        String(n),
-      ]);
-      results.push({
-        system: 'graphile-worker',
-        metric: 'items_per_s',
-        value: r.items_per_s,
-        note: `graphile-worker ${packageVersion('graphile-worker')}: concurrentJobs 24, localQueue 500, completeJobBatchDelay 0 (its published perf setup); Node 22`,
-      });
-      ctx.log(`graphile-worker: ${Math.round(r.items_per_s)} items/s`);
-    }
+    results.push(
+      await runListsAnchor(
+        ctx,
+        {
+          system: 'pg-boss',
+          script: 'bench/anchors/pg-boss-lists.ts',
+          mode: 'work',
+          database: 'lists_claim_pgboss',
+          note: `pg-boss ${packageVersion('pg-boss')}: work() batchSize 100, localConcurrency 4, burstWhenBatchFull; Node 22`,
+        },
+        n,
+      ),
+      await runListsAnchor(
+        ctx,
+        {
+          system: 'graphile-worker',
+          script: 'bench/anchors/graphile-worker-lists.ts',
+          mode: 'work',
+          database: 'lists_claim_graphile',
+          note: `graphile-worker ${packageVersion('graphile-worker')}: concurrentJobs 24, localQueue 500, completeJobBatchDelay 0 (its published perf setup); Node 22`,
+        },
+        n,
+      ),
+    );
 
     // Claim rate against the backlog size and after heavy churn. A sample drains `sample` items
     // with the same 4-worker loop. Samples of a fresh 10k-item list and of the big list alternate

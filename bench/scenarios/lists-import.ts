@@ -1,20 +1,8 @@
 // lists-import: bulk-load items. pgcoord's COPY import against pg-boss's batch insert,
 // graphile-worker's addJobs and a bare COPY of the same rows; plus keyset paging on the result.
 import { AttemptList, migrate } from '../../src/index.js';
-import {
-  packageVersion,
-  quantile,
-  runUnderNode22,
-  type BenchResult,
-  type Scenario,
-} from '../lib.js';
-import { bareCopy, itemName, items } from '../lists-workers.js';
-
-interface AnchorResult {
-  items_per_s: number;
-  count: number;
-  ms: number;
-}
+import { packageVersion, quantile, type BenchResult, type Scenario } from '../lib.js';
+import { bareCopy, itemName, items, runListsAnchor, spread } from '../lists-workers.js';
 
 const scenario: Scenario = {
   name: 'lists-import',
@@ -57,8 +45,6 @@ const scenario: Scenario = {
         `round ${round + 1}: pgcoord ${Math.round(ours[round]!)}, bare COPY ${Math.round(bare[round]!)} items/s`,
       );
     }
-    const spread = (xs: number[]) =>
-      xs.map((x) => Math.round(x).toLocaleString('en-US')).join(' / ');
     results.unshift(
       {
         system: 'pgcoord',
@@ -74,39 +60,31 @@ const scenario: Scenario = {
       },
     );
 
-    // pg-boss 12: batch insert, 5,000 jobs per call.
-    {
-      const url = await ctx.freshDatabase('lists_import_pgboss');
-      const r = await runUnderNode22<AnchorResult>('bench/anchors/pg-boss-lists.ts', [
-        'insert',
-        url,
-        String(n),
-      ]);
-      results.push({
-        system: 'pg-boss',
-        metric: 'items_per_s',
-        value: r.items_per_s,
-        note: `pg-boss ${packageVersion('pg-boss')} insert() of 5,000 per call, Node 22`,
-      });
-      ctx.log(`pg-boss insert: ${Math.round(r.items_per_s)} items/s`);
-    }
-
-    // graphile-worker 0.18: addJobs, 5,000 jobs per call.
-    {
-      const url = await ctx.freshDatabase('lists_import_graphile');
-      const r = await runUnderNode22<AnchorResult>('bench/anchors/graphile-worker-lists.ts', [
-        'add',
-        url,
-        String(n),
-      ]);
-      results.push({
-        system: 'graphile-worker',
-        metric: 'items_per_s',
-        value: r.items_per_s,
-        note: `graphile-worker ${packageVersion('graphile-worker')} addJobs() of 5,000 per call, Node 22`,
-      });
-      ctx.log(`graphile-worker addJobs: ${Math.round(r.items_per_s)} items/s`);
-    }
+    // pg-boss 12: batch insert, and graphile-worker 0.18: addJobs, 5,000 jobs per call.
+    results.push(
+      await runListsAnchor(
+        ctx,
+        {
+          system: 'pg-boss',
+          script: 'bench/anchors/pg-boss-lists.ts',
+          mode: 'insert',
+          database: 'lists_import_pgboss',
+          note: `pg-boss ${packageVersion('pg-boss')} insert() of 5,000 per call, Node 22`,
+        },
+        n,
+      ),
+      await runListsAnchor(
+        ctx,
+        {
+          system: 'graphile-worker',
+          script: 'bench/anchors/graphile-worker-lists.ts',
+          mode: 'add',
+          database: 'lists_import_graphile',
+          note: `graphile-worker ${packageVersion('graphile-worker')} addJobs() of 5,000 per call, Node 22`,
+        },
+        n,
+      ),
+    );
     return results;
   },
 };

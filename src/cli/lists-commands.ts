@@ -20,25 +20,43 @@ async function withLists<T>(
   return withPool(url, (pool) => fn(listsOf(pool, g), g));
 }
 
+/**
+ * Adds `<name> <list> <items...>`: runs a batch write and prints its count as `<word> N` (or
+ * `{"<word>": N}` with --json). `example` is the help example after `pgcoord lists <name> downloads `.
+ */
+function batchCommand(
+  lists: Command,
+  name: string,
+  description: string,
+  example: string,
+  word: string,
+  write: (l: AttemptList, list: string, items: string[]) => Promise<number>,
+): void {
+  lists
+    .command(`${name} <list> <items...>`)
+    .description(description)
+    .addHelpText('after', `\nExample:\n  $ pgcoord lists ${name} downloads ${example}`)
+    .action(async (list: string, items: string[], _o: unknown, cmd: Command) => {
+      const n = await withLists(cmd, (l) => write(l, list, items));
+      if (cmd.optsWithGlobals<GlobalOptions>().json) printJson({ [word]: n });
+      else out(`${word} ${n}`);
+    });
+}
+
 /** `pgcoord lists ...`: attempt lists from the shell. */
 export function listsCommand(): Command {
   const lists = new Command('lists').description(
     'attempt lists: add, read, page, increment, delete, import, claim',
   );
 
-  lists
-    .command('add <list> <items...>')
-    .description('add items (existing ones keep their attempts); prints how many were new')
-    .addHelpText(
-      'after',
-      '\nExample:\n  $ pgcoord lists add downloads https://a.example/1 https://a.example/2\n  added 2',
-    )
-    .action(async (list: string, items: string[], _o: unknown, cmd: Command) => {
-      const n = await withLists(cmd, (l) => l.insertBatch(list, items));
-      const g = cmd.optsWithGlobals<GlobalOptions>();
-      if (g.json) printJson({ added: n });
-      else out(`added ${n}`);
-    });
+  batchCommand(
+    lists,
+    'add',
+    'add items (existing ones keep their attempts); prints how many were new',
+    'https://a.example/1 https://a.example/2\n  added 2',
+    'added',
+    (l, list, items) => l.insertBatch(list, items),
+  );
 
   lists
     .command('get <list> <item>')
@@ -75,31 +93,23 @@ export function listsCommand(): Command {
       else for (const e of entries) out(`${e.item}\t${e.attempts}`);
     });
 
-  lists
-    .command('inc <list> <items...>')
-    .description('add one attempt to each item; prints how many existed')
-    .addHelpText(
-      'after',
-      '\nExample:\n  $ pgcoord lists inc downloads https://a.example/1\n  incremented 1',
-    )
-    .action(async (list: string, items: string[], _o: unknown, cmd: Command) => {
-      const n = await withLists(cmd, (l) => l.incrementBatch(list, items));
-      if (cmd.optsWithGlobals<GlobalOptions>().json) printJson({ incremented: n });
-      else out(`incremented ${n}`);
-    });
+  batchCommand(
+    lists,
+    'inc',
+    'add one attempt to each item; prints how many existed',
+    'https://a.example/1\n  incremented 1',
+    'incremented',
+    (l, list, items) => l.incrementBatch(list, items),
+  );
 
-  lists
-    .command('del <list> <items...>')
-    .description('delete items; prints how many existed')
-    .addHelpText(
-      'after',
-      '\nExample:\n  $ pgcoord lists del downloads https://a.example/1\n  deleted 1',
-    )
-    .action(async (list: string, items: string[], _o: unknown, cmd: Command) => {
-      const n = await withLists(cmd, (l) => l.deleteBatch(list, items));
-      if (cmd.optsWithGlobals<GlobalOptions>().json) printJson({ deleted: n });
-      else out(`deleted ${n}`);
-    });
+  batchCommand(
+    lists,
+    'del',
+    'delete items; prints how many existed',
+    'https://a.example/1\n  deleted 1',
+    'deleted',
+    (l, list, items) => l.deleteBatch(list, items),
+  );
 
   lists
     .command('import <list> [file]')

@@ -1,4 +1,4 @@
-import { AttemptList, type Claim } from '../attempt-list.js';
+import { AttemptList, type Claim, type ListEntry, type PageOptions } from '../attempt-list.js';
 import { ATTEMPT_LIST_LIMITS as L } from '../attempt-list-limits.js';
 import { NotFoundError } from '../db/errors.js';
 import { errorSchema } from './http-errors.js';
@@ -58,6 +58,19 @@ const leaseMs = {
   maximum: L.maxLeaseMs,
   description: 'Lease length, ms',
 };
+/** What a claim takes: `limit` (from `minLimit`), `leaseMs`, optional `maxAttempts`. */
+function claimOptions(minLimit: number) {
+  return {
+    type: 'object',
+    required: ['limit', 'leaseMs'],
+    additionalProperties: false,
+    properties: {
+      limit: { type: 'integer', minimum: minLimit, maximum: L.maxClaimLimit },
+      leaseMs,
+      maxAttempts: { type: 'integer', minimum: 1, maximum: L.maxAttempts },
+    },
+  };
+}
 const pageQuery = {
   type: 'object',
   additionalProperties: false,
@@ -99,6 +112,33 @@ interface ListParams {
 export const listRoutes: RouteFamily = (app, ctx) => {
   const lists = new AttemptList(ctx.pool, { schema: ctx.schema });
   const tags = ['lists'];
+
+  /** A GET route reading a keyset page (`?after=&count=`, default 1000) with `read`. */
+  const pageRoute = (
+    url: string,
+    summary: string,
+    read: (list: string, options: PageOptions) => Promise<ListEntry[]>,
+  ): void => {
+    app.get<{ Params: ListParams; Querystring: { after?: string; count?: string } }>(
+      url,
+      {
+        schema: routeSchema({
+          summary,
+          tags,
+          params: listParams,
+          querystring: pageQuery,
+          response: { 200: pageReply, ...errors },
+        }),
+      },
+      async (request) => {
+        const entries = await read(request.params.list, {
+          after: request.query.after ?? '',
+          count: request.query.count === undefined ? 1000 : Number(request.query.count),
+        });
+        return { entries, last: entries[entries.length - 1]?.item };
+      },
+    );
+  };
 
   app.get(
     '/v1/lists',
@@ -167,24 +207,10 @@ export const listRoutes: RouteFamily = (app, ctx) => {
     }),
   );
 
-  app.get<{ Params: ListParams; Querystring: { after?: string; count?: string } }>(
+  pageRoute(
     '/v1/lists/:list/items',
-    {
-      schema: routeSchema({
-        summary: 'A keyset page of items with their attempts',
-        tags,
-        params: listParams,
-        querystring: pageQuery,
-        response: { 200: pageReply, ...errors },
-      }),
-    },
-    async (request) => {
-      const entries = await lists.getBatch(request.params.list, {
-        after: request.query.after ?? '',
-        count: request.query.count === undefined ? 1000 : Number(request.query.count),
-      });
-      return { entries, last: entries[entries.length - 1]?.item };
-    },
+    'A keyset page of items with their attempts',
+    (list, options) => lists.getBatch(list, options),
   );
 
   app.get<{ Params: ListParams & { '*': string } }>(
@@ -256,16 +282,7 @@ export const listRoutes: RouteFamily = (app, ctx) => {
         summary: 'Claim up to `limit` items for `leaseMs` (each item to exactly one claimer)',
         tags,
         params: listParams,
-        body: {
-          type: 'object',
-          required: ['limit', 'leaseMs'],
-          additionalProperties: false,
-          properties: {
-            limit: { type: 'integer', minimum: 1, maximum: L.maxClaimLimit },
-            leaseMs,
-            maxAttempts: { type: 'integer', minimum: 1, maximum: L.maxAttempts },
-          },
-        },
+        body: claimOptions(1),
         response: {
           200: { type: 'object', properties: { claims: { type: 'array', items: claimSchema } } },
           ...errors,
@@ -298,16 +315,7 @@ export const listRoutes: RouteFamily = (app, ctx) => {
           additionalProperties: false,
           properties: {
             claims: claimRefs,
-            next: {
-              type: 'object',
-              required: ['limit', 'leaseMs'],
-              additionalProperties: false,
-              properties: {
-                limit: { type: 'integer', minimum: 0, maximum: L.maxClaimLimit },
-                leaseMs,
-                maxAttempts: { type: 'integer', minimum: 1, maximum: L.maxAttempts },
-              },
-            },
+            next: claimOptions(0),
           },
         },
         response: { 200: settleReply, ...errors },
@@ -404,24 +412,10 @@ export const listRoutes: RouteFamily = (app, ctx) => {
     },
   );
 
-  app.get<{ Params: ListParams; Querystring: { after?: string; count?: string } }>(
+  pageRoute(
     '/v1/lists/:list/dead',
-    {
-      schema: routeSchema({
-        summary: 'A keyset page of dead items (attempts reached maxAttempts)',
-        tags,
-        params: listParams,
-        querystring: pageQuery,
-        response: { 200: pageReply, ...errors },
-      }),
-    },
-    async (request) => {
-      const entries = await lists.dead(request.params.list, {
-        after: request.query.after ?? '',
-        count: request.query.count === undefined ? 1000 : Number(request.query.count),
-      });
-      return { entries, last: entries[entries.length - 1]?.item };
-    },
+    'A keyset page of dead items (attempts reached maxAttempts)',
+    (list, options) => lists.dead(list, options),
   );
 
   app.post<{ Params: ListParams; Body: { items?: string[] } }>(

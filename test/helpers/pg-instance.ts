@@ -4,9 +4,9 @@
 // Never restart or stop the shared server on 5432: other test files run against it in parallel.
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { freePort } from '../../src/cli/embedded-database.js';
 
 const bindir = (() => {
   if (process.env.PG_BINDIR) return process.env.PG_BINDIR;
@@ -35,18 +35,8 @@ function runPg(binary: string, args: string[], options: { allowFail?: boolean } 
   return res.stdout;
 }
 
-/** A TCP port on 127.0.0.1 that nothing listens on right now. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+/** A TCP port on 127.0.0.1 that nothing listens on right now (the CLI's own, re-exported). */
+export { freePort };
 
 export interface PgInstance {
   port: number;

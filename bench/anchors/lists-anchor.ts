@@ -1,0 +1,64 @@
+// Pieces shared by the lists anchors (pg-boss, graphile-worker), run under Node 22; kept free of
+// pgcoord and vitest imports so an anchor loads only its own system and pg.
+import pg from 'pg';
+
+/** Deterministic item names, as every system in a scenario gets the same rows. */
+export function itemName(i: number): string {
+  return `item-${String(i).padStart(9, '0')}`;
+}
+
+/** What a lists anchor (bench/anchors/*-lists.ts) prints as its last line. */
+export interface AnchorResult {
+  items_per_s: number;
+  count: number;
+  ms: number;
+}
+
+/** Runs `fn` (which handles `count` items) and measures its rate, as an anchor reports it. */
+export async function timeItems(count: number, fn: () => Promise<void>): Promise<AnchorResult> {
+  const t0 = performance.now();
+  await fn();
+  const ms = performance.now() - t0;
+  return { items_per_s: (count / ms) * 1000, count, ms };
+}
+
+/** Hands `count` items (named by itemName) to `add` in calls of `chunk`: how anchors fill a queue. */
+export async function addInChunks(
+  count: number,
+  chunk: number,
+  add: (names: string[]) => Promise<unknown>,
+): Promise<void> {
+  for (let i = 0; i < count; i += chunk) {
+    const n = Math.min(chunk, count - i);
+    await add(Array.from({ length: n }, (_, j) => itemName(i + j)));
+  }
+}
+
+/**
+ * ANALYZE on the database at `url` (a short-lived connection): fresh statistics before the
+ * clock starts, as pgcoord's import leaves them, so the planner does not take a just-filled
+ * queue for an empty one.
+ */
+export async function analyzeDatabase(url: string): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query('ANALYZE');
+  } finally {
+    await client.end();
+  }
+}
+
+/** A promise that resolves once `add` has counted `count` processed items. */
+export function countdown(count: number): { add(n: number): void; done: Promise<void> } {
+  let processed = 0;
+  let resolveDone!: () => void;
+  const done = new Promise<void>((r) => (resolveDone = r));
+  return {
+    add(n) {
+      processed += n;
+      if (processed >= count) resolveDone();
+    },
+    done,
+  };
+}
