@@ -34,8 +34,10 @@ export function buildSql(schema: string) {
     delete: `DELETE FROM ${t} WHERE list = $1::text AND item = ANY($2::text[])`,
     count: `SELECT count(*) AS n FROM ${t} WHERE list = $1::text`,
     stats: `SELECT count(*) AS total,
-        count(*) FILTER (WHERE run_at <= statement_timestamp()) AS claimable,
-        count(*) FILTER (WHERE run_at > statement_timestamp() AND token IS NOT NULL) AS leased,
+        count(*) FILTER (WHERE run_at <= statement_timestamp()
+          AND (leased_until IS NULL OR leased_until <= statement_timestamp())) AS claimable,
+        count(*) FILTER (WHERE token IS NOT NULL
+          AND coalesce(leased_until, run_at) > statement_timestamp()) AS leased,
         count(*) FILTER (WHERE run_at > statement_timestamp() AND token IS NULL) AS delayed,
         count(*) FILTER (WHERE run_at IS NULL) AS dead
       FROM ${t} WHERE list = $1::text`,
@@ -47,18 +49,20 @@ export function buildSql(schema: string) {
     // complete() is the claim function with nothing to claim: same pinned plan.
     complete: `SELECT unnest(o_completed) AS item
       FROM ${s}.list_complete_and_claim($1::text, $2::text[], $3::bigint[], 0, 1, 1)`,
-    release: `UPDATE ${t} AS i SET token = NULL, run_at = '-infinity' ${byToken} RETURNING i.item`,
-    fail: `UPDATE ${t} AS i SET attempts = i.attempts + 1, token = NULL,
+    release: `UPDATE ${t} AS i SET token = NULL, leased_until = NULL, run_at = '-infinity'
+      ${byToken} RETURNING i.item`,
+    fail: `UPDATE ${t} AS i SET attempts = i.attempts + 1, token = NULL, leased_until = NULL,
         run_at = CASE WHEN i.attempts + 1 >= $5::int THEN NULL
                       WHEN $4::float8 <= 0 THEN '-infinity'::timestamptz
                       ELSE statement_timestamp() + $4::float8 * interval '1 millisecond' END
       ${byToken} RETURNING i.item, i.run_at IS NULL AS dead`,
-    extend: `UPDATE ${t} AS i SET run_at = ${leaseEnd}
-      ${byToken} AND i.run_at IS NOT NULL RETURNING i.item, i.run_at`,
+    // The lease end lives in leased_until (migration 0007): extending is a HOT update too.
+    extend: `UPDATE ${t} AS i SET leased_until = ${leaseEnd}
+      ${byToken} AND i.run_at IS NOT NULL RETURNING i.item, i.leased_until AS run_at`,
     deadPage: `SELECT item, attempts FROM ${t}
       WHERE list = $1::text AND run_at IS NULL AND item > $2::text ORDER BY item LIMIT $3::int`,
-    requeueAll: `UPDATE ${t} SET attempts = 0, token = NULL, run_at = '-infinity' WHERE list = $1::text AND run_at IS NULL`,
-    requeue: `UPDATE ${t} SET attempts = 0, token = NULL, run_at = '-infinity'
+    requeueAll: `UPDATE ${t} SET attempts = 0, token = NULL, leased_until = NULL, run_at = '-infinity' WHERE list = $1::text AND run_at IS NULL`,
+    requeue: `UPDATE ${t} SET attempts = 0, token = NULL, leased_until = NULL, run_at = '-infinity'
       WHERE list = $1::text AND item = ANY($2::text[]) AND run_at IS NULL`,
   };
 }

@@ -200,6 +200,32 @@ describe('AttemptList claims', () => {
     });
   });
 
+  it('leases taken before migration 0007 (lease end in run_at) hold until they end, then count as an attempt', async () => {
+    const list = new AttemptList(db.pool);
+    const l = fresh('old-lease');
+    await list.insertBatch(l, ['a', 'b', 'c']);
+    // The state migration 0001 wrote for a claim: token set, run_at = lease end, no leased_until.
+    await db.pool.query(
+      `UPDATE pgcoord.list_items SET token = 424242,
+         run_at = CASE item WHEN 'a' THEN now() + interval '1 hour' ELSE now() - interval '1 second' END
+       WHERE list = $1 AND item IN ('a', 'b')`,
+      [l],
+    );
+    expect(await list.stats(l)).toMatchObject({ claimable: 2, leased: 1 });
+    const claims = await list.claim(l, { limit: 10, leaseMs: 60_000 });
+    expect(claims.map((c) => [c.item, c.attempts]).sort()).toEqual([
+      ['b', 1],
+      ['c', 0],
+    ]);
+    // The live old lease can still be extended and completed with its token.
+    const old: ClaimRef = { item: 'a', token: '424242' };
+    const ext = await list.extend(l, [old], { leaseMs: 60_000 });
+    expect(ext).toMatchObject({ count: 1, stale: [] });
+    expect(await list.claim(l, { limit: 10, leaseMs: 60_000 })).toEqual([]);
+    expect(await list.complete(l, [old, ...claims])).toEqual({ count: 3, stale: [] });
+    expect(await list.count(l)).toBe(0);
+  });
+
   it('completeAndClaim completes a batch and claims the next in one call', async () => {
     const list = new AttemptList(db.pool);
     const l = fresh('cac');
