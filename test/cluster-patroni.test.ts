@@ -27,18 +27,17 @@ afterAll(async () => {
 }, 60_000);
 
 describe('ClusterPool on a Patroni cluster', () => {
-  // retry: 1 — about one run in twenty, under a fully loaded machine, saw no write reach the new
-  // leader within 60 s after the failover event, and the cause is not yet found (the failure
-  // prints the pool's and Patroni's views). A second attempt starts from the cluster as it is.
+  // Run alone by `npm run test:patroni` (see vitest.config.ts): under a fully loaded machine about
+  // one run in twenty saw the three writers hang on the new leader after the failover event
+  // (pool shows 3 connections in use, no write completes for 60 s). Open defect, issue 6.
   it(
     'discovers it through the REST API and survives a switchover',
-    { retry: 1, timeout: 240_000 },
+    { timeout: 240_000 },
     async (ctx) => {
       if (unavailable || !patroni) {
         ctx.skip(`Patroni cannot run here: ${unavailable}`);
         return;
       }
-      await pool?.end(); // a retried attempt's first pool
       const key = (name: string) => `127.0.0.1:${patroni!.pgPorts[patroni!.names.indexOf(name)]}`;
       pool = new ClusterPool({
         hosts: patroni.pgPorts.map((port) => ({ host: '127.0.0.1', port })),
