@@ -1,3 +1,4 @@
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ClosedError, ClusterPool, patroniSource } from '../src/index.js';
 import {
@@ -103,6 +104,28 @@ describe('ClusterPool on a Patroni cluster', () => {
           console.error('pool topology', JSON.stringify(pool!.topology()));
           console.error('patroni members', JSON.stringify(await patroni!.members().catch(String)));
           console.error('writes ok', ok.length, 'failed', failed.map(String).slice(-5));
+          // What the stuck statements wait on, as the new leader sees them (open defect, issue 6).
+          const probe = new pg.Client({
+            host: '127.0.0.1',
+            port: patroni!.pgPorts[patroni!.names.indexOf(candidate)],
+            user: 'postgres',
+            database: 'postgres',
+            connectionTimeoutMillis: 5_000,
+            query_timeout: 5_000,
+          });
+          try {
+            await probe.connect();
+            const { rows } = await probe.query(
+              `SELECT pid, state, wait_event_type, wait_event, left(query, 80) AS query,
+                      pg_is_in_recovery() AS in_recovery
+                 FROM pg_stat_activity WHERE backend_type = 'client backend'`,
+            );
+            console.error('new leader activity', JSON.stringify(rows));
+          } catch (probeErr) {
+            console.error('new leader probe failed', String(probeErr));
+          } finally {
+            await probe.end().catch(() => undefined);
+          }
           throw err;
         });
       } finally {
