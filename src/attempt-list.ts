@@ -24,24 +24,6 @@ import { ensureMigrated } from './db/migrator.js';
 import { withTransaction, type Queryable } from './db/queryable.js';
 import { checkInt, checkOptions, checkText, describe, optionalInt } from './validate.js';
 
-export type { ClaimRef } from './attempt-list-limits.js';
-export type {
-  AttemptListOptions,
-  AttemptListEvents,
-  WriteOptions,
-  ListEntry,
-  ListStats,
-  PageOptions,
-  Claim,
-  ClaimOptions,
-  SettleResult,
-  FailResult,
-  ExtendResult,
-  CompleteAndClaimResult,
-  SettleOptions,
-  FailOptions,
-  CompleteAndClaimOptions,
-} from './attempt-list-types.js';
 import type {
   AttemptListOptions,
   AttemptListEvents,

@@ -71,7 +71,6 @@ export type {
   ListStats,
   PageOptions,
   Claim,
-  ClaimRef,
   ClaimOptions,
   SettleResult,
   SettleOptions,
@@ -80,7 +79,8 @@ export type {
   ExtendResult,
   CompleteAndClaimOptions,
   CompleteAndClaimResult,
-} from './attempt-list.js';
+} from './attempt-list-types.js';
+export type { ClaimRef } from './attempt-list-limits.js';
 export { ATTEMPT_LIST_LIMITS } from './attempt-list-limits.js';
 export type { ImportOptions, ImportResult } from './attempt-list-import.js';
 export {

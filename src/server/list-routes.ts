@@ -1,4 +1,5 @@
-import { AttemptList, type Claim, type ListEntry, type PageOptions } from '../attempt-list.js';
+import { AttemptList } from '../attempt-list.js';
+import type { Claim, ListEntry, PageOptions } from '../attempt-list-types.js';
 import { ATTEMPT_LIST_LIMITS as L } from '../attempt-list-limits.js';
 import { NotFoundError } from '../db/errors.js';
 import { errorSchema } from './http-errors.js';
