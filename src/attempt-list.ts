@@ -5,6 +5,7 @@ import {
   ATTEMPT_LIST_LIMITS,
   CHUNK_ITEMS,
   checkClaims,
+  claimCtids,
   checkItem,
   checkItems,
   checkList,
@@ -13,6 +14,7 @@ import {
 } from './attempt-list-limits.js';
 import {
   ANALYZE_AFTER_ROWS,
+  refreshStatistics,
   importItems,
   type ImportOptions,
   type ImportResult,
@@ -110,7 +112,7 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
     checkItems(items);
     const tx = writeTx(options);
     if (items.length === 0) return 0;
-    return this.chunked(tx, list, items, this.sql.insert, this.sql.analyze);
+    return this.chunked(tx, list, items, this.sql.insert, this.sql.table);
   }
 
   /** Attempts of an item, or `undefined` when the list or item does not exist (not an error). */
@@ -248,7 +250,7 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
     options: CompleteAndClaimOptions,
   ): Promise<CompleteAndClaimResult> {
     checkList(list);
-    const { items, tokens } = checkClaims(done, 'done');
+    const { items, tokens, ctids } = checkClaims(done, 'done');
     const o = checkOptions('options', options);
     const limit = checkInt('options.limit', o.limit, { min: 0, max: L.maxClaimLimit });
     const { leaseMs, maxAttempts, tx } = this.checkClaimOptions(o);
@@ -257,6 +259,7 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
         list,
         items,
         tokens,
+        ctids,
         limit,
         leaseMs,
         maxAttempts,
@@ -290,7 +293,7 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
     claims: ClaimRef[],
     options: SettleOptions = {},
   ): Promise<SettleResult> {
-    const r = await this.settle(list, claims, options, this.sql.complete, []);
+    const r = await this.settle(list, claims, options, this.sql.complete, [], true);
     return { count: r.count, stale: r.stale };
   }
 
@@ -437,6 +440,7 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
       list,
       [],
       [],
+      [],
       limit,
       leaseMs,
       maxAttempts,
@@ -452,11 +456,13 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
     options: SettleOptions,
     sql: string,
     extra: unknown[],
+    /** The statement takes the claims' ctid hints as $4 (complete). */
+    hints = false,
   ): Promise<
     SettleResult & { rows: Array<{ item: string; dead?: boolean; run_at?: Date | null }> }
   > {
     checkList(list);
-    const { items, tokens } = checkClaims(claims);
+    const { items, tokens, ctids } = checkClaims(claims);
     const o = checkOptions('options', options);
     const tx = checkTx(o.tx);
     if (o.strict !== undefined && typeof o.strict !== 'boolean') {
@@ -468,7 +474,7 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
         q,
         retry,
         sql,
-        [list, items, tokens, ...extra],
+        hints ? [list, items, tokens, ctids, ...extra] : [list, items, tokens, ...extra],
       );
       const applied = new Set(rows.map((r) => r.item));
       const stale = items.filter((i) => !applied.has(i));
@@ -491,6 +497,7 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
     list: string,
     items: string[],
     sql: string,
+    /** The table to refresh statistics of after a big load. */
     analyze?: string,
   ): Promise<number> {
     return this.run(tx, async (q) => {
@@ -502,7 +509,7 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
         for (let i = 0; i < items.length; i += CHUNK_ITEMS)
           n += await once(t, items.slice(i, i + CHUNK_ITEMS));
         // A big load refreshes the statistics at once (see ANALYZE_AFTER_ROWS).
-        if (analyze !== undefined && n >= ANALYZE_AFTER_ROWS) await t.query(analyze);
+        if (analyze !== undefined && n >= ANALYZE_AFTER_ROWS) await refreshStatistics(t, analyze);
         return n;
       });
     });
@@ -572,11 +579,15 @@ function checkPage(options: PageOptions) {
 }
 
 function toClaims(row: ClaimRow): Claim[] {
-  const { items, attempts, token, lease_until: leaseUntil } = row;
-  return items.map((item, i) => ({
-    item,
-    token,
-    attempts: attempts[i]!,
-    leaseUntil: new Date(leaseUntil.getTime()),
-  }));
+  const { items, ctids, attempts, token, lease_until: leaseUntil } = row;
+  return items.map((item, i) => {
+    const claim: Claim = {
+      item,
+      token,
+      attempts: attempts[i]!,
+      leaseUntil: new Date(leaseUntil.getTime()),
+    };
+    claimCtids.set(claim, ctids[i]!);
+    return claim;
+  });
 }

@@ -253,6 +253,100 @@ describe('AttemptList claims', () => {
 });
 
 describe('AttemptList claims under concurrency and faults', () => {
+  it('a completion reaches its rows by the ctid the claim returned; copied or moved claims by the primary key', async () => {
+    const list = new AttemptList(db.pool);
+    const l = fresh('ctid');
+    await list.insertBatch(
+      l,
+      Array.from({ length: 30 }, (_, i) => `c${i}`),
+    );
+    // Index scans of list_items by this transaction so far (its own statistics, not yet
+    // flushed). A claim walks list_items_claim once; a completion through the primary key adds
+    // one probe per item.
+    const client = await db.pool.connect();
+    const indexScans = async () =>
+      Number(
+        (
+          await client.query(
+            `SELECT idx_scan FROM pg_stat_xact_user_tables
+              WHERE schemaname = 'pgcoord' AND relname = 'list_items'`,
+          )
+        ).rows[0]?.idx_scan ?? 0,
+      );
+    try {
+      await client.query('BEGIN');
+      const held = await list.claim(l, { limit: 10, leaseMs: 60_000, tx: client });
+      const before = await indexScans();
+      // The claim objects as handed out: the next claim's walk, no primary-key probe.
+      const r1 = await list.completeAndClaim(l, held, { limit: 10, leaseMs: 60_000, tx: client });
+      expect(r1.count).toBe(10);
+      const hinted = (await indexScans()) - before;
+      expect(hinted).toBeLessThan(5);
+      // Rebuilt claims (say from JSON) carry no hint: same result through the primary key.
+      const copies: ClaimRef[] = r1.claims.map((c) => ({ item: c.item, token: c.token }));
+      const mid = await indexScans();
+      const r2 = await list.completeAndClaim(l, copies, { limit: 10, leaseMs: 60_000, tx: client });
+      expect(r2).toMatchObject({ count: 10, stale: [] });
+      expect((await indexScans()) - mid).toBeGreaterThanOrEqual(hinted + 10);
+      // extend wrote new row versions: the hints are outdated, the completion still applies.
+      expect((await list.extend(l, r2.claims, { leaseMs: 120_000, tx: client })).count).toBe(10);
+      expect(await list.complete(l, r2.claims, { tx: client })).toEqual({ count: 10, stale: [] });
+      await client.query('COMMIT');
+    } finally {
+      await client.query('ROLLBACK').catch(() => undefined);
+      client.release();
+    }
+    expect(await list.count(l)).toBe(0);
+  });
+
+  it('a completion waiting for a row lock holds none of its next claims (no deadlock between workers)', async () => {
+    // A claim that meets a row another worker claimed after the claim's snapshot locks it,
+    // finds it leased and skips it, but holds the lock to its commit; that worker's completion
+    // of the row then waits. Here a transaction of the test plays that claim, holding a lock on
+    // the item A completes, and then wants the item A's call would claim next. Had A claimed
+    // before completing (the order of migrations 0001/0007), each would wait for the other.
+    const list = new AttemptList(db.pool);
+    const l = fresh('order');
+    await list.insertBatch(l, ['o1', 'o2']);
+    const [mine] = await list.claim(l, { limit: 1, leaseMs: 60_000 });
+    const other = mine!.item === 'o1' ? 'o2' : 'o1';
+    const x = await db.pool.connect();
+    try {
+      await x.query('BEGIN');
+      const locked = await x.query(
+        `SELECT 1 FROM pgcoord.list_items WHERE list = $1 AND item = $2 FOR UPDATE`,
+        [l, mine!.item],
+      );
+      expect(locked.rowCount).toBe(1);
+      const pending = list.completeAndClaim(l, [mine!], { limit: 1, leaseMs: 60_000 });
+
+      const xPid = (await x.query('SELECT pg_backend_pid() AS pid')).rows[0].pid as number;
+      await waitFor(
+        async () =>
+          (
+            await db.pool.query(
+              `SELECT 1 FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+                WHERE NOT l.granted AND a.datname = current_database() AND l.pid <> $1`,
+              [xPid],
+            )
+          ).rowCount! > 0,
+        { timeoutMs: 10_000, message: 'the completion to wait for the row lock' },
+      );
+      // While A waits, the item it would claim next is free to lock.
+      await x.query(
+        `SELECT 1 FROM pgcoord.list_items WHERE list = $1 AND item = $2 FOR UPDATE NOWAIT`,
+        [l, other],
+      );
+      await x.query('COMMIT');
+      const r = await pending;
+      expect(r).toMatchObject({ count: 1, stale: [] });
+      expect(r.claims.map((c) => c.item)).toEqual([other]);
+    } finally {
+      await x.query('ROLLBACK').catch(() => undefined);
+      x.release();
+    }
+  });
+
   it('8 concurrent claimers: every item claimed exactly once, none lost', async () => {
     const pool = db.newPool({ max: 8 });
     const list = new AttemptList(pool);

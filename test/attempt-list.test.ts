@@ -222,6 +222,40 @@ describe('AttemptList: bulk import', () => {
     expect(await list.getOne(l, 'i1')).toBe(1); // existing item kept its attempts
   });
 
+  it('a big import refreshes the table statistics inside the transaction and leaves its settings as they were', async () => {
+    const list = new AttemptList(db.pool);
+    const l = fresh('stats');
+    const client = await db.pool.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query(`SET LOCAL default_statistics_target = 123`);
+      const n = 60_000; // above ANALYZE_AFTER_ROWS
+      const r = await list.import(
+        l,
+        Array.from({ length: n }, (_, i) => `st${i}`),
+        { tx: client },
+      );
+      expect(r.inserted).toBe(n);
+      // The planner already knows the load (ANALYZE writes the size in place), before commit.
+      const { rows } = await client.query(
+        `SELECT reltuples FROM pg_class WHERE oid = 'pgcoord.list_items'::regclass`,
+      );
+      expect(Number(rows[0].reltuples)).toBeGreaterThanOrEqual(n * 0.9);
+      // ... and this list, new in this transaction, is among the most common values already.
+      const mcv = await client.query(
+        `SELECT most_common_vals::text AS v FROM pg_stats
+          WHERE schemaname = 'pgcoord' AND tablename = 'list_items' AND attname = 'list'`,
+      );
+      expect(String(mcv.rows[0]?.v)).toContain(l);
+      expect((await client.query('SHOW default_statistics_target')).rows[0]).toEqual({
+        default_statistics_target: '123',
+      });
+      await client.query('ROLLBACK');
+    } finally {
+      client.release();
+    }
+  });
+
   it('a clash in the middle of a streamed COPY loses no item of a slow async source', async () => {
     const list = new AttemptList(db.pool);
     const l = fresh('clash');
