@@ -32,6 +32,27 @@ describe('HTTP fuzz', () => {
     );
   });
 
+  it('refuses a body with a __proto__ key (prototype poisoning), naming the body, writing nothing', async () => {
+    for (const body of [
+      '{"items":["a"],"__proto__":{"polluted":true}}',
+      '{"items":{"__proto__":null}}', // found by the property below
+      '{"items":["a"],"\\u005f_proto__":{}}', // the same key, escaped
+      '{"items":["a"],"constructor":{"prototype":{"polluted":true}}}',
+    ]) {
+      const res = await fetch(`${service.base}/v1/lists/fuzz-proto/items`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body,
+      });
+      expect(res.status, body).toBe(400);
+      const err = (await res.json()) as { error: { code: string; message: string } };
+      expect(err.error, body).toMatchObject({ code: 'PGCOORD_VALIDATION', field: 'body' });
+      expect(err.error.message, body).toMatch(/prototype poisoning/);
+    }
+    const size = await fetch(`${service.base}/v1/lists/fuzz-proto`);
+    expect(await size.json()).toEqual({ list: 'fuzz-proto', size: 0 });
+  });
+
   it('answers any JSON body on the list routes with 200 or a 400 naming a field, never a 5xx', async () => {
     const anyJson = fc.jsonValue({ maxDepth: 3 });
     await fc.assert(
@@ -52,9 +73,12 @@ describe('HTTP fuzz', () => {
             `${route} ${JSON.stringify(body)} -> ${res.status}`,
           ).toBe(true);
           if (res.status === 400) {
-            const err = (await res.json()) as { error: { code: string; field?: string } };
-            expect(err.error.code).toBe('PGCOORD_VALIDATION');
-            expect(err.error.field).toBeTruthy();
+            const err = (await res.json()) as {
+              error: { code: string; field?: string; message: string };
+            };
+            const text = JSON.stringify(body);
+            expect(err.error.code, text).toBe('PGCOORD_VALIDATION');
+            expect(err.error.field, text).toBeTruthy();
           } else {
             await res.text();
           }

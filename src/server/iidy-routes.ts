@@ -3,6 +3,7 @@ import { AttemptList } from '../attempt-list.js';
 import { ATTEMPT_LIST_LIMITS } from '../attempt-list-limits.js';
 import { ValidationError } from '../db/errors.js';
 import { toHttpError } from './http-errors.js';
+import { useJsonBodyParser } from './json-body.js';
 import { routeSchema } from './openapi.js';
 import type { RouteFamily } from './route-context.js';
 
@@ -19,16 +20,7 @@ export const iidyRoutes: RouteFamily = (app, ctx) => {
   // iidy treats any other Content-Type as text/plain: so do we (in this scope only).
   app.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => done(null, body));
   // iidy clients send Content-Type: application/json with no body on single-item calls.
-  app.removeContentTypeParser('application/json');
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
-    const text = typeof body === 'string' ? body : body.toString('utf8');
-    if (text.trim() === '') return done(null, undefined);
-    try {
-      done(null, JSON.parse(text) as unknown);
-    } catch {
-      done(new ValidationError('body', 'is not valid JSON'), undefined);
-    }
-  });
+  useJsonBodyParser(app, { allowEmpty: true });
   app.setErrorHandler((err, request, reply) => {
     const { status, body } = toHttpError(err);
     if (status >= 500) request.log.error({ err }, 'iidy request failed');

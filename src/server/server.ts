@@ -7,6 +7,7 @@ import { makeTokenCheck } from './auth.js';
 import { healthRoutes } from './health-routes.js';
 import { changeRoutes } from './change-routes.js';
 import { iidyRoutes } from './iidy-routes.js';
+import { useJsonBodyParser } from './json-body.js';
 import { kvRoutes } from './kv-routes.js';
 import { leaseRoutes } from './lease-routes.js';
 import { limitRoutes } from './limit-routes.js';
@@ -163,6 +164,9 @@ export async function createServer(options: ServerOptions): Promise<PgcoordServe
     const route = request.routeOptions.url ?? 'unmatched';
     metrics.observe(request.method, route, reply.statusCode, reply.elapsedTime / 1000);
   });
+
+  // JSON bodies everywhere: Fastify's parser, but a poisoning key is a 400 that says so.
+  useJsonBodyParser(app);
 
   // Each family in its own encapsulated scope: its content-type parsers and error handler
   // (the iidy routes have both) stay its own.
