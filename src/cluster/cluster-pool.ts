@@ -285,6 +285,7 @@ export class ClusterPool extends EventEmitter<ClusterPoolEvents> implements Conn
           this.writeRefused(inst);
           return void slow();
         }
+        const sentToStandby = inst.role === 'standby';
         client.query<R>(text as string, values as unknown[], (queryErr: Error | null, result) => {
           if (!queryErr) {
             release();
@@ -292,7 +293,10 @@ export class ClusterPool extends EventEmitter<ClusterPoolEvents> implements Conn
             return;
           }
           const deadline = Date.now() + this.options.failoverTimeoutMs;
-          this.afterQueryError(queryErr, client, inst, intent, deadline).then(() => slow(), reject);
+          this.afterQueryError(queryErr, client, inst, intent, deadline, sentToStandby).then(
+            () => slow(),
+            reject,
+          );
         });
       });
     });
@@ -309,11 +313,12 @@ export class ClusterPool extends EventEmitter<ClusterPoolEvents> implements Conn
     for (;;) {
       const { client, inst } = await this.checkout(attrs, intent, deadline, chosen);
       chosen = undefined;
+      const sentToStandby = inst.role === 'standby';
       let result: pg.QueryResult<R>;
       try {
         result = await client.query<R>(text as string, values);
       } catch (err) {
-        await this.afterQueryError(err, client, inst, intent, deadline);
+        await this.afterQueryError(err, client, inst, intent, deadline, sentToStandby);
         continue;
       }
       client.release();
@@ -323,7 +328,8 @@ export class ClusterPool extends EventEmitter<ClusterPoolEvents> implements Conn
 
   /**
    * Releases (or discards) the connection of a failed statement and decides: resolves when the
-   * statement may be sent again, throws the coerced error when not.
+   * statement may be sent again, throws the coerced error when not. `sentToStandby` is the
+   * instance's role when the statement was sent: it may have been demoted since.
    */
   private async afterQueryError(
     err: unknown,
@@ -331,6 +337,7 @@ export class ClusterPool extends EventEmitter<ClusterPoolEvents> implements Conn
     inst: InstancePool,
     intent: Intent,
     deadline: number,
+    sentToStandby: boolean,
   ): Promise<void> {
     const e = err as { code?: unknown; message?: unknown };
     if (e.code === '25006' && intent === 'write') {
@@ -351,9 +358,11 @@ export class ClusterPool extends EventEmitter<ClusterPoolEvents> implements Conn
     if (connectionLost) {
       this.requestRefresh();
       // Safe to send again: pg refuses before sending on a client it knows is broken, and a
-      // standby cannot have written anything.
+      // standby cannot have written anything. What counts is the role when the statement was
+      // sent: a primary demoted while it ran may have applied it, so that outcome is unknown
+      // and the ConnectionError goes to the caller.
       const unsent = /not queryable/.test(String(e.message));
-      if ((unsent || inst.role === 'standby') && Date.now() < deadline) return;
+      if ((unsent || sentToStandby) && Date.now() < deadline) return;
     }
     throw pe;
   }
