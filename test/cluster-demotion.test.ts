@@ -2,7 +2,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ClusterPool, ConnectionError, type DiscoveredInstance } from '../src/index.js';
 import { startInstance, type PgInstance } from './helpers/pg-instance.js';
-import { waitFor } from './helpers/wait-for.js';
+import { nextEvent, waitFor } from './helpers/wait-for.js';
 
 // Two private servers, both writable; a topology source of the test's own says which one is the
 // primary. Moving that role models what Patroni reports in a switchover, while the old primary
@@ -116,6 +116,39 @@ describe('ClusterPool when the primary is demoted under a statement', () => {
       expect(await sql(b, 'SELECT * FROM t')).toEqual([]);
     } finally {
       await cleanUp(pool, app);
+    }
+  }, 60_000);
+
+  it('fails a write the old primary never answers as soon as the topology moves the primary, and writes to the new one', async () => {
+    const app = 'pgcoord_demoted_stuck';
+    const roles = { primary: a };
+    const pool = demotablePool(app, roles);
+    try {
+      await pool.refresh();
+      const write = await writeStuckOnA(pool, app);
+      const failover = nextEvent<{ from: string; to: string }>(pool, 'failover');
+      roles.primary = b;
+      await pool.refresh();
+      expect(await failover).toEqual({ from: `127.0.0.1:${a.port}`, to: `127.0.0.1:${b.port}` });
+      // Not after the 300 s `a` would take, nor after failoverTimeoutMs: now.
+      const outcome = await waitFor(write.settled, {
+        timeoutMs: 5_000,
+        message: 'the write in flight on the demoted primary to settle',
+      });
+      expect(outcome.port, 'the write was sent again after an unknown outcome').toBeUndefined();
+      expect(outcome.err).toBeInstanceOf(ConnectionError);
+      expect(String((outcome.err as Error).message)).toMatch(/no longer the primary/);
+      expect(await sql(b, 'SELECT * FROM t')).toEqual([]);
+      await waitFor(() => pool.topology().find((v) => v.port === a.port)!.connections.total === 0, {
+        message: "the former primary's connections to be gone",
+      });
+      const { rows } = await pool.query<{ port: number }>(
+        'INSERT INTO t (port) VALUES (inet_server_port()) RETURNING port',
+      );
+      expect(rows[0]!.port).toBe(b.port);
+    } finally {
+      await cleanUp(pool, app);
+      await sql(b, 'DELETE FROM t');
     }
   }, 60_000);
 });
