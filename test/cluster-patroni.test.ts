@@ -45,8 +45,25 @@ describe('ClusterPool on a Patroni cluster', () => {
         connection: { user: 'postgres', database: 'postgres' },
         source: patroniSource({ urls: patroni.restUrls }),
         refreshIntervalMs: 300,
-        failoverTimeoutMs: 60_000,
+        // Below the 60 s this test waits for a write on the new leader: a writer held by the
+        // pool's own wait ends with a TimeoutError (in `failed`), told apart from a statement
+        // the server never answers.
+        failoverTimeoutMs: 30_000,
       });
+      // What the pool did and what each writer waits on, printed if no write reaches the leader.
+      const events: string[] = [];
+      const note = (what: string) => events.push(`${new Date().toISOString()} ${what}`);
+      pool.on('failover', (i) => note(`failover ${i.from} -> ${i.to}`));
+      pool.on('instance:down', (i) => note(`down ${i.instance} ${String(i.err ?? '')}`));
+      pool.on('instance:up', (i) => note(`up ${i.instance}`));
+      pool.on('topology:error', (e) => note(`topology error ${String(e)}`));
+      pool.on('topology', (views, change) => {
+        if (change.changed.length + change.added.length + change.removed.length === 0) return;
+        note(`topology ${views.map((v) => `${v.port}:${v.role}/${v.health}/${v.labels.state}`)}`);
+      });
+      const checkedOut = new Map<pg.PoolClient, string>();
+      pool.on('acquire', (c) => checkedOut.set(c, new Date().toISOString()));
+      pool.on('release', (_err, c) => checkedOut.delete(c));
       // Members may still be catching up right after start: wait for a settled view.
       const view = await waitFor(
         async () => {
@@ -77,9 +94,11 @@ describe('ClusterPool on a Patroni cluster', () => {
       const failed: unknown[] = [];
       let running = true;
       let nextId = 1;
-      const writers = Array.from({ length: 3 }, async () => {
+      const current: string[] = [];
+      const writers = Array.from({ length: 3 }, async (_, w) => {
         while (running) {
           const id = nextId++;
+          current[w] = `id ${id} sent ${new Date().toISOString()}`;
           try {
             const { rows } = await pool!.query<{ port: number }>(
               'INSERT INTO sw VALUES ($1) RETURNING inet_server_port() AS port',
@@ -104,27 +123,35 @@ describe('ClusterPool on a Patroni cluster', () => {
           console.error('pool topology', JSON.stringify(pool!.topology()));
           console.error('patroni members', JSON.stringify(await patroni!.members().catch(String)));
           console.error('writes ok', ok.length, 'failed', failed.map(String).slice(-5));
-          // What the stuck statements wait on, as the new leader sees them (open defect, issue 6).
-          const probe = new pg.Client({
-            host: '127.0.0.1',
-            port: patroni!.pgPorts[patroni!.names.indexOf(candidate)],
-            user: 'postgres',
-            database: 'postgres',
-            connectionTimeoutMillis: 5_000,
-            query_timeout: 5_000,
-          });
-          try {
-            await probe.connect();
-            const { rows } = await probe.query(
-              `SELECT pid, state, wait_event_type, wait_event, left(query, 80) AS query,
-                      pg_is_in_recovery() AS in_recovery
-                 FROM pg_stat_activity WHERE backend_type = 'client backend'`,
-            );
-            console.error('new leader activity', JSON.stringify(rows));
-          } catch (probeErr) {
-            console.error('new leader probe failed', String(probeErr));
-          } finally {
-            await probe.end().catch(() => undefined);
+          console.error('pool events', events.join('\n'));
+          console.error('writers on', JSON.stringify(current));
+          for (const [c, at] of checkedOut) {
+            const x = c as unknown as { port: number; processID: number | null };
+            console.error(`checked out since ${at}: port ${x.port} backend pid ${x.processID}`);
+          }
+          // What the stuck statements wait on, as each member sees them.
+          for (const p of patroni!.pgPorts) {
+            const probe = new pg.Client({
+              host: '127.0.0.1',
+              port: p,
+              user: 'postgres',
+              database: 'postgres',
+              connectionTimeoutMillis: 5_000,
+              query_timeout: 5_000,
+            });
+            try {
+              await probe.connect();
+              const { rows } = await probe.query(
+                `SELECT pid, state, wait_event_type, wait_event, left(query, 80) AS query,
+                        pg_is_in_recovery() AS in_recovery
+                   FROM pg_stat_activity WHERE backend_type = 'client backend'`,
+              );
+              console.error(`activity on ${p}`, JSON.stringify(rows));
+            } catch (probeErr) {
+              console.error(`probe of ${p} failed`, String(probeErr));
+            } finally {
+              await probe.end().catch(() => undefined);
+            }
           }
           throw err;
         });

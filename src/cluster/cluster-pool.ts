@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import pg from 'pg';
-import { ClosedError, coerceError, TimeoutError } from '../db/errors.js';
+import { ClosedError, coerceError, ConnectionError, TimeoutError } from '../db/errors.js';
 import type { ConnectableQueryable } from '../db/queryable.js';
 import type { Intent } from './balancer.js';
 import {
@@ -68,7 +68,9 @@ const MIN_REFRESH_GAP_MS = 100;
  * to instances matching `targetSessionAttrs` (default `read-write`, the primary); `pool.reader`
  * sends reads to standbys when there are any. The topology is re-read every `refreshIntervalMs`
  * and after any connection failure; when the primary goes away, writers wait (up to
- * `failoverTimeoutMs`) for the new one.
+ * `failoverTimeoutMs`) for the new one. Once the topology says an instance is no longer the
+ * primary, its connections are closed: a statement still running there fails at once with a
+ * ConnectionError (its outcome unknown, never sent again) instead of waiting on the old primary.
  *
  * Errors leave as {@link PgcoordError}s (`coerceError`): a server refusal keeps its `sqlState`.
  *
@@ -285,6 +287,7 @@ export class ClusterPool extends EventEmitter<ClusterPoolEvents> implements Conn
           this.writeRefused(inst);
           return void slow();
         }
+        const sentToStandby = inst.role === 'standby';
         client.query<R>(text as string, values as unknown[], (queryErr: Error | null, result) => {
           if (!queryErr) {
             release();
@@ -292,7 +295,10 @@ export class ClusterPool extends EventEmitter<ClusterPoolEvents> implements Conn
             return;
           }
           const deadline = Date.now() + this.options.failoverTimeoutMs;
-          this.afterQueryError(queryErr, client, inst, intent, deadline).then(() => slow(), reject);
+          this.afterQueryError(queryErr, client, inst, intent, deadline, sentToStandby).then(
+            () => slow(),
+            reject,
+          );
         });
       });
     });
@@ -309,11 +315,12 @@ export class ClusterPool extends EventEmitter<ClusterPoolEvents> implements Conn
     for (;;) {
       const { client, inst } = await this.checkout(attrs, intent, deadline, chosen);
       chosen = undefined;
+      const sentToStandby = inst.role === 'standby';
       let result: pg.QueryResult<R>;
       try {
         result = await client.query<R>(text as string, values);
       } catch (err) {
-        await this.afterQueryError(err, client, inst, intent, deadline);
+        await this.afterQueryError(err, client, inst, intent, deadline, sentToStandby);
         continue;
       }
       client.release();
@@ -323,7 +330,8 @@ export class ClusterPool extends EventEmitter<ClusterPoolEvents> implements Conn
 
   /**
    * Releases (or discards) the connection of a failed statement and decides: resolves when the
-   * statement may be sent again, throws the coerced error when not.
+   * statement may be sent again, throws the coerced error when not. `sentToStandby` is the
+   * instance's role when the statement was sent: it may have been demoted since.
    */
   private async afterQueryError(
     err: unknown,
@@ -331,6 +339,7 @@ export class ClusterPool extends EventEmitter<ClusterPoolEvents> implements Conn
     inst: InstancePool,
     intent: Intent,
     deadline: number,
+    sentToStandby: boolean,
   ): Promise<void> {
     const e = err as { code?: unknown; message?: unknown };
     if (e.code === '25006' && intent === 'write') {
@@ -351,9 +360,11 @@ export class ClusterPool extends EventEmitter<ClusterPoolEvents> implements Conn
     if (connectionLost) {
       this.requestRefresh();
       // Safe to send again: pg refuses before sending on a client it knows is broken, and a
-      // standby cannot have written anything.
+      // standby cannot have written anything. What counts is the role when the statement was
+      // sent: a primary demoted while it ran may have applied it, so that outcome is unknown
+      // and the ConnectionError goes to the caller.
       const unsent = /not queryable/.test(String(e.message));
-      if ((unsent || inst.role === 'standby') && Date.now() < deadline) return;
+      if ((unsent || sentToStandby) && Date.now() < deadline) return;
     }
     throw pe;
   }
@@ -492,6 +503,27 @@ export class ClusterPool extends EventEmitter<ClusterPoolEvents> implements Conn
     return views.map((v) => `${v.key} ${v.role} ${v.health}`).join(', ');
   }
 
+  /**
+   * The instance stopped being the primary: its sessions are the old primary's. Statements still
+   * running there would otherwise wait as long as that server or the network lets them (no
+   * answer ever comes from a frozen or vanished host before TCP keepalive gives up, hours by
+   * default); they fail now with a ConnectionError, their outcome unknown, and are not re-sent.
+   */
+  private dropSessions(inst: InstancePool): void {
+    const err = new ConnectionError(
+      `connection terminated by the pool: ${inst.key} is no longer the primary ` +
+        '(a statement in flight there may or may not have been applied)',
+    );
+    const n = inst.destroyConnections(err);
+    if (n > 0) {
+      this.options.logger({
+        level: 'warn',
+        message: `closed ${n} connection(s) to the former primary`,
+        instance: inst.key,
+      });
+    }
+  }
+
   private instanceFailed(inst: InstancePool, err: unknown): void {
     inst.failed(Date.now());
     if (!inst.reportedDown) {
@@ -587,12 +619,15 @@ export class ClusterPool extends EventEmitter<ClusterPoolEvents> implements Conn
   private apply(found: DiscoveredInstance[]): void {
     const change: TopologyChange = { added: [], removed: [], changed: [] };
     const seen = new Set<string>();
+    /** Instances that were the primary and no longer are (demoted, removed, failed over from). */
+    const demoted = new Set<InstancePool>();
     for (const d of found) {
       if (!d || typeof d.host !== 'string' || !Number.isInteger(d.port)) continue;
       const key = instanceKey(d);
       if (seen.has(key)) continue; // one pool per instance, whatever the source repeats
       seen.add(key);
       let inst = this.instances.get(key);
+      const wasPrimary = inst?.role === 'primary';
       if (!inst) {
         inst = new InstancePool(d, {
           max: this.options.maxConnectionsPerInstance,
@@ -607,6 +642,7 @@ export class ClusterPool extends EventEmitter<ClusterPoolEvents> implements Conn
         inst.update(d);
         change.added.push(key);
       } else if (inst.update(d)) change.changed.push(key);
+      if (wasPrimary && inst.role === 'standby') demoted.add(inst);
       const up = d.up ?? true;
       if (!up && !inst.reportedDown) {
         inst.reportedDown = true;
@@ -623,6 +659,7 @@ export class ClusterPool extends EventEmitter<ClusterPoolEvents> implements Conn
       if (seen.has(key)) continue;
       this.instances.delete(key);
       change.removed.push(key);
+      if (inst.role === 'primary') demoted.add(inst);
       // Drained: connections in use close when released; callers queued on it retry elsewhere.
       const closing = inst.close().finally(() => this.closing.delete(closing));
       this.closing.add(closing);
@@ -637,11 +674,14 @@ export class ClusterPool extends EventEmitter<ClusterPoolEvents> implements Conn
       const from = this.primaryKey;
       const to = primaries[0]!.key;
       this.primaryKey = to;
+      const old = from === undefined ? undefined : this.instances.get(from);
+      if (old) demoted.add(old);
       if (from !== undefined) {
         this.options.logger({ level: 'info', message: `failover ${from} -> ${to}` });
         this.emit('failover', { from, to });
       }
     }
+    for (const inst of demoted) this.dropSessions(inst);
     this.invalidate();
     if (change.added.length + change.removed.length + change.changed.length > 0) {
       this.options.logger({

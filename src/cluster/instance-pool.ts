@@ -45,6 +45,16 @@ export class TrackedClient extends pg.Client {
   get readOnly(): boolean {
     return this.hotStandby || this.defaultReadOnly || this.refusedWrite;
   }
+
+  /**
+   * Closes the socket now, without the goodbye `end()` waits on: a statement in flight fails at
+   * once with `err`, and an idle connection leaves its pool. For servers that may never answer.
+   */
+  destroy(err: Error): void {
+    const con = (this as unknown as { connection?: { stream?: { destroy(e?: Error): void } } })
+      .connection;
+    con?.stream?.destroy(err);
+  }
 }
 
 /** pg.Pool events the cluster pool re-emits (besides `error`, always handled). */
@@ -91,6 +101,8 @@ export class InstancePool implements BalancerCandidate {
   /** Whether an `instance:down` was emitted and no `instance:up` since. */
   reportedDown = false;
   private readonly settings: InstancePoolSettings;
+  /** Every open connection of this instance's pool (idle, checked out or connecting). */
+  private readonly clients = new Set<TrackedClient>();
 
   constructor(target: HostPort, settings: InstancePoolSettings) {
     this.key = instanceKey(target);
@@ -99,11 +111,14 @@ export class InstancePool implements BalancerCandidate {
     this.max = settings.max;
     this.settings = settings;
     const connectTimeoutMs = settings.connectTimeoutMs;
+    const clients = this.clients;
     // The pool's own connectionTimeoutMillis would also bound the wait for a free slot, and a
     // busy instance is not a dead one: the connect timeout goes on each client instead.
     const Client = class extends TrackedClient {
       constructor(config: pg.ClientConfig) {
         super({ ...config, connectionTimeoutMillis: connectTimeoutMs });
+        clients.add(this);
+        this.once('end', () => clients.delete(this));
       }
     };
     this.pool = new pg.Pool({
@@ -250,6 +265,17 @@ export class InstancePool implements BalancerCandidate {
         },
       );
     });
+  }
+
+  /**
+   * Destroys every connection of this instance, idle, checked out or still connecting: statements
+   * in flight fail at once with `err` instead of waiting on a server that may never answer.
+   * Returns how many there were.
+   */
+  destroyConnections(err: Error): number {
+    const all = [...this.clients];
+    for (const c of all) c.destroy(err);
+    return all.length;
   }
 
   /** Drains (checked-out connections close when released) and closes the pool. */

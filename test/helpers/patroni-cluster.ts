@@ -3,9 +3,9 @@
 // PostgreSQL as the postgres OS user, on free ports, with data under a temporary folder.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { freePort } from './pg-instance.js';
 import { waitFor } from './wait-for.js';
 
 export interface PatroniMemberInfo {
@@ -52,6 +52,46 @@ function pgBindir(): string {
   return path.join(base, versions[versions.length - 1]!, 'bin');
 }
 
+/** The first port the kernel hands out for outgoing connections and `listen(0)`. */
+function ephemeralLow(): number {
+  try {
+    const low = Number(
+      fs.readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').split(/\s+/)[0],
+    );
+    if (Number.isInteger(low) && low > 2048) return low;
+  } catch {
+    // No /proc: the Linux default.
+  }
+  return 32768;
+}
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+  });
+}
+
+/**
+ * A free port below the ephemeral range. The cluster's ports are chosen up front and bound over
+ * the next tens of seconds; a port from `listen(0)` (the ephemeral range) can meanwhile be taken
+ * by any outgoing connection or other test, and one was: a member's REST API failed with
+ * EADDRINUSE. The kernel never hands out ports below the range by itself.
+ */
+async function listenPort(taken: Set<number>): Promise<number> {
+  const high = ephemeralLow();
+  const low = Math.max(1025, high - 12_000);
+  for (let i = 0; i < 1000; i++) {
+    const port = low + Math.floor(Math.random() * (high - low));
+    if (taken.has(port) || !(await canListen(port))) continue;
+    taken.add(port);
+    return port;
+  }
+  throw new Error(`no free port in ${low}-${high - 1}`);
+}
+
 function asPostgres(cmd: string, args: string[]): [string, string[]] {
   return process.getuid?.() === 0
     ? ['runuser', ['-u', 'postgres', '--', cmd, ...args]]
@@ -80,8 +120,9 @@ export async function startPatroniCluster(
   const logs: string[] = [];
   const scope = options.scope ?? `pgcoord-${process.pid}`;
   const bindir = pgBindir();
-  const etcdClient = await freePort();
-  const etcdPeer = await freePort();
+  const ports = new Set<number>();
+  const etcdClient = await listenPort(ports);
+  const etcdPeer = await listenPort(ports);
   const etcdDir = path.join(root, 'etcd');
   const etcdLog = fs.openSync(path.join(root, 'etcd.log'), 'a');
   const etcd = spawn(
@@ -112,8 +153,8 @@ export async function startPatroniCluster(
   const restPorts: number[] = [];
   const pgPorts: number[] = [];
   for (let i = 0; i < names.length; i++) {
-    restPorts.push(await freePort());
-    pgPorts.push(await freePort());
+    restPorts.push(await listenPort(ports));
+    pgPorts.push(await listenPort(ports));
   }
   const restUrls = restPorts.map((p) => `http://127.0.0.1:${p}`);
 
