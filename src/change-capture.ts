@@ -580,7 +580,10 @@ ${DOLLAR_TAG}`,
     );
     const trig = quoteIdent(triggerName(schema, op));
     out.push(`DROP TRIGGER IF EXISTS ${trig} ON ${table}`);
-    out.push(`CREATE TRIGGER ${trig} ${when[op].replace('%T', table)} EXECUTE FUNCTION ${fn}()`);
+    // A replacer function: in a replacement string `$$`, `$&`... are patterns, and a quoted
+    // name may contain them.
+    const on = when[op].replace('%T', () => table);
+    out.push(`CREATE TRIGGER ${trig} ${on} EXECUTE FUNCTION ${fn}()`);
   }
   return out;
 }

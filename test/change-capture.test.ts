@@ -253,7 +253,8 @@ describe('ChangeCapture', () => {
         expect(await capture.untrack({ schema, name: table })).toBe(true);
         await db.pool.query(`DROP TABLE ${q}`);
       }),
-      { numRuns: 15 },
+      // The first found by this property: `$$` and `$&` are patterns in a JS replacement string.
+      { numRuns: 15, examples: [['Fz "$$', 't" $&']] },
     );
   });
 

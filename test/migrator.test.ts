@@ -3,11 +3,13 @@ import path from 'node:path';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import {
+  AttemptList,
   DatabaseNewerError,
   latestMigrationId,
   loadMigrations,
   migrate,
   renderMigration,
+  ValidationError,
 } from '../src/index.js';
 import { useTestDatabase } from './helpers/db.js';
 
@@ -24,7 +26,9 @@ describe('migrate', () => {
     expect(rows.map((r) => r.id)).toEqual(loadMigrations().map((m) => m.id));
   });
 
-  it('escapes the schema name: quotes, capitals and spaces work', async () => {
+  it('escapes the schema name: quotes, capitals and spaces work; a "$" is refused', async () => {
+    // A "$" could close the dollar-quoted function bodies the schema name is written into.
+    await expect(migrate(db.pool, { schema: 'a$$b' })).rejects.toBeInstanceOf(ValidationError);
     const schema = 'We"ird Sch';
     await migrate(db.pool, { schema });
     const { rows } = await db.pool.query(
@@ -35,6 +39,12 @@ describe('migrate', () => {
     expect(renderMigration('select {{schema}}.x, {{schema_literal}}', 'a\'b"c')).toBe(
       `select "a'b""c".x, 'a''b"c'`,
     );
+    // `$$` and `$&` are patterns in a JavaScript replacement string: they arrive verbatim.
+    expect(renderMigration('{{schema}} {{schema_literal}}', "$$'$&")).toBe(`"$$'$&" '$$''$&'`);
+    // Every block works in it.
+    const list = new AttemptList(db.pool, { schema });
+    expect(await list.insertBatch('l', ['a', 'b'])).toBe(2);
+    expect((await list.claim('l', { limit: 2, leaseMs: 1000 })).length).toBe(2);
   });
 
   it('refuses a database migrated by newer code', async () => {

@@ -23,6 +23,9 @@ export function checkSchemaName(schema: unknown, argument = 'options.schema'): s
     throw new ValidationError(argument, 'must be a non-empty string');
   }
   if (schema.includes('\u0000')) throw new ValidationError(argument, 'must not contain a NUL byte');
+  // The migrations put the schema name inside dollar-quoted function bodies, which a `$` in the
+  // name could close early.
+  if (schema.includes('$')) throw new ValidationError(argument, 'must not contain "$"');
   if (Buffer.byteLength(schema) > MAX_IDENTIFIER_BYTES) {
     throw new ValidationError(argument, `must be at most ${MAX_IDENTIFIER_BYTES} bytes`);
   }

@@ -71,9 +71,12 @@ function findSqlDir(): string {
 
 /** Substitutes the schema placeholders of a migration. */
 export function renderMigration(sql: string, schema: string): string {
-  return sql
-    .replaceAll('{{schema}}', quoteIdent(schema))
-    .replaceAll('{{schema_literal}}', `'${schema.replaceAll("'", "''")}'`);
+  return (
+    sql
+      // Replacer functions: a schema name may hold `$$`, `$&`..., patterns in a replacement string.
+      .replaceAll('{{schema}}', () => quoteIdent(schema))
+      .replaceAll('{{schema_literal}}', () => `'${schema.replaceAll("'", "''")}'`)
+  );
 }
 
 /** Advisory lock key for migrating one schema, the same in every process. */
@@ -95,10 +98,17 @@ export async function migrate(q: Queryable, options: MigrateOptions = {}): Promi
   try {
     if (isConnectable(q)) {
       const client = await q.connect();
+      // As in withTransaction: a connection cut while we hold the client must not end the process.
+      let broken: Error | undefined;
+      const onError = (err: Error): void => {
+        broken ??= err;
+      };
+      client.on('error', onError);
       try {
         return await runMigrations(client, schema, migrations, latest);
       } finally {
-        client.release();
+        client.off('error', onError);
+        client.release(broken);
       }
     }
     return await runMigrations(q, schema, migrations, latest);

@@ -40,6 +40,13 @@ export async function withTransaction<T>(
   if (isConnectable(q)) {
     const client = await q.connect();
     let broken: unknown;
+    // A checked-out client has no 'error' listener (pg-pool removes its own): a connection cut
+    // between our statements would be an unhandled 'error' event and end the process. The next
+    // statement fails with the error instead, and the client is destroyed, not reused.
+    const onError = (err: Error): void => {
+      broken ??= err;
+    };
+    client.on('error', onError);
     try {
       await client.query('BEGIN');
       const result = await fn(client);
@@ -53,6 +60,7 @@ export async function withTransaction<T>(
       }
       throw err;
     } finally {
+      client.off('error', onError);
       // A client whose ROLLBACK failed is in an unknown state: destroy it rather than reuse it.
       client.release(broken === undefined ? undefined : (broken as Error));
     }
