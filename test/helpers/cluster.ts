@@ -1,10 +1,10 @@
 // A real replicated cluster on loopback for the cluster pool's tests and benchmark: one primary
 // and streaming standbys (pg_basebackup -R), each a private instance on a free port, run as the
 // postgres OS user and destroyed after.
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import path from 'node:path';
 import pg from 'pg';
-import { startInstance, type PgInstance } from './pg-instance.js';
+import { asPostgres, bindir, startInstance, type PgInstance } from './pg-instance.js';
 import { waitFor } from './wait-for.js';
 
 export interface TestCluster {
@@ -86,14 +86,6 @@ export async function startCluster(
   return cluster;
 }
 
-const bindir = (() => {
-  try {
-    return execFileSync('pg_config', ['--bindir'], { encoding: 'utf8' }).trim();
-  } catch {
-    return '/usr/lib/postgresql/15/bin';
-  }
-})();
-
 /**
  * Runs `pg_ctl <action>` on an instance without blocking this process (the helper's own stop()
  * and promote() are synchronous, which would freeze a pool under test while they run).
@@ -108,9 +100,7 @@ export function pgCtlAsync(
     action === 'stop'
       ? ['stop', '-D', inst.dataDir, '-m', mode, '-w', '-t', '60']
       : ['promote', '-D', inst.dataDir, '-w', '-t', '60'];
-  const exe = path.join(bindir, 'pg_ctl');
-  const [cmd, argv] =
-    process.getuid?.() === 0 ? ['runuser', ['-u', 'postgres', '--', exe, ...args]] : [exe, args];
+  const [cmd, argv] = asPostgres(path.join(bindir, 'pg_ctl'), args);
   const started = performance.now();
   return new Promise((resolve, reject) => {
     execFile(cmd, argv, (err, _stdout, stderr) => {

@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { asPostgres } from './pg-instance.js';
 import { waitFor } from './wait-for.js';
 
 export interface PatroniMemberInfo {
@@ -90,12 +91,6 @@ async function listenPort(taken: Set<number>): Promise<number> {
     return port;
   }
   throw new Error(`no free port in ${low}-${high - 1}`);
-}
-
-function asPostgres(cmd: string, args: string[]): [string, string[]] {
-  return process.getuid?.() === 0
-    ? ['runuser', ['-u', 'postgres', '--', cmd, ...args]]
-    : [cmd, args];
 }
 
 function stopChild(child: ChildProcess, timeoutMs: number): Promise<void> {

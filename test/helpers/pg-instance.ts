@@ -8,7 +8,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { freePort } from '../../src/cli/embedded-database.js';
 
-const bindir = (() => {
+/** The folder of the installed server binaries (pg_config, or the newest under /usr/lib/postgresql). */
+export const bindir = (() => {
   if (process.env.PG_BINDIR) return process.env.PG_BINDIR;
   try {
     return execFileSync('pg_config', ['--bindir'], { encoding: 'utf8' }).trim();
@@ -20,16 +21,26 @@ const bindir = (() => {
   }
 })();
 
-const asRoot = process.getuid?.() === 0;
+/** runuser, which lives in an sbin folder a minimal PATH (CI's may be one) leaves out. */
+const runuser =
+  ['/usr/sbin/runuser', '/sbin/runuser', '/usr/bin/runuser'].find((p) => fs.existsSync(p)) ??
+  'runuser';
 
-/** Runs a server binary as the postgres OS user (the server refuses to run as root). */
+/**
+ * The command line that runs `cmd` as the postgres OS user when we are root (the server refuses
+ * to run as root), or as ourselves otherwise.
+ */
+export function asPostgres(cmd: string, args: string[]): [string, string[]] {
+  return process.getuid?.() === 0 ? [runuser, ['-u', 'postgres', '--', cmd, ...args]] : [cmd, args];
+}
+
+/** Runs a server binary as the postgres OS user. */
 function runPg(binary: string, args: string[], options: { allowFail?: boolean } = {}): string {
-  const exe = path.join(bindir, binary);
-  const [cmd, argv] = asRoot ? ['runuser', ['-u', 'postgres', '--', exe, ...args]] : [exe, args];
+  const [cmd, argv] = asPostgres(path.join(bindir, binary), args);
   const res = spawnSync(cmd, argv, { encoding: 'utf8', cwd: os.tmpdir() });
   if (res.status !== 0 && !options.allowFail) {
     throw new Error(
-      `${binary} ${args.join(' ')} failed (${res.status}): ${res.stderr || res.stdout}`,
+      `${binary} ${args.join(' ')} failed (${res.status}): ${res.error?.message ?? (res.stderr || res.stdout)}`,
     );
   }
   return res.stdout;
@@ -77,7 +88,7 @@ export async function startInstance(options: StartInstanceOptions = {}): Promise
   const dataDir = path.join(parent, 'data');
   const socketDir = path.join(parent, 'sock');
   fs.mkdirSync(socketDir);
-  if (asRoot) execFileSync('chown', ['-R', 'postgres:postgres', parent]);
+  if (process.getuid?.() === 0) execFileSync('chown', ['-R', 'postgres:postgres', parent]);
   fs.chmodSync(parent, 0o755);
 
   if (options.standbyOf) {
