@@ -13,13 +13,7 @@ CREATE TABLE {{schema}}.rate_limits (
   b double precision,
   t double precision,
   -- When the row is back to its initial state and may be deleted (ms since epoch).
-  expires_ms double precision,
-  -- Scratch of the set-based decision (src/rate-limit-algorithms.ts): c and n carry a batch's
-  -- per-key cost and item count into ON CONFLICT DO UPDATE (as EXCLUDED.c / EXCLUDED.n), m
-  -- carries back how many of those items were allowed.
-  m double precision,
-  c double precision,
-  n int
+  expires_ms double precision
 ) WITH (fillfactor = 80);
 
 -- Same shape, UNLOGGED: no WAL, so faster, but emptied after a crash (counters reset to full).
@@ -28,18 +22,13 @@ CREATE UNLOGGED TABLE {{schema}}.rate_limits_unlogged (
   a double precision,
   b double precision,
   t double precision,
-  expires_ms double precision,
-  m double precision,
-  c double precision,
-  n int
+  expires_ms double precision
 ) WITH (fillfactor = 80);
 
--- Decides a batch of consume (or peek) calls of one limiter in one call: the general path, used
--- for several quotas or mixed costs on one key (one quota with one cost per key takes the faster
--- set-based statement of src/rate-limit-algorithms.ts). Items are decided in order; an item is
--- allowed only when every quota allows it (all or nothing). Rows are created or locked in one
--- pass in key order (the order the set-based statement uses too, so the two cannot deadlock),
--- before the clock is read, so concurrent batches serialize per key and the result is exact. p_slot maps item i, quota q to
+-- Decides a batch of consume (or peek) calls of one limiter in one statement.
+-- Items are decided in order; an item is allowed only when every quota allows it (all or
+-- nothing). Rows are created, then locked in a fixed key order, before the clock is read, so
+-- concurrent batches serialize per key and the result is exact. p_slot maps item i, quota q to
 -- p_keys[p_slot[(i - 1) * Q + q]]; the same key may appear in many items of one batch.
 -- p_algo: 1 fixed window, 2 sliding window, 3 token bucket, 4 leaky bucket, 5 GCRA.
 CREATE FUNCTION {{schema}}.rate_limit_decide(
@@ -78,23 +67,23 @@ DECLARE
 BEGIN
   IF p_write THEN
     IF p_unlogged THEN
-      WITH locked AS (
-        INSERT INTO {{schema}}.rate_limits_unlogged AS rl (key)
-          SELECT k0 FROM unnest(p_keys) k0 ORDER BY k0 COLLATE "C"
-          ON CONFLICT (key) DO UPDATE SET key = EXCLUDED.key
-          RETURNING rl.key, rl.a, rl.b, rl.t)
+      INSERT INTO {{schema}}.rate_limits_unlogged (key)
+        SELECT k0 FROM unnest(p_keys) k0 ORDER BY k0 COLLATE "C" ON CONFLICT DO NOTHING;
       SELECT array_agg(x.a ORDER BY u.o), array_agg(x.b ORDER BY u.o), array_agg(x.t ORDER BY u.o)
         INTO sa, sb, st
-        FROM unnest(p_keys) WITH ORDINALITY u(k0, o) JOIN locked x ON x.key = u.k0;
+        FROM unnest(p_keys) WITH ORDINALITY u(k0, o)
+        LEFT JOIN (SELECT rl.key, rl.a, rl.b, rl.t FROM {{schema}}.rate_limits_unlogged rl
+                   WHERE rl.key = ANY (p_keys) ORDER BY rl.key COLLATE "C" FOR UPDATE) x
+          ON x.key = u.k0;
     ELSE
-      WITH locked AS (
-        INSERT INTO {{schema}}.rate_limits AS rl (key)
-          SELECT k0 FROM unnest(p_keys) k0 ORDER BY k0 COLLATE "C"
-          ON CONFLICT (key) DO UPDATE SET key = EXCLUDED.key
-          RETURNING rl.key, rl.a, rl.b, rl.t)
+      INSERT INTO {{schema}}.rate_limits (key)
+        SELECT k0 FROM unnest(p_keys) k0 ORDER BY k0 COLLATE "C" ON CONFLICT DO NOTHING;
       SELECT array_agg(x.a ORDER BY u.o), array_agg(x.b ORDER BY u.o), array_agg(x.t ORDER BY u.o)
         INTO sa, sb, st
-        FROM unnest(p_keys) WITH ORDINALITY u(k0, o) JOIN locked x ON x.key = u.k0;
+        FROM unnest(p_keys) WITH ORDINALITY u(k0, o)
+        LEFT JOIN (SELECT rl.key, rl.a, rl.b, rl.t FROM {{schema}}.rate_limits rl
+                   WHERE rl.key = ANY (p_keys) ORDER BY rl.key COLLATE "C" FOR UPDATE) x
+          ON x.key = u.k0;
     END IF;
   ELSIF p_unlogged THEN
     SELECT array_agg(x.a ORDER BY u.o), array_agg(x.b ORDER BY u.o), array_agg(x.t ORDER BY u.o)
@@ -141,10 +130,10 @@ BEGIN
           q_retry := 0;
         ELSIF oa + c <= l THEN
           -- Fits later in this window, once the previous window's weight has decayed enough.
-          q_retry := ot + (1 - (l - oa - c) / nullif(ob, 0)) * p - v_now;
+          q_retry := ot + (1 - (l - oa - c) / ob) * p - v_now;
         ELSE
           -- Needs the next window, where this window's count weighs (1 - x).
-          q_retry := ot + p + greatest(0, 1 - (l - c) / nullif(oa, 0)) * p - v_now;
+          q_retry := ot + p + greatest(0, 1 - (l - c) / oa) * p - v_now;
         END IF;
       ELSIF p_algo = 3 THEN
         r := l / p;

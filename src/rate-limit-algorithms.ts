@@ -1,8 +1,8 @@
 import { quoteIdent } from './db/identifier.js';
 
 /**
- * The rate-limiting algorithms pgcoord decides in SQL (`sql/0003_rate_limits.sql`,
- * function `rate_limit_decide`). Each quota allows `limit` units per `periodMs`; `burst` is the
+ * The rate-limiting algorithms pgcoord decides in SQL (function `rate_limit_decide` of
+ * `sql/0003_rate_limits.sql`, replaced by `sql/0009_rate_limits_set_based.sql`). Each quota allows `limit` units per `periodMs`; `burst` is the
  * most units a key can take at once where the algorithm has a capacity separate from its rate.
  *
  * | algorithm | state | allows | capacity |
@@ -67,7 +67,7 @@ interface SetFragments {
 const EPS = '1e-6';
 
 // L, P, BU are $4, $5, $6 (limit, period, burst). Every formula matches rate_limit_decide in
-// sql/0003_rate_limits.sql applied item after item; k equal-cost items on one key at one time
+// sql/0009_rate_limits_set_based.sql applied item after item; k equal-cost items on one key at one time
 // reduce to "the first m fit", which is what makes a set-based statement exact.
 const FRAGMENTS: Record<RateLimitAlgorithm, SetFragments> = {
   'fixed-window': {

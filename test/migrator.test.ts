@@ -4,6 +4,7 @@ import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import {
   AttemptList,
+  RateLimiter,
   DatabaseNewerError,
   latestMigrationId,
   loadMigrations,
@@ -24,6 +25,33 @@ describe('migrate', () => {
     expect(again.applied).toEqual([]);
     const { rows } = await db.pool.query('SELECT id FROM m_once.migrations ORDER BY id');
     expect(rows.map((r) => r.id)).toEqual(loadMigrations().map((m) => m.id));
+  });
+
+  it('0009 applies over a schema that already has its rate-limit columns (0003 as first landed)', async () => {
+    // The first release carried 0009's change inside an edited 0003: its databases have the
+    // columns and the function already, and must still take 0009 cleanly.
+    await migrate(db.pool, { schema: 'm_landed' });
+    await db.pool.query('DELETE FROM m_landed.migrations WHERE id = 9');
+    expect((await migrate(db.pool, { schema: 'm_landed' })).applied).toEqual([9]);
+    const limiter = new RateLimiter(db.pool, {
+      schema: 'm_landed',
+      algorithm: 'fixed-window',
+      limit: 2,
+      periodMs: 60_000,
+    });
+    const decisions = await Promise.all([1, 2, 3].map(() => limiter.consume('k')));
+    expect(decisions.map((d) => d.allowed).sort()).toEqual([false, true, true]);
+    // Several quotas take rate_limit_decide, the function 0009 replaces.
+    const strict = new RateLimiter(db.pool, {
+      schema: 'm_landed',
+      algorithm: 'sliding-window',
+      quotas: [
+        { limit: 1, periodMs: 60_000 },
+        { limit: 5, periodMs: 600_000 },
+      ],
+    });
+    expect((await strict.consume('s')).allowed).toBe(true);
+    expect((await strict.consume('s')).allowed).toBe(false);
   });
 
   it('escapes the schema name: quotes, capitals and spaces work; a "$" is refused', async () => {
