@@ -6,7 +6,7 @@ import { ChangeCapture, type ChangeOperation } from './change-capture.js';
 import { ConflictError, ConnectionError, coerceError, ValidationError } from './db/errors.js';
 import { checkSchemaName, DEFAULT_SCHEMA, quoteIdent } from './db/identifier.js';
 import { ensureMigrated } from './db/migrator.js';
-import type { ConnectableQueryable } from './db/queryable.js';
+import { withClient, type ConnectableQueryable } from './db/queryable.js';
 import type { Listener } from './listener.js';
 import {
   commitBatchSql,
@@ -435,113 +435,111 @@ export class ChangeConsumer extends EventEmitter<ChangeConsumerEvents> {
   /** One batch of one partition in one transaction. Returns changes handled (0 = nothing to do). */
   private async runBatch(part: number): Promise<number> {
     const o = this.o;
-    const client = await this.pool.connect();
-    // A connection cut while we hold it (between statements) is reported on the client, not the
-    // pool: without a listener that 'error' event would crash the process.
-    const onError = (): void => undefined;
-    client.on('error', onError);
-    let broken: Error | undefined;
-    try {
-      // The row estimates of these statements are poor (multirange gaps); JIT compiling them
-      // costs more than running them.
-      await client.query('BEGIN; SET LOCAL jit = off');
-      const fetched = await client.query<FetchRow>(fetchBatchSql(this.s), [
-        o.group,
-        part,
-        o.mode === 'parallel',
-        o.consumerId,
-        o.partitions,
-        o.batchSize,
-        this.trackCommitTs,
-        o.maxAttempts,
-      ]);
-      const g = fetched.rows[0];
-      if (!g) {
-        await client.query('ROLLBACK');
-        return 0; // another consumer holds this partition
-      }
-      this.finality.observe(null, g);
-      if (g.replays > 0 && part === 0) {
-        const n = await this.runReplays(client);
-        if (n > 0) return n;
-      }
-      const changes = g.rows.map(toChange);
-      const lowWater = BigInt(g.low_water);
-      if (
-        changes.length === 0 &&
-        (this.finality.finalUpTo === null || this.finality.finalUpTo <= lowWater)
-      ) {
-        await client.query('ROLLBACK');
-        return 0;
-      }
-      let deadLetter: string | undefined;
-      if (changes.length > 0) {
-        if (g.attempts >= o.maxAttempts && changes.length === 1) {
-          deadLetter = await this.deadLetter(client, part, changes[0]!, g.attempts);
-        } else {
-          const attempt = g.attempts + 1;
-          try {
-            await o.handler(changes, client, {
-              group: o.group,
-              partition: part,
-              attempt,
-              replay: false,
-            });
-          } catch (err) {
-            await this.failed(client, part, changes.length, attempt, err);
-            return 0;
-          }
-        }
-      }
+    // withClient: a connection cut while we hold the client is caught and the client destroyed.
+    return withClient(this.pool, async (client, markBroken) => {
       try {
-        await client.query(commitBatchSql(this.s), [
+        // The row estimates of these statements are poor (multirange gaps); JIT compiling them
+        // costs more than running them.
+        await client.query('BEGIN; SET LOCAL jit = off');
+        const fetched = await client.query<FetchRow>(fetchBatchSql(this.s), [
           o.group,
           part,
-          g.covered,
-          this.finality.finalUpTo === null ? null : this.finality.finalUpTo.toString(),
-          o.partitions,
+          o.mode === 'parallel',
           o.consumerId,
-          o.leaseMs,
-          deadLetter ? 0 : changes.length,
-          changes.length > 0,
+          o.partitions,
+          o.batchSize,
+          this.trackCommitTs,
+          o.maxAttempts,
         ]);
-      } catch (err) {
-        // A handler that swallowed an SQL error left the transaction aborted: its batch failed.
-        if ((err as { code?: string }).code === '25P02' && changes.length > 0 && !deadLetter) {
-          const why = new Error(
-            'the handler left its transaction aborted (it caught an SQL error)',
-          );
-          await this.failed(client, part, changes.length, g.attempts + 1, why);
+        const g = fetched.rows[0];
+        if (!g) {
+          await client.query('ROLLBACK');
+          return 0; // another consumer holds this partition
+        }
+        this.finality.observe(null, g);
+        if (g.replays > 0 && part === 0) {
+          const n = await this.runReplays(client);
+          if (n > 0) return n;
+        }
+        const changes = g.rows.map(toChange);
+        const lowWater = BigInt(g.low_water);
+        if (
+          changes.length === 0 &&
+          (this.finality.finalUpTo === null || this.finality.finalUpTo <= lowWater)
+        ) {
+          await client.query('ROLLBACK');
           return 0;
         }
+        let deadLetter: string | undefined;
+        if (changes.length > 0) {
+          if (g.attempts >= o.maxAttempts && changes.length === 1) {
+            deadLetter = await this.deadLetter(client, part, changes[0]!, g.attempts);
+          } else {
+            const attempt = g.attempts + 1;
+            try {
+              await o.handler(changes, client, {
+                group: o.group,
+                partition: part,
+                attempt,
+                replay: false,
+              });
+            } catch (err) {
+              await this.failed(client, part, changes.length, attempt, err);
+              return 0;
+            }
+          }
+        }
+        try {
+          await client.query(commitBatchSql(this.s), [
+            o.group,
+            part,
+            g.covered,
+            this.finality.finalUpTo === null ? null : this.finality.finalUpTo.toString(),
+            o.partitions,
+            o.consumerId,
+            o.leaseMs,
+            deadLetter ? 0 : changes.length,
+            changes.length > 0,
+          ]);
+        } catch (err) {
+          // A handler that swallowed an SQL error left the transaction aborted: its batch failed.
+          if ((err as { code?: string }).code === '25P02' && changes.length > 0 && !deadLetter) {
+            const why = new Error(
+              'the handler left its transaction aborted (it caught an SQL error)',
+            );
+            await this.failed(client, part, changes.length, g.attempts + 1, why);
+            return 0;
+          }
+          throw err;
+        }
+        await client.query('COMMIT');
+        this.notBefore.delete(part);
+        if (changes.length > 0) {
+          this.stats.batches++;
+          if (deadLetter) {
+            this.stats.deadLettered++;
+            this.emit('dead-letter', {
+              group: o.group,
+              changeId: changes[0]!.id,
+              error: deadLetter,
+            });
+          } else {
+            this.stats.delivered += changes.length;
+            this.emit('batch', {
+              group: o.group,
+              partition: part,
+              count: changes.length,
+              replay: false,
+            });
+          }
+        }
+        return changes.length;
+      } catch (err) {
+        if (coerceError(err) instanceof ConnectionError) markBroken(err);
+        await client.query('ROLLBACK').catch(() => undefined);
         throw err;
       }
-      await client.query('COMMIT');
-      this.notBefore.delete(part);
-      if (changes.length > 0) {
-        this.stats.batches++;
-        if (deadLetter) {
-          this.stats.deadLettered++;
-          this.emit('dead-letter', { group: o.group, changeId: changes[0]!.id, error: deadLetter });
-        } else {
-          this.stats.delivered += changes.length;
-          this.emit('batch', {
-            group: o.group,
-            partition: part,
-            count: changes.length,
-            replay: false,
-          });
-        }
-      }
-      return changes.length;
-    } catch (err) {
-      broken = err as Error;
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw err;
-    } finally {
-      client.off('error', onError);
-      client.release(broken && coerceError(broken) instanceof ConnectionError ? broken : undefined);
-    }
+    });
   }
 
   /**

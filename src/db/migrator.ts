@@ -3,7 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { coerceError, DatabaseNewerError, MigrationError } from './errors.js';
 import { checkSchemaName, DEFAULT_SCHEMA, quoteIdent } from './identifier.js';
-import { isConnectable, withTransaction, type Queryable } from './queryable.js';
+import { isConnectable, withClient, withTransaction, type Queryable } from './queryable.js';
 
 /** One numbered file of `sql/`. */
 export interface Migration {
@@ -97,19 +97,7 @@ export async function migrate(q: Queryable, options: MigrateOptions = {}): Promi
   const latest = latestMigrationId();
   try {
     if (isConnectable(q)) {
-      const client = await q.connect();
-      // As in withTransaction: a connection cut while we hold the client must not end the process.
-      let broken: Error | undefined;
-      const onError = (err: Error): void => {
-        broken ??= err;
-      };
-      client.on('error', onError);
-      try {
-        return await runMigrations(client, schema, migrations, latest);
-      } finally {
-        client.off('error', onError);
-        client.release(broken);
-      }
+      return await withClient(q, (client) => runMigrations(client, schema, migrations, latest));
     }
     return await runMigrations(q, schema, migrations, latest);
   } catch (err) {

@@ -29,6 +29,31 @@ function isClient(q: Queryable): boolean {
 }
 
 /**
+ * Checks a client out of `pool` for `fn` and gives it back after. A checked-out client has no
+ * 'error' listener (pg-pool removes its own): a connection cut between statements would be an
+ * unhandled 'error' event and end the process. Here it is caught; the next statement fails with
+ * it, and the client is destroyed rather than reused. `fn` can mark the client broken too (say
+ * after a failed ROLLBACK) with `markBroken`.
+ */
+export async function withClient<T>(
+  pool: { connect(): Promise<pg.PoolClient> },
+  fn: (client: pg.PoolClient, markBroken: (err: unknown) => void) => Promise<T>,
+): Promise<T> {
+  const client = await pool.connect();
+  let broken: unknown;
+  const markBroken = (err: unknown): void => {
+    broken ??= err;
+  };
+  client.on('error', markBroken);
+  try {
+    return await fn(client, markBroken);
+  } finally {
+    client.off('error', markBroken);
+    client.release(broken === undefined ? undefined : (broken as Error));
+  }
+}
+
+/**
  * Runs `fn` inside a transaction. On a pool a client is checked out for it; on a client that
  * is already in a transaction (the caller's), a savepoint keeps our part atomic without
  * committing theirs.
@@ -38,32 +63,18 @@ export async function withTransaction<T>(
   fn: (tx: Queryable) => Promise<T>,
 ): Promise<T> {
   if (isConnectable(q)) {
-    const client = await q.connect();
-    let broken: unknown;
-    // A checked-out client has no 'error' listener (pg-pool removes its own): a connection cut
-    // between our statements would be an unhandled 'error' event and end the process. The next
-    // statement fails with the error instead, and the client is destroyed, not reused.
-    const onError = (err: Error): void => {
-      broken ??= err;
-    };
-    client.on('error', onError);
-    try {
-      await client.query('BEGIN');
-      const result = await fn(client);
-      await client.query('COMMIT');
-      return result;
-    } catch (err) {
+    return withClient(q, async (client, markBroken) => {
       try {
-        await client.query('ROLLBACK');
-      } catch (rollbackErr) {
-        broken = rollbackErr;
+        await client.query('BEGIN');
+        const result = await fn(client);
+        await client.query('COMMIT');
+        return result;
+      } catch (err) {
+        // A client whose ROLLBACK failed is in an unknown state: destroy it rather than reuse it.
+        await client.query('ROLLBACK').catch(markBroken);
+        throw err;
       }
-      throw err;
-    } finally {
-      client.off('error', onError);
-      // A client whose ROLLBACK failed is in an unknown state: destroy it rather than reuse it.
-      client.release(broken === undefined ? undefined : (broken as Error));
-    }
+    });
   }
   const inTx = isInTransaction(q);
   const savepoint = `pgcoord_${(savepointCounter = (savepointCounter + 1) % 1_000_000)}`;

@@ -10,16 +10,14 @@ import { HttpError } from './http-errors.js';
  * text could hold such a key (a `__proto__`/`constructor` spelled out, or any `\u` escape).
  */
 export function parseJsonBody(text: string): unknown {
-  let value: unknown;
   const suspect =
     text.includes('__proto__') || text.includes('constructor') || text.includes('\\u');
   try {
-    value = suspect ? JSON.parse(text, refusePoison) : JSON.parse(text);
+    return suspect ? (JSON.parse(text, refusePoison) as unknown) : (JSON.parse(text) as unknown);
   } catch (err) {
     if (err instanceof ValidationError) throw err;
     throw new ValidationError('body', 'is not valid JSON');
   }
-  return value;
 }
 
 function refusePoison(key: string, value: unknown): unknown {
