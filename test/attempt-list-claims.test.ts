@@ -299,6 +299,25 @@ describe('AttemptList claims under concurrency and faults', () => {
     expect(await list.count(l)).toBe(0);
   });
 
+  it('the six-argument claim function of the previous release still claims and completes', async () => {
+    // Processes still running the release before migration 0008 call this signature.
+    const list = new AttemptList(db.pool);
+    const l = fresh('old-fn');
+    await list.insertBatch(l, ['p1', 'p2']);
+    const call = (items: string[], tokens: string[], limit: number) =>
+      db.pool.query(
+        `SELECT * FROM pgcoord.list_complete_and_claim($1, $2::text[], $3::bigint[], $4, 60000, 100)`,
+        [l, items, tokens, limit],
+      );
+    const first = (await call([], [], 2)).rows[0];
+    expect([...first.o_items].sort()).toEqual(['p1', 'p2']);
+    const token = String(first.o_token);
+    const second = (await call(first.o_items, [token, token], 2)).rows[0];
+    expect([...second.o_completed].sort()).toEqual(['p1', 'p2']);
+    expect(second.o_items).toEqual([]);
+    expect(await list.count(l)).toBe(0);
+  });
+
   it('a completion waiting for a row lock holds none of its next claims (no deadlock between workers)', async () => {
     // A claim that meets a row another worker claimed after the claim's snapshot locks it,
     // finds it leased and skips it, but holds the lock to its commit; that worker's completion

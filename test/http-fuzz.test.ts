@@ -53,6 +53,26 @@ describe('HTTP fuzz', () => {
     expect(await size.json()).toEqual({ list: 'fuzz-proto', size: 0 });
   });
 
+  it('answers an empty or malformed JSON body with a 400 that says so', async () => {
+    const post = (body: string) =>
+      fetch(`${service.base}/v1/lists/fuzz-empty/items`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body,
+      });
+    const empty = await post('');
+    expect(empty.status).toBe(400);
+    expect(((await empty.json()) as { error: { code: string } }).error.code).toBe(
+      'PGCOORD_BAD_REQUEST',
+    );
+    const bad = await post('{"items": [');
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { error: unknown }).error).toMatchObject({
+      code: 'PGCOORD_VALIDATION',
+      field: 'body',
+    });
+  });
+
   it('answers any JSON body on the list routes with 200 or a 400 naming a field, never a 5xx', async () => {
     const anyJson = fc.jsonValue({ maxDepth: 3 });
     await fc.assert(
