@@ -56,10 +56,11 @@ export function checkItems(value: unknown, argument = 'items'): string[] {
 }
 
 /**
- * Where each claim's row version was when it was claimed (its ctid), keyed by the claim object
- * pgcoord handed out. A hint only, never part of the API: a completion passes it back so the
- * server reaches the row without a primary-key probe (migration 0008), and a claim without one
- * (copied, rebuilt from JSON, or after an extend moved the row) takes the primary-key path.
+ * Where each claim's row version is (its ctid), keyed by the claim object pgcoord handed out or
+ * extended. A hint only, never part of the API: complete, completeAndClaim, release, fail and
+ * extend pass it back so the server reaches the row without a primary-key probe (migration 0008
+ * for completions), and an extend points it at the row's new version. A claim without one
+ * (copied, rebuilt from JSON), or whose row moved since, takes the primary-key path.
  */
 export const claimCtids = new WeakMap<object, string>();
 

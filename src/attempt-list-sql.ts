@@ -8,7 +8,7 @@ import { quoteIdent } from './db/identifier.js';
 export function buildSql(schema: string) {
   const s = quoteIdent(schema);
   const t = `${s}.list_items`;
-  const leaseEnd = `statement_timestamp() + $4::float8 * interval '1 millisecond'`;
+  const leaseEnd = `statement_timestamp() + $5::float8 * interval '1 millisecond'`;
   // Claims go through the list_complete_and_claim function (migrations 0001, 0008): it pins
   // the ordered index walk a queue needs (see the comment in 0001), completes the claims passed
   // in before it claims (0008: no deadlock), and returns each claimed row's ctid, which the next
@@ -18,14 +18,20 @@ export function buildSql(schema: string) {
       o_expired AS expired, o_dead AS dead
     FROM ${s}.list_complete_and_claim($1::text, $2::text[], $3::bigint[], $4::tid[], $5::int,
       $6::float8, $7::int)`;
-  // Rows of $1 whose (item, token) pair is in ($2, $3): one primary-key probe per pair, forced
-  // by the LATERAL subquery (see list_complete_and_claim in migration 0001 for why), then the
-  // row itself by ctid. A concurrent write to the same row (say an increment) makes the row
-  // report stale rather than be applied: never applied twice.
-  const byToken = `FROM unnest($2::text[], $3::bigint[]) AS d(item, token),
+  // Rows of $1 whose (item, token) pair is in ($2, $3), for release, fail and extend. Each pair
+  // first tries the row at its ctid hint ($4, NULL where unknown), then, if that finds nothing
+  // (no hint, or the row moved), one primary-key probe; LIMIT 1 stops at the first branch that
+  // answers, and the LATERAL subquery keeps the probe inside the loop over the input (see
+  // list_complete_and_claim in migration 0001 for why). The row must match list, item and token
+  // either way, so a wrong hint finds nothing. A concurrent write to the same row (say an
+  // increment) makes the row report stale rather than be applied: never applied twice.
+  const byToken = `FROM unnest($2::text[], $3::bigint[], $4::tid[]) AS d(item, token, id),
       LATERAL (
-        SELECT x.ctid AS id FROM ${t} AS x
-        WHERE x.list = $1::text AND x.item = d.item AND x.token = d.token
+        (SELECT x.ctid AS id FROM ${t} AS x
+          WHERE x.ctid = d.id AND x.list = $1::text AND x.item = d.item AND x.token = d.token)
+        UNION ALL
+        (SELECT x.ctid AS id FROM ${t} AS x
+          WHERE x.list = $1::text AND x.item = d.item AND x.token = d.token)
         LIMIT 1
       ) AS f
       WHERE i.ctid = f.id`;
@@ -56,13 +62,15 @@ export function buildSql(schema: string) {
     release: `UPDATE ${t} AS i SET token = NULL, leased_until = NULL, run_at = '-infinity'
       ${byToken} RETURNING i.item`,
     fail: `UPDATE ${t} AS i SET attempts = i.attempts + 1, token = NULL, leased_until = NULL,
-        run_at = CASE WHEN i.attempts + 1 >= $5::int THEN NULL
-                      WHEN $4::float8 <= 0 THEN '-infinity'::timestamptz
-                      ELSE statement_timestamp() + $4::float8 * interval '1 millisecond' END
+        run_at = CASE WHEN i.attempts + 1 >= $6::int THEN NULL
+                      WHEN $5::float8 <= 0 THEN '-infinity'::timestamptz
+                      ELSE statement_timestamp() + $5::float8 * interval '1 millisecond' END
       ${byToken} RETURNING i.item, i.run_at IS NULL AS dead`,
-    // The lease end lives in leased_until (migration 0007): extending is a HOT update too.
+    // The lease end lives in leased_until (migration 0007): extending is a HOT update too. It
+    // returns where each row's new version is, so the claims keep a current hint.
     extend: `UPDATE ${t} AS i SET leased_until = ${leaseEnd}
-      ${byToken} AND i.run_at IS NOT NULL RETURNING i.item, i.leased_until AS run_at`,
+      ${byToken} AND i.run_at IS NOT NULL
+      RETURNING i.item, i.leased_until AS run_at, i.ctid::text AS ctid`,
     deadPage: `SELECT item, attempts FROM ${t}
       WHERE list = $1::text AND run_at IS NULL AND item > $2::text ORDER BY item LIMIT $3::int`,
     requeueAll: `UPDATE ${t} SET attempts = 0, token = NULL, leased_until = NULL, run_at = '-infinity' WHERE list = $1::text AND run_at IS NULL`,

@@ -293,7 +293,7 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
     claims: ClaimRef[],
     options: SettleOptions = {},
   ): Promise<SettleResult> {
-    const r = await this.settle(list, claims, options, this.sql.complete, [], true);
+    const r = await this.settle(list, claims, options, this.sql.complete, []);
     return { count: r.count, stale: r.stale };
   }
 
@@ -345,6 +345,13 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
     const o = checkOptions('options', options);
     const leaseMs = checkInt('options.leaseMs', o.leaseMs, { min: 1, max: L.maxLeaseMs });
     const r = await this.settle(list, claims, o, this.sql.extend, [leaseMs]);
+    // The extend wrote new row versions: point the claims' hints at them, so a later complete
+    // still reaches its rows directly.
+    const moved = new Map(r.rows.map((x) => [x.item, x.ctid]));
+    for (const c of claims) {
+      const ctid = moved.get(c.item);
+      if (ctid !== undefined) claimCtids.set(c, ctid);
+    }
     return { count: r.count, stale: r.stale, leaseUntil: r.rows[0]?.run_at ?? undefined };
   }
 
@@ -455,12 +462,9 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
     claims: ClaimRef[],
     options: SettleOptions,
     sql: string,
+    /** Parameters after the claims' ($1 list, $2 items, $3 tokens, $4 ctid hints). */
     extra: unknown[],
-    /** The statement takes the claims' ctid hints as $4 (complete). */
-    hints = false,
-  ): Promise<
-    SettleResult & { rows: Array<{ item: string; dead?: boolean; run_at?: Date | null }> }
-  > {
+  ): Promise<SettleResult & { rows: SettleRow[] }> {
     checkList(list);
     const { items, tokens, ctids } = checkClaims(claims);
     const o = checkOptions('options', options);
@@ -470,12 +474,13 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
     }
     if (items.length === 0) return { count: 0, stale: [], rows: [] };
     const apply = async (q: Queryable, retry = false) => {
-      const { rows } = await query<{ item: string; dead?: boolean; run_at?: Date | null }>(
-        q,
-        retry,
-        sql,
-        hints ? [list, items, tokens, ctids, ...extra] : [list, items, tokens, ...extra],
-      );
+      const { rows } = await query<SettleRow>(q, retry, sql, [
+        list,
+        items,
+        tokens,
+        ctids,
+        ...extra,
+      ]);
       const applied = new Set(rows.map((r) => r.item));
       const stale = items.filter((i) => !applied.has(i));
       if (o.strict && stale.length > 0) {
@@ -561,6 +566,14 @@ async function query<R extends pg.QueryResultRow>(
 }
 
 const DEADLOCK_RETRIES = 5;
+
+/** A row a settle statement applied to (fail adds `dead`, extend the new lease end and ctid). */
+interface SettleRow extends pg.QueryResultRow {
+  item: string;
+  dead?: boolean;
+  run_at?: Date | null;
+  ctid?: string;
+}
 
 function writeTx(options: { tx?: Queryable } | undefined): Queryable | undefined {
   return checkTx(checkOptions('options', options).tx);

@@ -288,15 +288,94 @@ describe('AttemptList claims under concurrency and faults', () => {
       const r2 = await list.completeAndClaim(l, copies, { limit: 10, leaseMs: 60_000, tx: client });
       expect(r2).toMatchObject({ count: 10, stale: [] });
       expect((await indexScans()) - mid).toBeGreaterThanOrEqual(hinted + 10);
-      // extend wrote new row versions: the hints are outdated, the completion still applies.
+      // extend reaches its rows by the hints too, writes new row versions and moves the hints
+      // to them: the completion after it still goes straight to the rows.
+      const preExtend = await indexScans();
       expect((await list.extend(l, r2.claims, { leaseMs: 120_000, tx: client })).count).toBe(10);
+      const postExtend = await indexScans();
+      expect(postExtend - preExtend).toBeLessThan(5);
       expect(await list.complete(l, r2.claims, { tx: client })).toEqual({ count: 10, stale: [] });
+      expect((await indexScans()) - postExtend).toBeLessThan(5);
       await client.query('COMMIT');
     } finally {
       await client.query('ROLLBACK').catch(() => undefined);
       client.release();
     }
     expect(await list.count(l)).toBe(0);
+  });
+
+  it('release and fail reach their rows by the hint; copies and outdated hints by the primary key', async () => {
+    const list = new AttemptList(db.pool);
+    const l = fresh('hint-settle');
+    await list.insertBatch(
+      l,
+      Array.from({ length: 8 }, (_, i) => `h${i}`),
+    );
+    const client = await db.pool.connect();
+    const indexScans = async () =>
+      Number(
+        (
+          await client.query(
+            `SELECT idx_scan FROM pg_stat_xact_user_tables
+              WHERE schemaname = 'pgcoord' AND relname = 'list_items'`,
+          )
+        ).rows[0]?.idx_scan ?? 0,
+      );
+    const scansOf = async (fn: () => Promise<unknown>) => {
+      const before = await indexScans();
+      await fn();
+      return (await indexScans()) - before;
+    };
+    try {
+      await client.query('BEGIN');
+      const held = await list.claim(l, { limit: 8, leaseMs: 60_000, tx: client });
+      expect(held).toHaveLength(8);
+      const [a, b, c, d] = [held.slice(0, 2), held.slice(2, 4), held.slice(4, 6), held.slice(6)];
+      // Hinted: no primary-key probe (the read of the statistics is not an index scan).
+      expect(
+        await scansOf(async () => expect((await list.fail(l, a!, { tx: client })).count).toBe(2)),
+      ).toBe(0);
+      expect(
+        await scansOf(async () =>
+          expect((await list.release(l, b!, { tx: client })).count).toBe(2),
+        ),
+      ).toBe(0);
+      // Copies carry no hint: one probe per item, same result.
+      const copies = c!.map((x) => ({ item: x.item, token: x.token }));
+      expect(
+        await scansOf(async () =>
+          expect((await list.fail(l, copies, { tx: client })).count).toBe(2),
+        ),
+      ).toBe(2);
+      // A hint whose row moved (an increment wrote a new version, same token): the probe finds it.
+      await list.incrementBatch(
+        l,
+        d!.map((x) => x.item),
+        { tx: client },
+      );
+      expect(
+        await scansOf(async () =>
+          expect(await list.release(l, d!, { tx: client })).toEqual({ count: 2, stale: [] }),
+        ),
+      ).toBeGreaterThanOrEqual(2);
+      await client.query('COMMIT');
+    } finally {
+      await client.query('ROLLBACK').catch(() => undefined);
+      client.release();
+    }
+    const attempts = await Promise.all(
+      Array.from({ length: 8 }, async (_, i) => [`h${i}`, await list.getOne(l, `h${i}`)] as const),
+    );
+    expect(Object.fromEntries(attempts)).toEqual({
+      h0: 1,
+      h1: 1,
+      h2: 0,
+      h3: 0,
+      h4: 1,
+      h5: 1,
+      h6: 1,
+      h7: 1,
+    });
   });
 
   it('the six-argument claim function of the previous release still claims and completes', async () => {
