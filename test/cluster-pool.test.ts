@@ -254,15 +254,29 @@ describe('ClusterPool on a primary and two standbys', () => {
 
     // (c) A source that calls a standby the primary: its connections report in_hot_standby and are
     // discarded; the write waits, then fails with a TimeoutError, and nothing is written anywhere.
+    // The pool retries all along, but says so once: one warning, no topology event per retry.
+    const warnings: string[] = [];
+    let refreshes = 0;
     const liar = newPool({
       failoverTimeoutMs: 1_500,
-      source: async (): Promise<DiscoveredInstance[]> => [
-        { host: '127.0.0.1', port: cluster.standbys[0]!.port, role: 'primary' },
-      ],
+      source: async (): Promise<DiscoveredInstance[]> => {
+        refreshes++;
+        return [{ host: '127.0.0.1', port: cluster.standbys[0]!.port, role: 'primary' }];
+      },
+      logger: (e) => {
+        if (e.level === 'warn') warnings.push(e.message);
+      },
     });
+    await liar.refresh();
+    let topologyEvents = 0;
+    liar.on('topology', () => topologyEvents++);
+    refreshes = 0;
     const before = await cluster.query(cluster.primary, 'SELECT count(*)::int AS n FROM t');
     const timedOut = await liar.query('INSERT INTO t VALUES (102)').catch((e: unknown) => e);
     expect(timedOut).toBeInstanceOf(TimeoutError);
+    expect(refreshes).toBeGreaterThan(3);
+    expect(warnings).toEqual(['instance refused a write; waiting for the topology']);
+    expect(topologyEvents).toBe(0);
     const after = await cluster.query(cluster.primary, 'SELECT count(*)::int AS n FROM t');
     expect(after.rows[0]!.n).toBe(before.rows[0]!.n);
     expect(liar.topology()[0]!.connections.total).toBe(0);

@@ -205,6 +205,7 @@ export class ClusterPool extends EventEmitter<ClusterPoolEvents> implements Conn
         this.writeRefused(inst);
         continue;
       }
+      inst.refusalReported = false;
       this.instanceWorked(inst);
       return client;
     }
@@ -428,6 +429,7 @@ export class ClusterPool extends EventEmitter<ClusterPoolEvents> implements Conn
         this.writeRefused(inst);
         continue;
       }
+      if (writer) inst.refusalReported = false;
       if (inst.failures > 0) this.instanceWorked(inst);
       return { client, inst };
     }
@@ -549,11 +551,14 @@ export class ClusterPool extends EventEmitter<ClusterPoolEvents> implements Conn
   private writeRefused(inst: InstancePool): void {
     if (!inst.writeRefused) {
       inst.writeRefused = true;
-      this.options.logger({
-        level: 'warn',
-        message: 'instance refused a write; waiting for the topology',
-        instance: inst.key,
-      });
+      if (!inst.refusalReported) {
+        inst.refusalReported = true;
+        this.options.logger({
+          level: 'warn',
+          message: 'instance refused a write; waiting for the topology',
+          instance: inst.key,
+        });
+      }
       this.invalidate();
     }
     this.requestRefresh();

@@ -95,6 +95,12 @@ export class InstancePool implements BalancerCandidate {
   labels: Record<string, string> = {};
   /** A writer was refused here (25006 or a read-only connection); no writes until the next discovery. */
   writeRefused = false;
+  /**
+   * The refusal was logged, and since then no writer got a writable connection here and the
+   * source's view of it did not change: a primary that stays read-only (a Patroni leader still
+   * promoting, a source that calls a standby the primary) is reported once, not on every retry.
+   */
+  refusalReported = false;
   failures = 0;
   /** Epoch ms before which the instance gets no work after a failure. */
   retryAt = 0;
@@ -163,12 +169,14 @@ export class InstancePool implements BalancerCandidate {
     const up = found.up ?? true;
     const readOnly = found.readOnly ?? false;
     const noLoadBalance = found.noLoadBalance ?? false;
+    // Clearing writeRefused is no change of the view: the next writer just tries again. Counting
+    // it made a primary that stays read-only emit a topology event on every retry (~10/s).
     const changed =
       role !== this.role ||
       up !== this.sourceUp ||
       readOnly !== this.readOnly ||
-      noLoadBalance !== this.noLoadBalance ||
-      this.writeRefused;
+      noLoadBalance !== this.noLoadBalance;
+    if (role !== this.role || readOnly !== this.readOnly) this.refusalReported = false;
     this.role = role;
     this.sourceUp = up;
     this.readOnly = readOnly;
