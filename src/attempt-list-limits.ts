@@ -1,6 +1,7 @@
 import { ValidationError } from './db/errors.js';
+import type { Claim } from './attempt-list-types.js';
 import type { Queryable } from './db/queryable.js';
-import { checkText, checkTextArray, describe } from './validate.js';
+import { checkText, checkTextArray, describe, isValidText } from './validate.js';
 
 /**
  * Documented limits of attempt lists. Every one is checked before any SQL runs; breaking one
@@ -40,6 +41,8 @@ export interface ClaimRef {
 
 const TOKEN_PATTERN = /^[0-9]{1,19}$/;
 
+const ITEM_RULE = { maxBytes: ATTEMPT_LIST_LIMITS.maxItemBytes };
+
 export function checkList(value: unknown, argument = 'list'): string {
   return checkText(argument, value, { maxBytes: ATTEMPT_LIST_LIMITS.maxListBytes });
 }
@@ -56,19 +59,48 @@ export function checkItems(value: unknown, argument = 'items'): string[] {
 }
 
 /**
- * Where each claim's row version is (its ctid), keyed by the claim object pgcoord handed out or
- * extended. A hint only, never part of the API: complete, completeAndClaim, release, fail and
- * extend pass it back so the server reaches the row without a primary-key probe (migration 0008
- * for completions), and an extend points it at the row's new version. A claim without one
- * (copied, rebuilt from JSON), or whose row moved since, takes the primary-key path.
+ * A claim as pgcoord hands it out: the public fields of {@link Claim}, plus where the claimed
+ * row version is (its ctid) in a private field. The ctid is a hint only, never part of the API:
+ * complete, completeAndClaim, release, fail and extend pass it back so the server reaches the row
+ * without a primary-key probe (migration 0008 for completions), and an extend points it at the
+ * row's new version. A claim without one (copied, spread, rebuilt from JSON), or whose row moved
+ * since, takes the primary-key path. (A private field, not a WeakMap keyed by the claim: a busy
+ * worker makes 100s of claims per round trip, and WeakMap entries cost ~4x the claim itself.)
  */
-export const claimCtids = new WeakMap<object, string>();
+export class IssuedClaim implements Claim {
+  item: string;
+  token: string;
+  attempts: number;
+  leaseUntil: Date;
+  #ctid: string;
 
-/** Claims as parallel arrays (items, tokens, ctid hints), one entry per distinct item. */
+  constructor(item: string, token: string, attempts: number, leaseUntil: Date, ctid: string) {
+    this.item = item;
+    this.token = token;
+    this.attempts = attempts;
+    this.leaseUntil = leaseUntil;
+    this.#ctid = ctid;
+  }
+
+  /** The ctid hint of a claim pgcoord handed out, else undefined. */
+  static hintOf(claim: object): string | undefined {
+    return #ctid in claim ? (claim as IssuedClaim).#ctid : undefined;
+  }
+
+  /** Points a handed-out claim's hint at its row's new version (after an extend). */
+  static rehint(claim: object, ctid: string): void {
+    if (#ctid in claim) (claim as IssuedClaim).#ctid = ctid;
+  }
+}
+
+/**
+ * Claims as parallel lists, one entry per distinct item: the items as an array, their tokens and
+ * ctid hints each as one space-separated text (see {@link packed}).
+ */
 export function checkClaims(
   value: unknown,
   argument = 'claims',
-): { items: string[]; tokens: string[]; ctids: Array<string | null> } {
+): { items: string[]; tokens: string; ctids: string } {
   if (!Array.isArray(value)) {
     throw new ValidationError(argument, `must be an array of claims, got ${describe(value)}`);
   }
@@ -87,7 +119,10 @@ export function checkClaims(
         `must be a claim {item, token}, got ${describe(c)}`,
       );
     }
-    const item = checkItem(c.item, `${argument}[${i}].item`);
+    // Argument names are built only for an error: a busy worker's loop checks 100s per call.
+    const item = isValidText(c.item, ITEM_RULE)
+      ? c.item
+      : checkItem(c.item, `${argument}[${i}].item`);
     if (typeof c.token !== 'string' || !TOKEN_PATTERN.test(c.token)) {
       throw new ValidationError(
         `${argument}[${i}].token`,
@@ -99,13 +134,31 @@ export function checkClaims(
   }
   const items: string[] = [];
   const tokens: string[] = [];
-  const ctids: Array<string | null> = [];
+  const ctids: string[] = [];
   for (const [item, c] of byItem) {
     items.push(item);
     tokens.push(c.token as string);
-    ctids.push(claimCtids.get(c) ?? null);
+    ctids.push(IssuedClaim.hintOf(c) ?? NO_CTID);
   }
-  return { items, tokens, ctids };
+  return { items, tokens: tokens.join(' '), ctids: ctids.join(' ') };
+}
+
+/**
+ * Tokens (digits) and ctids (`(block,offset)`) never hold a space, so they travel as one text
+ * each way, split and joined on the server (`string_to_array($n, ' ', 'n')`, `array_to_string`),
+ * instead of as arrays: node-postgres' array escaping and parsing, per element, were ~10% of a
+ * busy worker's CPU. `n` marks a claim without a ctid hint (NULL on the server).
+ */
+export const packed = {
+  tokens: (n: number) => `string_to_array($${n}::text, ' ')::bigint[]`,
+  ctids: (n: number) => `string_to_array($${n}::text, ' ', 'n')::tid[]`,
+};
+
+const NO_CTID = 'n';
+
+/** Splits a text joined by {@link packed}'s server side (`''` is the empty list). */
+export function unpack(text: string): string[] {
+  return text === '' ? [] : text.split(' ');
 }
 
 /** The optional caller transaction of a write. */

@@ -1,3 +1,4 @@
+import { packed } from './attempt-list-limits.js';
 import { quoteIdent } from './db/identifier.js';
 
 /**
@@ -13,11 +14,12 @@ export function buildSql(schema: string) {
   // the ordered index walk a queue needs (see the comment in 0001), completes the claims passed
   // in before it claims (0008: no deadlock), and returns each claimed row's ctid, which the next
   // completion passes back as a hint ($4; NULL where unknown).
-  const claimFn = `SELECT o_completed AS completed, o_items AS items, o_ctids::text[] AS ctids,
-      o_attempts AS attempts, o_token::text AS token, o_lease_until AS lease_until,
-      o_expired AS expired, o_dead AS dead
-    FROM ${s}.list_complete_and_claim($1::text, $2::text[], $3::bigint[], $4::tid[], $5::int,
-      $6::float8, $7::int)`;
+  // Tokens and ctids travel packed into one text each (see `packed`).
+  const claimFn = `SELECT o_completed AS completed, o_items AS items,
+      array_to_string(o_ctids, ' ') AS ctids, array_to_string(o_attempts, ' ') AS attempts,
+      o_token::text AS token, o_lease_until AS lease_until, o_expired AS expired, o_dead AS dead
+    FROM ${s}.list_complete_and_claim($1::text, $2::text[], ${packed.tokens(3)}, ${packed.ctids(4)},
+      $5::int, $6::float8, $7::int)`;
   // Rows of $1 whose (item, token) pair is in ($2, $3), for release, fail and extend. Each pair
   // first tries the row at its ctid hint ($4, NULL where unknown), then, if that finds nothing
   // (no hint, or the row moved), one primary-key probe; LIMIT 1 stops at the first branch that
@@ -25,7 +27,7 @@ export function buildSql(schema: string) {
   // list_complete_and_claim in migration 0001 for why). The row must match list, item and token
   // either way, so a wrong hint finds nothing. A concurrent write to the same row (say an
   // increment) makes the row report stale rather than be applied: never applied twice.
-  const byToken = `FROM unnest($2::text[], $3::bigint[], $4::tid[]) AS d(item, token, id),
+  const byToken = `FROM unnest($2::text[], ${packed.tokens(3)}, ${packed.ctids(4)}) AS d(item, token, id),
       LATERAL (
         (SELECT x.ctid AS id FROM ${t} AS x
           WHERE x.ctid = d.id AND x.list = $1::text AND x.item = d.item AND x.token = d.token)
@@ -58,7 +60,8 @@ export function buildSql(schema: string) {
     completeAndClaim: claimFn,
     // complete() is the claim function with nothing to claim: same pinned plan.
     complete: `SELECT unnest(o_completed) AS item
-      FROM ${s}.list_complete_and_claim($1::text, $2::text[], $3::bigint[], $4::tid[], 0, 1, 1)`,
+      FROM ${s}.list_complete_and_claim($1::text, $2::text[], ${packed.tokens(3)},
+        ${packed.ctids(4)}, 0, 1, 1)`,
     release: `UPDATE ${t} AS i SET token = NULL, leased_until = NULL, run_at = '-infinity'
       ${byToken} RETURNING i.item`,
     fail: `UPDATE ${t} AS i SET attempts = i.attempts + 1, token = NULL, leased_until = NULL,

@@ -136,9 +136,10 @@ export interface CompleteAndClaimOptions extends WriteOptions {
 export interface ClaimRow {
   completed: string[];
   items: string[];
-  /** Where each claimed item's row version is (ctid text), a hint for its completion. */
-  ctids: string[];
-  attempts: number[];
+  /** Where each claimed item's row version is (ctid texts, packed), a hint for its completion. */
+  ctids: string;
+  /** Attempts of each claimed item (packed). */
+  attempts: string;
   token: string;
   lease_until: Date;
   /** Items taken over from an expired lease (their holder never settled them). */

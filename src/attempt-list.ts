@@ -5,7 +5,8 @@ import {
   ATTEMPT_LIST_LIMITS,
   CHUNK_ITEMS,
   checkClaims,
-  claimCtids,
+  IssuedClaim,
+  unpack,
   checkItem,
   checkItems,
   checkList,
@@ -265,7 +266,6 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
         maxAttempts,
       ]);
       const row = rows[0]!;
-      const completed = new Set(row.completed);
       const claims = toClaims(row);
       this.observe(list, row);
       let died = row.dead.length;
@@ -283,7 +283,8 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
         claims.push(...more.claims);
         died = more.died;
       }
-      return { count: completed.size, stale: items.filter((i) => !completed.has(i)), claims };
+      // The items are distinct (checkClaims), and so are the completed ones among them.
+      return { count: row.completed.length, stale: stale(items, row.completed), claims };
     });
   }
 
@@ -350,7 +351,7 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
     const moved = new Map(r.rows.map((x) => [x.item, x.ctid]));
     for (const c of claims) {
       const ctid = moved.get(c.item);
-      if (ctid !== undefined) claimCtids.set(c, ctid);
+      if (ctid !== undefined) IssuedClaim.rehint(c, ctid);
     }
     return { count: r.count, stale: r.stale, leaseUntil: r.rows[0]?.run_at ?? undefined };
   }
@@ -446,8 +447,8 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
     const { rows } = await query<ClaimRow>(q, retry, this.sql.claim, [
       list,
       [],
-      [],
-      [],
+      '',
+      '',
       limit,
       leaseMs,
       maxAttempts,
@@ -481,14 +482,16 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
         ctids,
         ...extra,
       ]);
-      const applied = new Set(rows.map((r) => r.item));
-      const stale = items.filter((i) => !applied.has(i));
-      if (o.strict && stale.length > 0) {
+      const missed = stale(
+        items,
+        rows.map((r) => r.item),
+      );
+      if (o.strict && missed.length > 0) {
         throw new StaleTokenError(
-          `${stale.length} of ${items.length} claims are stale (first: ${JSON.stringify(stale[0]!.slice(0, 100))}); nothing was applied`,
+          `${missed.length} of ${items.length} claims are stale (first: ${JSON.stringify(missed[0]!.slice(0, 100))}); nothing was applied`,
         );
       }
-      return { count: applied.size, stale, rows };
+      return { count: rows.length, stale: missed, rows };
     };
     // strict needs all-or-nothing: run it in a transaction (a savepoint inside the caller's).
     return o.strict
@@ -567,6 +570,13 @@ async function query<R extends pg.QueryResultRow>(
 
 const DEADLOCK_RETRIES = 5;
 
+/** The items of `sent` (distinct) missing from `applied` (a subset of them). */
+function stale(sent: string[], applied: string[]): string[] {
+  if (applied.length === sent.length) return [];
+  const done = new Set(applied);
+  return sent.filter((i) => !done.has(i));
+}
+
 /** A row a settle statement applied to (fail adds `dead`, extend the new lease end and ctid). */
 interface SettleRow extends pg.QueryResultRow {
   item: string;
@@ -592,15 +602,12 @@ function checkPage(options: PageOptions) {
 }
 
 function toClaims(row: ClaimRow): Claim[] {
-  const { items, ctids, attempts, token, lease_until: leaseUntil } = row;
-  return items.map((item, i) => {
-    const claim: Claim = {
-      item,
-      token,
-      attempts: attempts[i]!,
-      leaseUntil: new Date(leaseUntil.getTime()),
-    };
-    claimCtids.set(claim, ctids[i]!);
-    return claim;
-  });
+  const { items, token, lease_until: leaseUntil } = row;
+  if (items.length === 0) return []; // nothing claimed: no token, no lease end
+  const ctids = unpack(row.ctids);
+  const attempts = unpack(row.attempts);
+  const until = leaseUntil.getTime();
+  return items.map(
+    (item, i) => new IssuedClaim(item, token, Number(attempts[i]), new Date(until), ctids[i]!),
+  );
 }

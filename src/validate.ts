@@ -5,22 +5,9 @@ import { ValidationError } from './db/errors.js';
  * argument and the limit, before any SQL runs.
  */
 
-const encoder = new TextEncoder();
-
-/** UTF-8 byte length of a string (what PostgreSQL stores and limits). */
+/** UTF-8 byte length of a string (what PostgreSQL stores and limits); a lone surrogate counts 3. */
 export function byteLength(value: string): number {
-  // Fast path: a string of n UTF-16 units takes at least n and at most 3n bytes.
-  if (value.length * 3 <= 0xffff) {
-    let ascii = true;
-    for (let i = 0; i < value.length; i++) {
-      if (value.charCodeAt(i) > 0x7f) {
-        ascii = false;
-        break;
-      }
-    }
-    if (ascii) return value.length;
-  }
-  return encoder.encode(value).length;
+  return Buffer.byteLength(value, 'utf8');
 }
 
 export interface TextRule {
@@ -48,11 +35,28 @@ export function checkText(argument: string, value: unknown, rule: TextRule): str
   if (!value.isWellFormed()) {
     throw new ValidationError(argument, 'must be well-formed Unicode (it has a lone surrogate)');
   }
-  const bytes = byteLength(value);
-  if (bytes > rule.maxBytes) {
-    throw new ValidationError(argument, `is ${bytes} bytes; the limit is ${rule.maxBytes} bytes`);
+  // A string of n UTF-16 units takes at most 3n bytes: short ones need no count.
+  if (value.length * 3 > rule.maxBytes) {
+    const bytes = byteLength(value);
+    if (bytes > rule.maxBytes) {
+      throw new ValidationError(argument, `is ${bytes} bytes; the limit is ${rule.maxBytes} bytes`);
+    }
   }
   return value;
+}
+
+/**
+ * Whether {@link checkText} would accept `value`, without building its argument name: the
+ * loops over big batches check each element with this and name the element only on failure.
+ */
+export function isValidText(value: unknown, rule: TextRule): value is string {
+  return (
+    typeof value === 'string' &&
+    (value.length > 0 || rule.allowEmpty === true) &&
+    !value.includes('\u0000') &&
+    value.isWellFormed() &&
+    (value.length * 3 <= rule.maxBytes || byteLength(value) <= rule.maxBytes)
+  );
 }
 
 /** An array of texts, each checked by {@link checkText}; `maxLength` bounds the array. */
@@ -70,7 +74,9 @@ export function checkTextArray(
       `has ${value.length} entries; the limit is ${rule.maxLength} per call`,
     );
   }
-  for (let i = 0; i < value.length; i++) checkText(`${argument}[${i}]`, value[i], rule);
+  for (let i = 0; i < value.length; i++) {
+    if (!isValidText(value[i], rule)) checkText(`${argument}[${i}]`, value[i], rule);
+  }
   return value as string[];
 }
 

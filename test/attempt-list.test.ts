@@ -449,11 +449,29 @@ describe('AttemptList: fuzz', () => {
           expect(await list.getOne(l, item)).toBe(0);
           const page = await list.getBatch(l, { count: 100_000 });
           expect(page.some((e) => e.item === item)).toBe(true);
+          // A claim of it is checked the same way (a token nobody holds: stale, not applied).
+          expect(await list.complete(l, [{ item, token: '1' }])).toEqual({
+            count: 0,
+            stale: [item],
+          });
           expect(await list.deleteOne(l, item)).toBe(1);
         } else {
           await expect(list.insertOne(l, item)).rejects.toBeInstanceOf(ValidationError);
           await expect(list.insertBatch(l, ['fine', item])).rejects.toBeInstanceOf(ValidationError);
           await expect(list.import(l, ['fine', item])).rejects.toBeInstanceOf(ValidationError);
+          await expect(
+            list.completeAndClaim(
+              l,
+              [
+                { item: 'fine', token: '1' },
+                { item, token: '1' },
+              ],
+              {
+                limit: 1,
+                leaseMs: 1000,
+              },
+            ),
+          ).rejects.toBeInstanceOf(ValidationError);
           expect(await list.count(l)).toBe(before);
         }
       }),
