@@ -13,6 +13,19 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 let n = 0;
 const fresh = (label: string) => `${label}-${++n}`;
 
+/**
+ * Index scans of list_items by the client's open transaction so far (its own statistics, not yet
+ * flushed): a claim walks list_items_claim once; a settle through the primary key adds one probe
+ * per item, one by its ctid hint none.
+ */
+async function indexScansOf(client: pg.ClientBase): Promise<number> {
+  const { rows } = await client.query<{ idx_scan: string | null }>(
+    `SELECT idx_scan FROM pg_stat_xact_user_tables
+      WHERE schemaname = 'pgcoord' AND relname = 'list_items'`,
+  );
+  return Number(rows[0]?.idx_scan ?? 0);
+}
+
 async function serverNow(): Promise<Date> {
   const { rows } = await db.pool.query('SELECT now() AS now');
   return rows[0].now as Date;
@@ -260,19 +273,8 @@ describe('AttemptList claims under concurrency and faults', () => {
       l,
       Array.from({ length: 30 }, (_, i) => `c${i}`),
     );
-    // Index scans of list_items by this transaction so far (its own statistics, not yet
-    // flushed). A claim walks list_items_claim once; a completion through the primary key adds
-    // one probe per item.
     const client = await db.pool.connect();
-    const indexScans = async () =>
-      Number(
-        (
-          await client.query(
-            `SELECT idx_scan FROM pg_stat_xact_user_tables
-              WHERE schemaname = 'pgcoord' AND relname = 'list_items'`,
-          )
-        ).rows[0]?.idx_scan ?? 0,
-      );
+    const indexScans = () => indexScansOf(client);
     try {
       await client.query('BEGIN');
       const held = await list.claim(l, { limit: 10, leaseMs: 60_000, tx: client });
@@ -312,15 +314,7 @@ describe('AttemptList claims under concurrency and faults', () => {
       Array.from({ length: 8 }, (_, i) => `h${i}`),
     );
     const client = await db.pool.connect();
-    const indexScans = async () =>
-      Number(
-        (
-          await client.query(
-            `SELECT idx_scan FROM pg_stat_xact_user_tables
-              WHERE schemaname = 'pgcoord' AND relname = 'list_items'`,
-          )
-        ).rows[0]?.idx_scan ?? 0,
-      );
+    const indexScans = () => indexScansOf(client);
     const scansOf = async (fn: () => Promise<unknown>) => {
       const before = await indexScans();
       await fn();
