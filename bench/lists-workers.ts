@@ -5,7 +5,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { AttemptList, type ClaimRef } from '../src/index.js';
 import { itemName, type AnchorResult } from './anchors/lists-anchor.js';
-import { runUnderNode22, type BenchResult, type ScenarioContext } from './lib.js';
+import { quantile, runUnderNode22, type BenchResult, type ScenarioContext } from './lib.js';
 
 export { itemName };
 
@@ -131,4 +131,19 @@ export async function runListsAnchor(
 /** The rates of each round, rounded, for a result note ("1,234 / 1,310 / 1,190"). */
 export function spread(rates: number[]): string {
   return rates.map((x) => Math.round(x).toLocaleString('en-US')).join(' / ');
+}
+
+/**
+ * pgcoord's rate over the reference's, round by round (the two alternate, so each pair met the
+ * same machine), as one `round_ratio` row: the median ratio, with every round's in the note. On a
+ * machine whose speed swings within seconds this is steadier than the ratio of the two medians.
+ */
+export function roundRatio(ours: number[], reference: number[], against: string): BenchResult {
+  const ratios = ours.map((x, i) => x / reference[i]!);
+  return {
+    system: `pgcoord / ${against}`,
+    metric: 'round_ratio',
+    value: quantile(ratios, 0.5),
+    note: `median of ${ratios.length} rounds (${ratios.map((r) => r.toFixed(2)).join(' / ')})`,
+  };
 }

@@ -3,7 +3,14 @@
 // claim rate with 10k vs 1M items waiting, and after 500k were completed (dead tuples).
 import { AttemptList, migrate } from '../../src/index.js';
 import { packageVersion, quantile, type BenchResult, type Scenario } from '../lib.js';
-import { drainBare, drainWithPgcoord, items, runListsAnchor, spread } from '../lists-workers.js';
+import {
+  drainBare,
+  drainWithPgcoord,
+  items,
+  roundRatio,
+  runListsAnchor,
+  spread,
+} from '../lists-workers.js';
 
 const WORKERS = 4;
 const BATCH = 100;
@@ -63,6 +70,7 @@ const scenario: Scenario = {
       value: quantile(bare, 0.5),
       note: `${size}, DELETE ... SKIP LOCKED ... RETURNING; median of ${rounds} (${spread(bare)})`,
     });
+    results.push(roundRatio(ours, bare, 'bare SQL loop'));
 
     results.push(
       await runListsAnchor(

@@ -2,7 +2,7 @@
 // graphile-worker's addJobs and a bare COPY of the same rows; plus keyset paging on the result.
 import { AttemptList, migrate } from '../../src/index.js';
 import { packageVersion, quantile, type BenchResult, type Scenario } from '../lib.js';
-import { bareCopy, itemName, items, runListsAnchor, spread } from '../lists-workers.js';
+import { bareCopy, itemName, items, roundRatio, runListsAnchor, spread } from '../lists-workers.js';
 
 const scenario: Scenario = {
   name: 'lists-import',
@@ -58,6 +58,7 @@ const scenario: Scenario = {
         value: quantile(bare, 0.5),
         note: `pg-copy-streams into a (list, item) primary-key table; median of ${rounds} (${spread(bare)})`,
       },
+      roundRatio(ours, bare, 'bare COPY'),
     );
 
     // pg-boss 12: batch insert, and graphile-worker 0.18: addJobs, 5,000 jobs per call.
