@@ -40,6 +40,10 @@ export interface ClaimRef {
 }
 
 const TOKEN_PATTERN = /^[0-9]{1,19}$/;
+/** Tokens come from a bigint sequence; a longer or larger one cannot be current. */
+const MAX_TOKEN = '9223372036854775807';
+/** Digits past the bigint range: only a 19-digit string can be, and then it compares as text. */
+const tooBig = (digits: string) => digits.length === 19 && digits > MAX_TOKEN;
 
 const ITEM_RULE = { maxBytes: ATTEMPT_LIST_LIMITS.maxItemBytes };
 
@@ -123,10 +127,10 @@ export function checkClaims(
     const item = isValidText(c.item, ITEM_RULE)
       ? c.item
       : checkItem(c.item, `${argument}[${i}].item`);
-    if (typeof c.token !== 'string' || !TOKEN_PATTERN.test(c.token)) {
+    if (typeof c.token !== 'string' || !TOKEN_PATTERN.test(c.token) || tooBig(c.token)) {
       throw new ValidationError(
         `${argument}[${i}].token`,
-        `must be a claim token (a decimal string of at most 19 digits), got ${describe(c.token)}`,
+        `must be a claim token (a decimal string of at most 19 digits, at most ${MAX_TOKEN}), got ${describe(c.token)}`,
       );
     }
     // The same item twice: the last token wins, the item counts once.

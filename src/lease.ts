@@ -284,6 +284,10 @@ function checkLease(lease: unknown): void {
       `must be a lease returned by acquire(), got ${describe(lease)}`,
     );
   }
+  // Fencing tokens come from a bigint sequence: one outside its range was never handed out.
+  if (l.token < 1n || l.token > 9_223_372_036_854_775_807n) {
+    throw new ValidationError('lease.token', `must be 1 to 9223372036854775807, got ${l.token}`);
+  }
   checkName(l.name);
 }
 

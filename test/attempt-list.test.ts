@@ -360,6 +360,11 @@ describe('AttemptList: bad input', () => {
       (l) => l.release('l', [{ item: 'a', token: '1; drop' }]),
       'claims[0].token',
     ],
+    [
+      'claim with a token past the bigint range',
+      (l) => l.complete('l', [claimRef, { item: 'b', token: '9223372036854775808' }]),
+      'claims[1].token',
+    ],
     ['claim with a bad item', (l) => l.fail('l', [{ item: '', token: '1' }]), 'claims[0].item'],
     [
       'fail retryDelayMs negative',
@@ -402,6 +407,16 @@ describe('AttemptList: bad input', () => {
     expect((err as ValidationError).code).toBe('PGCOORD_VALIDATION');
     expect((err as ValidationError).argument).toBe(argument);
     expect(await totalRows()).toBe(before);
+  });
+
+  it('any token within the bigint range is accepted, and one nobody holds is stale', async () => {
+    const list = new AttemptList(db.pool);
+    const l = fresh('tokens');
+    await list.insertBatch(l, ['a', 'b', 'c']);
+    const tokens = ['9223372036854775807', '99', '0000000000000000001'];
+    const claims = tokens.map((token, i) => ({ item: ['a', 'b', 'c'][i]!, token }));
+    expect(await list.complete(l, claims)).toEqual({ count: 0, stale: ['a', 'b', 'c'] });
+    expect(await list.count(l)).toBe(3);
   });
 
   it('the constructor refuses bad options', () => {
