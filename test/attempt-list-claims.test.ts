@@ -14,16 +14,37 @@ let n = 0;
 const fresh = (label: string) => `${label}-${++n}`;
 
 /**
- * Index scans of list_items by the client's open transaction so far (its own statistics, not yet
- * flushed): a claim walks list_items_claim once; a settle through the primary key adds one probe
- * per item, one by its ctid hint none.
+ * Runs `fn` and counts the index scans of list_items it made, from the client's own statistics
+ * for its open transaction (not yet flushed): a claim walks list_items_claim once; a settle
+ * through the primary key adds one probe per item, one by its ctid hint none.
  */
-async function indexScansOf(client: pg.ClientBase): Promise<number> {
-  const { rows } = await client.query<{ idx_scan: string | null }>(
-    `SELECT idx_scan FROM pg_stat_xact_user_tables
-      WHERE schemaname = 'pgcoord' AND relname = 'list_items'`,
-  );
-  return Number(rows[0]?.idx_scan ?? 0);
+async function scansDuring<T>(
+  client: pg.ClientBase,
+  fn: () => Promise<T>,
+): Promise<{ result: T; scans: number }> {
+  const read = async () => {
+    const { rows } = await client.query<{ idx_scan: string | null }>(
+      `SELECT idx_scan FROM pg_stat_xact_user_tables
+        WHERE schemaname = 'pgcoord' AND relname = 'list_items'`,
+    );
+    return Number(rows[0]?.idx_scan ?? 0);
+  };
+  const before = await read();
+  const result = await fn();
+  return { result, scans: (await read()) - before };
+}
+
+/** Runs `fn` in a transaction on a client of its own, committed if `fn` returns. */
+async function inTransaction(fn: (client: pg.PoolClient) => Promise<void>): Promise<void> {
+  const client = await db.pool.connect();
+  try {
+    await client.query('BEGIN');
+    await fn(client);
+    await client.query('COMMIT');
+  } finally {
+    await client.query('ROLLBACK').catch(() => undefined);
+    client.release();
+  }
 }
 
 async function serverNow(): Promise<Date> {
@@ -273,36 +294,33 @@ describe('AttemptList claims under concurrency and faults', () => {
       l,
       Array.from({ length: 30 }, (_, i) => `c${i}`),
     );
-    const client = await db.pool.connect();
-    const indexScans = () => indexScansOf(client);
-    try {
-      await client.query('BEGIN');
-      const held = await list.claim(l, { limit: 10, leaseMs: 60_000, tx: client });
-      const before = await indexScans();
+    await inTransaction(async (tx) => {
+      const held = await list.claim(l, { limit: 10, leaseMs: 60_000, tx });
       // The claim objects as handed out: the next claim's walk, no primary-key probe.
-      const r1 = await list.completeAndClaim(l, held, { limit: 10, leaseMs: 60_000, tx: client });
-      expect(r1.count).toBe(10);
-      const hinted = (await indexScans()) - before;
-      expect(hinted).toBeLessThan(5);
+      const r1 = await scansDuring(tx, () =>
+        list.completeAndClaim(l, held, { limit: 10, leaseMs: 60_000, tx }),
+      );
+      expect(r1.result.count).toBe(10);
+      expect(r1.scans).toBeLessThan(5);
       // Rebuilt claims (say from JSON) carry no hint: same result through the primary key.
-      const copies: ClaimRef[] = r1.claims.map((c) => ({ item: c.item, token: c.token }));
-      const mid = await indexScans();
-      const r2 = await list.completeAndClaim(l, copies, { limit: 10, leaseMs: 60_000, tx: client });
-      expect(r2).toMatchObject({ count: 10, stale: [] });
-      expect((await indexScans()) - mid).toBeGreaterThanOrEqual(hinted + 10);
+      const copies: ClaimRef[] = r1.result.claims.map((c) => ({ item: c.item, token: c.token }));
+      const r2 = await scansDuring(tx, () =>
+        list.completeAndClaim(l, copies, { limit: 10, leaseMs: 60_000, tx }),
+      );
+      expect(r2.result).toMatchObject({ count: 10, stale: [] });
+      expect(r2.scans).toBeGreaterThanOrEqual(r1.scans + 10);
       // extend reaches its rows by the hints too, writes new row versions and moves the hints
       // to them: the completion after it still goes straight to the rows.
-      const preExtend = await indexScans();
-      expect((await list.extend(l, r2.claims, { leaseMs: 120_000, tx: client })).count).toBe(10);
-      const postExtend = await indexScans();
-      expect(postExtend - preExtend).toBeLessThan(5);
-      expect(await list.complete(l, r2.claims, { tx: client })).toEqual({ count: 10, stale: [] });
-      expect((await indexScans()) - postExtend).toBeLessThan(5);
-      await client.query('COMMIT');
-    } finally {
-      await client.query('ROLLBACK').catch(() => undefined);
-      client.release();
-    }
+      const claims = r2.result.claims;
+      const extended = await scansDuring(tx, () =>
+        list.extend(l, claims, { leaseMs: 120_000, tx }),
+      );
+      expect(extended.result.count).toBe(10);
+      expect(extended.scans).toBeLessThan(5);
+      const completed = await scansDuring(tx, () => list.complete(l, claims, { tx }));
+      expect(completed.result).toEqual({ count: 10, stale: [] });
+      expect(completed.scans).toBeLessThan(5);
+    });
     expect(await list.count(l)).toBe(0);
   });
 
@@ -313,50 +331,35 @@ describe('AttemptList claims under concurrency and faults', () => {
       l,
       Array.from({ length: 8 }, (_, i) => `h${i}`),
     );
-    const client = await db.pool.connect();
-    const indexScans = () => indexScansOf(client);
-    const scansOf = async (fn: () => Promise<unknown>) => {
-      const before = await indexScans();
-      await fn();
-      return (await indexScans()) - before;
-    };
-    try {
-      await client.query('BEGIN');
-      const held = await list.claim(l, { limit: 8, leaseMs: 60_000, tx: client });
+    await inTransaction(async (tx) => {
+      const held = await list.claim(l, { limit: 8, leaseMs: 60_000, tx });
       expect(held).toHaveLength(8);
       const [a, b, c, d] = [held.slice(0, 2), held.slice(2, 4), held.slice(4, 6), held.slice(6)];
       // Hinted: no primary-key probe (the read of the statistics is not an index scan).
-      expect(
-        await scansOf(async () => expect((await list.fail(l, a!, { tx: client })).count).toBe(2)),
-      ).toBe(0);
-      expect(
-        await scansOf(async () =>
-          expect((await list.release(l, b!, { tx: client })).count).toBe(2),
-        ),
-      ).toBe(0);
+      expect(await scansDuring(tx, () => list.fail(l, a!, { tx }))).toMatchObject({
+        result: { count: 2 },
+        scans: 0,
+      });
+      expect(await scansDuring(tx, () => list.release(l, b!, { tx }))).toMatchObject({
+        result: { count: 2 },
+        scans: 0,
+      });
       // Copies carry no hint: one probe per item, same result.
       const copies = c!.map((x) => ({ item: x.item, token: x.token }));
-      expect(
-        await scansOf(async () =>
-          expect((await list.fail(l, copies, { tx: client })).count).toBe(2),
-        ),
-      ).toBe(2);
+      expect(await scansDuring(tx, () => list.fail(l, copies, { tx }))).toMatchObject({
+        result: { count: 2 },
+        scans: 2,
+      });
       // A hint whose row moved (an increment wrote a new version, same token): the probe finds it.
       await list.incrementBatch(
         l,
         d!.map((x) => x.item),
-        { tx: client },
+        { tx },
       );
-      expect(
-        await scansOf(async () =>
-          expect(await list.release(l, d!, { tx: client })).toEqual({ count: 2, stale: [] }),
-        ),
-      ).toBeGreaterThanOrEqual(2);
-      await client.query('COMMIT');
-    } finally {
-      await client.query('ROLLBACK').catch(() => undefined);
-      client.release();
-    }
+      const moved = await scansDuring(tx, () => list.release(l, d!, { tx }));
+      expect(moved.result).toEqual({ count: 2, stale: [] });
+      expect(moved.scans).toBeGreaterThanOrEqual(2);
+    });
     const attempts = await Promise.all(
       Array.from({ length: 8 }, async (_, i) => [`h${i}`, await list.getOne(l, `h${i}`)] as const),
     );
