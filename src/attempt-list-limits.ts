@@ -1,7 +1,8 @@
 import { ValidationError } from './db/errors.js';
 import type { Claim } from './attempt-list-types.js';
+import { NO_CTID } from './attempt-list-sql.js';
 import type { Queryable } from './db/queryable.js';
-import { checkText, checkTextArray, describe, isValidText } from './validate.js';
+import { checkText, checkTextArray, describe, MAX_BIGINT, textProblem } from './validate.js';
 
 /**
  * Documented limits of attempt lists. Every one is checked before any SQL runs; breaking one
@@ -41,7 +42,7 @@ export interface ClaimRef {
 
 const TOKEN_PATTERN = /^[0-9]{1,19}$/;
 /** Tokens come from a bigint sequence; a longer or larger one cannot be current. */
-const MAX_TOKEN = '9223372036854775807';
+const MAX_TOKEN = String(MAX_BIGINT);
 /** Digits past the bigint range: only a 19-digit string can be, and then it compares as text. */
 const tooBig = (digits: string) => digits.length === 19 && digits > MAX_TOKEN;
 
@@ -99,7 +100,7 @@ export class IssuedClaim implements Claim {
 
 /**
  * Claims as parallel lists, one entry per distinct item: the items as an array, their tokens and
- * ctid hints each as one space-separated text (see {@link packed}).
+ * ctid hints each as one space-separated text (see `packed` in attempt-list-sql.ts).
  */
 export function checkClaims(
   value: unknown,
@@ -124,9 +125,9 @@ export function checkClaims(
       );
     }
     // Argument names are built only for an error: a busy worker's loop checks 100s per call.
-    const item = isValidText(c.item, ITEM_RULE)
-      ? c.item
-      : checkItem(c.item, `${argument}[${i}].item`);
+    const problem = textProblem(c.item, ITEM_RULE);
+    if (problem !== undefined) throw new ValidationError(`${argument}[${i}].item`, problem);
+    const item = c.item as string;
     if (typeof c.token !== 'string' || !TOKEN_PATTERN.test(c.token) || tooBig(c.token)) {
       throw new ValidationError(
         `${argument}[${i}].token`,
@@ -145,24 +146,6 @@ export function checkClaims(
     ctids.push(IssuedClaim.hintOf(c) ?? NO_CTID);
   }
   return { items, tokens: tokens.join(' '), ctids: ctids.join(' ') };
-}
-
-/**
- * Tokens (digits) and ctids (`(block,offset)`) never hold a space, so they travel as one text
- * each way, split and joined on the server (`string_to_array($n, ' ', 'n')`, `array_to_string`),
- * instead of as arrays: node-postgres' array escaping and parsing, per element, were ~10% of a
- * busy worker's CPU. `n` marks a claim without a ctid hint (NULL on the server).
- */
-export const packed = {
-  tokens: (n: number) => `string_to_array($${n}::text, ' ')::bigint[]`,
-  ctids: (n: number) => `string_to_array($${n}::text, ' ', 'n')::tid[]`,
-};
-
-const NO_CTID = 'n';
-
-/** Splits a text joined by {@link packed}'s server side (`''` is the empty list). */
-export function unpack(text: string): string[] {
-  return text === '' ? [] : text.split(' ');
 }
 
 /** The optional caller transaction of a write. */

@@ -6,7 +6,6 @@ import {
   CHUNK_ITEMS,
   checkClaims,
   IssuedClaim,
-  unpack,
   checkItem,
   checkItems,
   checkList,
@@ -22,7 +21,7 @@ import {
 } from './attempt-list-import.js';
 import { coerceError, StaleTokenError, ValidationError } from './db/errors.js';
 import { checkSchemaName, DEFAULT_SCHEMA } from './db/identifier.js';
-import { buildSql } from './attempt-list-sql.js';
+import { buildSql, unpack } from './attempt-list-sql.js';
 import { ensureMigrated } from './db/migrator.js';
 import { withTransaction, type Queryable } from './db/queryable.js';
 import { checkInt, checkOptions, checkText, describe, optionalInt } from './validate.js';

@@ -4,7 +4,7 @@ import { coerceError, ConflictError, StaleTokenError, ValidationError } from './
 import { checkSchemaName, DEFAULT_SCHEMA, quoteIdent } from './db/identifier.js';
 import { ensureMigrated } from './db/migrator.js';
 import type { Queryable } from './db/queryable.js';
-import { checkOptions, checkText, describe, optionalInt } from './validate.js';
+import { checkOptions, checkText, describe, MAX_BIGINT, optionalInt } from './validate.js';
 
 /** Largest lease name and owner, in UTF-8 bytes. */
 export const MAX_LEASE_NAME_BYTES = 512;
@@ -285,8 +285,8 @@ function checkLease(lease: unknown): void {
     );
   }
   // Fencing tokens come from a bigint sequence: one outside its range was never handed out.
-  if (l.token < 1n || l.token > 9_223_372_036_854_775_807n) {
-    throw new ValidationError('lease.token', `must be 1 to 9223372036854775807, got ${l.token}`);
+  if (l.token < 1n || l.token > MAX_BIGINT) {
+    throw new ValidationError('lease.token', `must be 1 to ${MAX_BIGINT}, got ${l.token}`);
   }
   checkName(l.name);
 }

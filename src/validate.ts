@@ -5,6 +5,9 @@ import { ValidationError } from './db/errors.js';
  * argument and the limit, before any SQL runs.
  */
 
+/** The largest PostgreSQL bigint: sequences (claim tokens, fencing tokens) stay within it. */
+export const MAX_BIGINT = 9_223_372_036_854_775_807n;
+
 /** UTF-8 byte length of a string (what PostgreSQL stores and limits); a lone surrogate counts 3. */
 export function byteLength(value: string): number {
   return Buffer.byteLength(value, 'utf8');
@@ -22,41 +25,27 @@ export interface TextRule {
  * no lone surrogate (it would not survive UTF-8), within `maxBytes`.
  */
 export function checkText(argument: string, value: unknown, rule: TextRule): string {
-  if (typeof value !== 'string') {
-    throw new ValidationError(argument, `must be a string, got ${describe(value)}`);
-  }
-  if (value.length === 0) {
-    if (rule.allowEmpty) return value;
-    throw new ValidationError(argument, 'must not be empty');
-  }
-  if (value.includes('\u0000')) {
-    throw new ValidationError(argument, 'must not contain a NUL byte (\\u0000)');
-  }
-  if (!value.isWellFormed()) {
-    throw new ValidationError(argument, 'must be well-formed Unicode (it has a lone surrogate)');
-  }
-  // A string of n UTF-16 units takes at most 3n bytes: short ones need no count.
-  if (value.length * 3 > rule.maxBytes) {
-    const bytes = byteLength(value);
-    if (bytes > rule.maxBytes) {
-      throw new ValidationError(argument, `is ${bytes} bytes; the limit is ${rule.maxBytes} bytes`);
-    }
-  }
-  return value;
+  const problem = textProblem(value, rule);
+  if (problem !== undefined) throw new ValidationError(argument, problem);
+  return value as string;
 }
 
 /**
- * Whether {@link checkText} would accept `value`, without building its argument name: the
- * loops over big batches check each element with this and name the element only on failure.
+ * What {@link checkText} would say is wrong with `value`, or undefined when nothing is. The
+ * loops over big batches check each element with this and build the element's argument name
+ * only for an error.
  */
-export function isValidText(value: unknown, rule: TextRule): value is string {
-  return (
-    typeof value === 'string' &&
-    (value.length > 0 || rule.allowEmpty === true) &&
-    !value.includes('\u0000') &&
-    value.isWellFormed() &&
-    (value.length * 3 <= rule.maxBytes || byteLength(value) <= rule.maxBytes)
-  );
+export function textProblem(value: unknown, rule: TextRule): string | undefined {
+  if (typeof value !== 'string') return `must be a string, got ${describe(value)}`;
+  if (value.length === 0) return rule.allowEmpty ? undefined : 'must not be empty';
+  if (value.includes('\u0000')) return 'must not contain a NUL byte (\\u0000)';
+  if (!value.isWellFormed()) return 'must be well-formed Unicode (it has a lone surrogate)';
+  // A string of n UTF-16 units takes at most 3n bytes: short ones need no count.
+  if (value.length * 3 <= rule.maxBytes) return undefined;
+  const bytes = byteLength(value);
+  return bytes > rule.maxBytes
+    ? `is ${bytes} bytes; the limit is ${rule.maxBytes} bytes`
+    : undefined;
 }
 
 /** An array of texts, each checked by {@link checkText}; `maxLength` bounds the array. */
@@ -75,7 +64,8 @@ export function checkTextArray(
     );
   }
   for (let i = 0; i < value.length; i++) {
-    if (!isValidText(value[i], rule)) checkText(`${argument}[${i}]`, value[i], rule);
+    const problem = textProblem(value[i], rule);
+    if (problem !== undefined) throw new ValidationError(`${argument}[${i}]`, problem);
   }
   return value as string[];
 }
