@@ -1,6 +1,6 @@
 // Every public export of pgcoord, by name.
-export type { Queryable, ConnectableQueryable } from './db/queryable.js';
-export { withTransaction } from './db/queryable.js';
+export type { Queryable, ConnectableQueryable } from './core/index.js';
+export { withTransaction } from './core/index.js';
 export {
   PgcoordError,
   ValidationError,
@@ -16,14 +16,14 @@ export {
   ClosedError,
   coerceError,
   isConnectionSqlState,
-} from './db/errors.js';
-export type { ErrorCode } from './db/errors.js';
-export { migrate, loadMigrations, latestMigrationId, renderMigration } from './db/migrator.js';
-export type { Migration, MigrateOptions, MigrateResult } from './db/migrator.js';
-export { quoteIdent, DEFAULT_SCHEMA } from './db/identifier.js';
-export { resolveConnectionConfig, createPool, redactConnectionString } from './db/connection.js';
-export type { ConnectionInput } from './db/connection.js';
-export { ChangeCapture, ALL_OPERATIONS } from './change-capture.js';
+} from './core/index.js';
+export type { ErrorCode } from './core/index.js';
+export { migrate, loadMigrations, latestMigrationId, renderMigration } from './core/index.js';
+export type { Migration, MigrateOptions, MigrateResult } from './core/index.js';
+export { quoteIdent, DEFAULT_SCHEMA } from './core/index.js';
+export { resolveConnectionConfig, createPool, redactConnectionString } from './core/index.js';
+export type { ConnectionInput } from './core/index.js';
+export { ChangeCapture, ALL_OPERATIONS } from './changes/index.js';
 export type {
   ChangeOperation,
   TableRef,
@@ -33,8 +33,8 @@ export type {
   DeadLetter,
   PruneOptions,
   PruneResult,
-} from './change-capture.js';
-export { ChangeConsumer, consume } from './change-consumer.js';
+} from './changes/index.js';
+export { ChangeConsumer, consume } from './changes/index.js';
 export type {
   Change,
   BatchContext,
@@ -42,8 +42,8 @@ export type {
   // Renamed here: the rate limiter exports a ConsumeOptions too (clash of the kv and changes merges).
   ConsumeOptions as ChangeConsumeOptions,
   ChangeConsumerEvents,
-} from './change-consumer.js';
-export { Listener } from './listener.js';
+} from './changes/index.js';
+export { Listener } from './listen/index.js';
 export type {
   ListenerOptions,
   ListenerEvents,
@@ -53,16 +53,16 @@ export type {
   HandleOptions,
   IterateOptions,
   OverflowPolicy,
-} from './listener.js';
+} from './listen/index.js';
 export {
   notify,
   Notifier,
   purgeListenerPayloads,
   MAX_CHANNEL_BYTES,
   MAX_PAYLOAD_BYTES,
-} from './notify.js';
-export type { NotifierOptions, NotifyOptions, JsonValue } from './notify.js';
-export { AttemptList } from './attempt-list.js';
+} from './listen/index.js';
+export type { NotifierOptions, NotifyOptions, JsonValue } from './listen/index.js';
+export { AttemptList } from './lists/index.js';
 export type {
   AttemptListOptions,
   AttemptListEvents,
@@ -79,24 +79,24 @@ export type {
   ExtendResult,
   CompleteAndClaimOptions,
   CompleteAndClaimResult,
-} from './attempt-list-types.js';
-export type { ClaimRef } from './attempt-list-limits.js';
-export { ATTEMPT_LIST_LIMITS } from './attempt-list-limits.js';
-export type { ImportOptions, ImportResult } from './attempt-list-import.js';
+} from './lists/index.js';
+export type { ClaimRef } from './lists/index.js';
+export { ATTEMPT_LIST_LIMITS } from './lists/index.js';
+export type { ImportOptions, ImportResult } from './lists/index.js';
 export {
   KvStore,
   MAX_KV_KEY_BYTES,
   MAX_KV_VALUE_BYTES,
   MAX_KV_BATCH,
   MAX_TTL_MS,
-} from './kv-store.js';
+} from './coordination/index.js';
 export type {
   KvStoreOptions,
   KvWriteOptions,
   KvReadOptions,
   KvEntry,
   KvStoreEvents,
-} from './kv-store.js';
+} from './coordination/index.js';
 export {
   RateLimiter,
   MAX_LIMITER_NAME_BYTES,
@@ -104,43 +104,49 @@ export {
   MAX_QUOTAS,
   MAX_RATE_LIMIT_UNITS,
   MAX_PERIOD_MS,
-} from './rate-limiter.js';
+} from './coordination/index.js';
 export type {
   RateLimiterOptions,
   RateLimitQuota,
   ConsumeOptions,
   RateLimitDecision,
-} from './rate-limiter.js';
-export { RATE_LIMIT_ALGORITHMS } from './rate-limit-algorithms.js';
-export type { RateLimitAlgorithm } from './rate-limit-algorithms.js';
-export { LeaseManager, MAX_LEASE_NAME_BYTES, MIN_LEASE_TTL_MS, MAX_LEASE_TTL_MS } from './lease.js';
-export type { Lease, LeaseManagerOptions, AcquireOptions, WithLeaseOptions } from './lease.js';
-export { LeaderElection } from './leader-election.js';
-export type { LeaderElectionOptions, LeaderElectionEvents } from './leader-election.js';
-export { ClusterPool } from './cluster/cluster-pool.js';
-export type { ClusterPoolEvents, ClusterReader, TopologyChange } from './cluster/cluster-pool.js';
-export type { ClusterPoolOptions, ClusterLogEntry } from './cluster/cluster-options.js';
+} from './coordination/index.js';
+export { RATE_LIMIT_ALGORITHMS } from './coordination/index.js';
+export type { RateLimitAlgorithm } from './coordination/index.js';
+export {
+  LeaseManager,
+  MAX_LEASE_NAME_BYTES,
+  MIN_LEASE_TTL_MS,
+  MAX_LEASE_TTL_MS,
+} from './coordination/index.js';
+export type {
+  Lease,
+  LeaseManagerOptions,
+  AcquireOptions,
+  WithLeaseOptions,
+} from './coordination/index.js';
+export { LeaderElection } from './coordination/index.js';
+export type { LeaderElectionOptions, LeaderElectionEvents } from './coordination/index.js';
+export { ClusterPool } from './cluster/index.js';
+export type { ClusterPoolEvents, ClusterReader, TopologyChange } from './cluster/index.js';
+export type { ClusterPoolOptions, ClusterLogEntry } from './cluster/index.js';
 export {
   roundRobinBalancer,
   randomBalancer,
   leastBusyBalancer,
   inOrderBalancer,
   createBalancer,
-} from './cluster/balancer.js';
-export type { Balancer, BalancerCandidate, Intent, StrategyName } from './cluster/balancer.js';
-export { parseMultiHostUrl, TARGET_SESSION_ATTRS } from './cluster/multi-host-url.js';
-export type {
-  MultiHostUrl,
-  TargetSessionAttrs,
-  LoadBalanceHosts,
-} from './cluster/multi-host-url.js';
-export { staticSource } from './cluster/static-source.js';
-export { patroniSource } from './cluster/patroni-source.js';
-export type { PatroniSourceOptions } from './cluster/patroni-source.js';
-export { picodataSource, PICODATA_PGPROTO_PORT } from './cluster/picodata-source.js';
-export { yugabyteSource } from './cluster/yugabyte-source.js';
-export type { YugabyteSourceOptions } from './cluster/yugabyte-source.js';
-export { instanceKey, parseAddress } from './cluster/topology.js';
+} from './cluster/index.js';
+export type { Balancer, BalancerCandidate, Intent, StrategyName } from './cluster/index.js';
+export { parseMultiHostUrl, TARGET_SESSION_ATTRS } from './cluster/index.js';
+export type { MultiHostUrl, TargetSessionAttrs, LoadBalanceHosts } from './cluster/index.js';
+export { staticSource } from './cluster/index.js';
+export { patroniSource } from './cluster/index.js';
+export type { PatroniSourceOptions } from './cluster/index.js';
+export { picodataSource, PICODATA_PGPROTO_PORT } from './cluster/index.js';
+export { yugabyteSource } from './cluster/index.js';
+export type { YugabyteSourceOptions } from './cluster/index.js';
+export { instanceKey, parseAddress } from './cluster/index.js';
 export type {
   HostPort,
   InstanceRole,
@@ -150,4 +156,4 @@ export type {
   DiscoveryContext,
   TopologySource,
   DiscoverFunction,
-} from './cluster/topology.js';
+} from './cluster/index.js';

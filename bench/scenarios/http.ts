@@ -4,7 +4,7 @@
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import autocannon from 'autocannon';
-import { AttemptList } from '../../src/attempt-list.js';
+import { AttemptList } from '../../src/lists/attempt-list.js';
 import { createServer, type PgcoordServer } from '../../src/server/index.js';
 import {
   packageVersion,

@@ -1,8 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type pg from 'pg';
-import { createPool, redactConnectionString } from '../db/connection.js';
-import { coerceError } from '../db/errors.js';
+import { createPool, redactConnectionString } from '../core/index.js';
+import { coerceError } from '../core/index.js';
 
 /** Where a command's database comes from, in order of precedence. */
 export interface DatabaseChoice {

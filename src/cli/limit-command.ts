@@ -1,6 +1,6 @@
 import { Command, Option } from 'commander';
-import { RATE_LIMIT_ALGORITHMS } from '../rate-limit-algorithms.js';
-import { RateLimiter, type RateLimiterOptions } from '../rate-limiter.js';
+import { RATE_LIMIT_ALGORITHMS } from '../coordination/index.js';
+import { RateLimiter, type RateLimiterOptions } from '../coordination/index.js';
 import { chooseDatabase, withPool } from './database.js';
 import { CliError, EXIT } from './exit-codes.js';
 import { parseCount, type GlobalOptions } from './options.js';

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import { Command, Option } from 'commander';
-import { AttemptList } from '../attempt-list.js';
+import { AttemptList } from '../lists/index.js';
 import { chooseDatabase, withPool } from './database.js';
 import { CliError, EXIT } from './exit-codes.js';
 import { parseCount, type GlobalOptions } from './options.js';

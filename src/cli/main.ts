@@ -1,6 +1,6 @@
 import { Command, CommanderError, Option } from 'commander';
-import { migrate } from '../db/migrator.js';
-import { PgcoordError } from '../db/errors.js';
+import { migrate } from '../core/index.js';
+import { PgcoordError } from '../core/index.js';
 import { chooseDatabase, withPool } from './database.js';
 import { EXIT, exitCodeFor } from './exit-codes.js';
 import { benchCommand } from './bench-command.js';

@@ -1,6 +1,6 @@
 import { Command } from 'commander';
-import { Listener } from '../listener.js';
-import { notify } from '../notify.js';
+import { Listener } from '../listen/index.js';
+import { notify } from '../listen/index.js';
 import { chooseDatabase, withPool } from './database.js';
 import type { GlobalOptions } from './options.js';
 import { out, printJson } from './output.js';

@@ -1,9 +1,9 @@
 import type pg from 'pg';
-import { createPool, redactConnectionString } from '../db/connection.js';
-import { migrate } from '../db/migrator.js';
-import { createLogger, createServer } from '../server/server.js';
-import { ClusterPool } from '../cluster/cluster-pool.js';
-import type { RouteFamily, ServicePool } from '../server/route-context.js';
+import { createPool, redactConnectionString } from '../core/index.js';
+import { migrate } from '../core/index.js';
+import { createLogger, createServer } from '../server/index.js';
+import { ClusterPool } from '../cluster/index.js';
+import type { RouteFamily, ServicePool } from '../server/index.js';
 import { EmbeddedDatabase } from './embedded-database.js';
 
 /** Options of `pgcoord serve`. */

@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { ClusterPool } from '../cluster/cluster-pool.js';
+import { ClusterPool } from '../cluster/index.js';
 import { chooseDatabase } from './database.js';
 import type { GlobalOptions } from './options.js';
 import { out, printJson } from './output.js';

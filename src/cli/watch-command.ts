@@ -1,7 +1,7 @@
 import os from 'node:os';
 import { Command } from 'commander';
-import { ChangeCapture, type TableRef } from '../change-capture.js';
-import { ChangeConsumer } from '../change-consumer.js';
+import { ChangeCapture, type TableRef } from '../changes/index.js';
+import { ChangeConsumer } from '../changes/index.js';
 import { commandPool, chooseDatabase } from './database.js';
 import type { GlobalOptions } from './options.js';
 import { out, printJson } from './output.js';

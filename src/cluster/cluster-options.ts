@@ -1,7 +1,7 @@
 import type pg from 'pg';
-import { resolveConnectionConfig } from '../db/connection.js';
-import { ValidationError } from '../db/errors.js';
-import { checkOptions, describe, optionalInt } from '../validate.js';
+import { resolveConnectionConfig } from '../core/index.js';
+import { ValidationError } from '../core/index.js';
+import { checkOptions, describe, optionalInt } from '../core/index.js';
 import { createBalancer, type Balancer, type StrategyName } from './balancer.js';
 import {
   parseMultiHostUrl,

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import pg from 'pg';
-import { ClosedError, coerceError, ConnectionError, TimeoutError } from '../db/errors.js';
-import type { ConnectableQueryable } from '../db/queryable.js';
+import { ClosedError, coerceError, ConnectionError, TimeoutError } from '../core/index.js';
+import type { ConnectableQueryable } from '../core/index.js';
 import type { Intent } from './balancer.js';
 import {
   resolveClusterOptions,

@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { ClosedError, coerceError, isConnectionSqlState } from '../db/errors.js';
+import { ClosedError, coerceError, isConnectionSqlState } from '../core/index.js';
 import { instanceKey, type HostPort } from './topology.js';
 
 /**

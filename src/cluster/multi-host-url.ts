@@ -1,4 +1,4 @@
-import { ValidationError } from '../db/errors.js';
+import { ValidationError } from '../core/index.js';
 import type { HostPort } from './topology.js';
 
 /**

@@ -1,5 +1,5 @@
-import { ChangeCapture } from '../change-capture.js';
-import { ChangeConsumer, type Change } from '../change-consumer.js';
+import { ChangeCapture } from '../changes/index.js';
+import { ChangeConsumer, type Change } from '../changes/index.js';
 import { errorSchema } from './http-errors.js';
 import { routeSchema } from './openapi.js';
 import type { RouteFamily } from './route-context.js';

@@ -1,5 +1,5 @@
 import type { ListenerConnection } from './route-context.js';
-import { Listener, type Notification } from '../listener.js';
+import { Listener, type Notification } from '../listen/index.js';
 
 type Subscriber = (n: Notification) => void;
 

@@ -1,5 +1,5 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
-import { PgcoordError, coerceError, type ErrorCode } from '../db/errors.js';
+import { PgcoordError, coerceError, type ErrorCode } from '../core/index.js';
 
 /**
  * The one place pgcoord error codes become HTTP statuses. Every route throws pgcoord errors (or

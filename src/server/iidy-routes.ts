@@ -1,7 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { AttemptList } from '../attempt-list.js';
-import { ATTEMPT_LIST_LIMITS } from '../attempt-list-limits.js';
-import { ValidationError } from '../db/errors.js';
+import { AttemptList } from '../lists/index.js';
+import { ATTEMPT_LIST_LIMITS } from '../lists/index.js';
+import { ValidationError } from '../core/index.js';
 import { toHttpError } from './http-errors.js';
 import { useJsonBodyParser } from './json-body.js';
 import { routeSchema } from './openapi.js';

@@ -9,4 +9,4 @@ export { Metrics } from './metrics.js';
 export type { MetricSample, MetricCollector } from './metrics.js';
 export { buildOpenApi } from './openapi.js';
 export type { RouteDoc, RouteSchema } from './openapi.js';
-export type { RouteContext, RouteFamily } from './route-context.js';
+export type { RouteContext, RouteFamily, ServicePool } from './route-context.js';

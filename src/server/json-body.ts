@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { ValidationError } from '../db/errors.js';
+import { ValidationError } from '../core/index.js';
 import { HttpError } from './http-errors.js';
 
 /**

@@ -1,6 +1,11 @@
 import { createHash } from 'node:crypto';
 import type { FastifyReply } from 'fastify';
-import { KvStore, MAX_KV_KEY_BYTES, MAX_KV_VALUE_BYTES, MAX_TTL_MS } from '../kv-store.js';
+import {
+  KvStore,
+  MAX_KV_KEY_BYTES,
+  MAX_KV_VALUE_BYTES,
+  MAX_TTL_MS,
+} from '../coordination/index.js';
 import { errorSchema, HttpError } from './http-errors.js';
 import { routeSchema } from './openapi.js';
 import type { RouteFamily } from './route-context.js';

@@ -1,5 +1,10 @@
-import { LeaseManager, MAX_LEASE_TTL_MS, MIN_LEASE_TTL_MS, type Lease } from '../lease.js';
-import { ConflictError, NotFoundError } from '../db/errors.js';
+import {
+  LeaseManager,
+  MAX_LEASE_TTL_MS,
+  MIN_LEASE_TTL_MS,
+  type Lease,
+} from '../coordination/index.js';
+import { ConflictError, NotFoundError } from '../core/index.js';
 import { errorSchema } from './http-errors.js';
 import { routeSchema } from './openapi.js';
 import type { RouteFamily } from './route-context.js';

@@ -1,5 +1,5 @@
-import { RateLimiter, MAX_QUOTAS, type RateLimiterOptions } from '../rate-limiter.js';
-import { RATE_LIMIT_ALGORITHMS } from '../rate-limit-algorithms.js';
+import { RateLimiter, MAX_QUOTAS, type RateLimiterOptions } from '../coordination/index.js';
+import { RATE_LIMIT_ALGORITHMS } from '../coordination/index.js';
 import { errorSchema } from './http-errors.js';
 import { routeSchema } from './openapi.js';
 import type { RouteFamily } from './route-context.js';

@@ -1,7 +1,7 @@
-import { AttemptList } from '../attempt-list.js';
-import type { Claim, ListEntry, PageOptions } from '../attempt-list-types.js';
-import { ATTEMPT_LIST_LIMITS as L } from '../attempt-list-limits.js';
-import { NotFoundError } from '../db/errors.js';
+import { AttemptList } from '../lists/index.js';
+import type { Claim, ListEntry, PageOptions } from '../lists/index.js';
+import { ATTEMPT_LIST_LIMITS as L } from '../lists/index.js';
+import { NotFoundError } from '../core/index.js';
 import { errorSchema } from './http-errors.js';
 import { routeSchema } from './openapi.js';
 import type { RouteFamily } from './route-context.js';

@@ -1,4 +1,4 @@
-import { MAX_CHANNEL_BYTES, Notifier, type JsonValue } from '../notify.js';
+import { MAX_CHANNEL_BYTES, Notifier, type JsonValue } from '../listen/index.js';
 import { ChannelHub } from './channel-hub.js';
 import { errorSchema } from './http-errors.js';
 import { routeSchema } from './openapi.js';

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type pg from 'pg';
-import type { ConnectionInput } from '../db/connection.js';
-import type { ConnectableQueryable } from '../db/queryable.js';
+import type { ConnectionInput } from '../core/index.js';
+import type { ConnectableQueryable } from '../core/index.js';
 import type { Metrics } from './metrics.js';
 
 /** What the service runs on: a `pg.Pool` or a `ClusterPool` (anything with these). */

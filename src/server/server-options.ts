@@ -1,7 +1,7 @@
 import net from 'node:net';
-import { ValidationError } from '../db/errors.js';
-import { DEFAULT_SCHEMA, checkSchemaName } from '../db/identifier.js';
-import { checkInt } from '../validate.js';
+import { ValidationError } from '../core/index.js';
+import { DEFAULT_SCHEMA, checkSchemaName } from '../core/index.js';
+import { checkInt } from '../core/index.js';
 
 /** Settings of the HTTP service, after defaults, environment fallbacks and validation. */
 export interface ServerSettings {

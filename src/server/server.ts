@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type pg from 'pg';
-import type { ConnectionInput } from '../db/connection.js';
+import type { ConnectionInput } from '../core/index.js';
 import pino from 'pino';
 import { makeTokenCheck } from './auth.js';
 import { healthRoutes } from './health-routes.js';

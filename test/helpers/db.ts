@@ -2,8 +2,8 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll } from 'vitest';
-import { resolveConnectionConfig } from '../../src/db/connection.js';
-import { migrate } from '../../src/db/migrator.js';
+import { resolveConnectionConfig } from '../../src/core/connection.js';
+import { migrate } from '../../src/core/migrator.js';
 
 /** Connection settings of the server under test: DATABASE_URL, else the local server. */
 export function serverConfig(): pg.ClientConfig {

@@ -1,0 +1,175 @@
+import { EventEmitter } from 'node:events';
+import { coerceError, StaleTokenError, type PgcoordError } from '../core/index.js';
+import type { Queryable } from '../core/index.js';
+import { LeaseManager, type Lease } from './lease.js';
+import { checkOptions, checkText, optionalInt } from '../core/index.js';
+
+export interface LeaderElectionOptions {
+  /** Name of the leadership (the lease name). Required. */
+  name: string;
+  /** This candidate's owner name. Default `<hostname>:<pid>:<random>`. */
+  owner?: string;
+  /** Leadership lease time in ms: a dead leader is replaced within about this long. Default 15000. */
+  ttlMs?: number;
+  /** How often the leader renews and a follower tries to take over, in ms. Default `ttlMs / 3`. */
+  intervalMs?: number;
+  /** Schema of pgcoord's tables. Default `pgcoord`. */
+  schema?: string;
+  /** Receives failures of a round (also emitted as `'error'` when someone listens). */
+  logger?: { warn(message: string, fields?: Record<string, unknown>): void };
+}
+
+/** Events of a {@link LeaderElection}. */
+export interface LeaderElectionEvents {
+  /** This candidate became the leader; `lease.token` fences its work. */
+  elected: [lease: Lease];
+  /** This candidate stopped being the leader (`reason`: stopped, lost, or expired while unreachable). */
+  resigned: [info: { lease: Lease; reason: 'stopped' | 'lost' | 'expired' }];
+  /** A round failed (connectivity); the election keeps going. */
+  error: [err: PgcoordError];
+}
+
+/**
+ * Leader election on a lease: candidates try to take the lease every `intervalMs`; the leader
+ * renews it; at most one candidate is leader at a time (by the server clock), each new leader
+ * with a larger fencing token.
+ *
+ * @example
+ * const election = new LeaderElection(pool, { name: 'scheduler' });
+ * election.on('elected', (lease) => startScheduling(lease.token));
+ * election.on('resigned', () => stopScheduling());
+ * election.start();
+ */
+export class LeaderElection extends EventEmitter<LeaderElectionEvents> {
+  readonly name: string;
+  private readonly leases: LeaseManager;
+  private readonly ttlMs: number;
+  private readonly intervalMs: number;
+  private readonly logger: LeaderElectionOptions['logger'];
+  private lease: Lease | undefined;
+  private deadline = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private expiryTimer: NodeJS.Timeout | undefined;
+  private round: Promise<void> | undefined;
+  private running = false;
+
+  constructor(q: Queryable, options: LeaderElectionOptions) {
+    super();
+    const o = checkOptions('options', options);
+    this.name = checkText('options.name', o.name, { maxBytes: 512 });
+    this.ttlMs = optionalInt(
+      'options.ttlMs',
+      o.ttlMs,
+      { min: 100, max: 7 * 24 * 3600 * 1000 },
+      15_000,
+    );
+    this.intervalMs = optionalInt(
+      'options.intervalMs',
+      o.intervalMs,
+      { min: 10, max: this.ttlMs - 1 },
+      Math.max(10, Math.floor(this.ttlMs / 3)),
+    );
+    this.leases = new LeaseManager(q, { schema: o.schema, owner: o.owner, ttlMs: this.ttlMs });
+    this.logger = o.logger;
+  }
+
+  /** Whether this candidate holds the leadership now (as far as it knows). */
+  get isLeader(): boolean {
+    return this.lease !== undefined;
+  }
+
+  /** The leadership lease while leader. */
+  get currentLease(): Lease | undefined {
+    return this.lease;
+  }
+
+  /** Joins the election (first attempt at once). Idempotent. */
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.schedule(0);
+  }
+
+  /** Leaves the election: waits for a round in progress, releases the lease if held. Idempotent. */
+  async stop(): Promise<void> {
+    this.running = false;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.round;
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    this.expiryTimer = undefined;
+    const lease = this.lease;
+    if (lease) {
+      this.lease = undefined;
+      await this.leases.release(lease).catch(() => undefined);
+      this.emit('resigned', { lease, reason: 'stopped' });
+    }
+  }
+
+  private schedule(delayMs: number): void {
+    if (!this.running) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.round = this.runRound().finally(() => {
+        this.round = undefined;
+        this.schedule(this.intervalMs);
+      });
+    }, delayMs);
+    this.timer.unref();
+  }
+
+  private async runRound(): Promise<void> {
+    const sentAt = performance.now();
+    try {
+      if (this.lease) {
+        if (sentAt >= this.deadline) return this.resign('expired');
+        const renewed = await this.leases.renew(this.lease);
+        if (this.lease?.token !== renewed.token) {
+          // Resigned by the expiry timer while the renewal was in flight: give it back.
+          await this.leases.release(renewed).catch(() => undefined);
+          return;
+        }
+        this.lease = renewed;
+        this.armExpiry(sentAt + this.ttlMs);
+      } else {
+        const lease = await this.leases.acquire(this.name);
+        if (lease && this.running) {
+          this.lease = lease;
+          this.armExpiry(sentAt + this.ttlMs);
+          this.emit('elected', lease);
+        } else if (lease) {
+          await this.leases.release(lease).catch(() => undefined);
+        }
+      }
+    } catch (err) {
+      if (err instanceof StaleTokenError) return this.resign('lost');
+      const e = coerceError(err);
+      this.logger?.warn('pgcoord leader election round failed', { error: e.message, code: e.code });
+      if (this.listenerCount('error') > 0) this.emit('error', e);
+      if (this.lease && performance.now() >= this.deadline) this.resign('expired');
+    }
+  }
+
+  /**
+   * Resigns by itself when the lease runs out by the local clock (measured from before the
+   * request that set it, so early), even if a renewal hangs on a dead connection.
+   */
+  private armExpiry(deadline: number): void {
+    this.deadline = deadline;
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    this.expiryTimer = setTimeout(
+      () => this.resign('expired'),
+      Math.max(0, deadline - performance.now()),
+    );
+    this.expiryTimer.unref();
+  }
+
+  private resign(reason: 'lost' | 'expired'): void {
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    this.expiryTimer = undefined;
+    const lease = this.lease;
+    if (!lease) return;
+    this.lease = undefined;
+    this.emit('resigned', { lease, reason });
+  }
+}

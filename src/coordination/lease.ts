@@ -1,0 +1,296 @@
+import { randomUUID } from 'node:crypto';
+import os from 'node:os';
+import { coerceError, ConflictError, StaleTokenError, ValidationError } from '../core/index.js';
+import { checkSchemaName, DEFAULT_SCHEMA, quoteIdent } from '../core/index.js';
+import { ensureMigrated } from '../core/index.js';
+import type { Queryable } from '../core/index.js';
+import { checkOptions, checkText, describe, MAX_BIGINT, optionalInt } from '../core/index.js';
+
+/** Largest lease name and owner, in UTF-8 bytes. */
+export const MAX_LEASE_NAME_BYTES = 512;
+/** Shortest `ttlMs` of a lease: 100 ms. */
+export const MIN_LEASE_TTL_MS = 100;
+/** Longest `ttlMs` of a lease: 7 days. */
+export const MAX_LEASE_TTL_MS = 7 * 24 * 3600 * 1000;
+
+/** A held lease, as returned by {@link LeaseManager.acquire}. `token` is its fencing token: pass it to whatever the lease protects. */
+export interface Lease {
+  readonly name: string;
+  readonly owner: string;
+  /** Fencing token: strictly greater than every token handed out before for this name. */
+  readonly token: bigint;
+  /** Expiry on the server clock, as of the last acquire or renew. */
+  readonly expiresAt: Date;
+}
+
+export interface LeaseManagerOptions {
+  /** Schema of pgcoord's tables. Default `pgcoord`. */
+  schema?: string;
+  /** Owner recorded for leases taken without one. Default `<hostname>:<pid>:<random>`. */
+  owner?: string;
+  /** Default lease time in ms. Default 30000. Range 100 ms .. 7 days. */
+  ttlMs?: number;
+}
+
+export interface AcquireOptions {
+  /** Who holds it (for humans and {@link LeaseManager.holder}). Default the manager's owner. */
+  owner?: string;
+  /** Lease time in ms (server clock). Default the manager's `ttlMs`. */
+  ttlMs?: number;
+  /** Run the statement on this client (for example inside your transaction). */
+  tx?: Queryable;
+}
+
+export interface WithLeaseOptions {
+  /** Who holds it. Default the manager's owner. */
+  owner?: string;
+  /** Lease time in ms. Default the manager's `ttlMs`. */
+  ttlMs?: number;
+  /** How often to renew while `fn` runs, in ms. Default `ttlMs / 3`. */
+  renewIntervalMs?: number;
+}
+
+interface LeaseRow {
+  token: string;
+  expires_at: Date;
+}
+
+/**
+ * Named leases with fencing tokens, decided on the server clock. At most one holder per name at
+ * a time; tokens of a name strictly increase across every holder, so a resource that remembers
+ * the largest token it has seen can refuse a holder that lost its lease without knowing it.
+ *
+ * @example
+ * const leases = new LeaseManager(pool);
+ * const lease = await leases.acquire('nightly-report', { ttlMs: 30_000 });
+ * if (lease) { try { await work(lease.token); } finally { await leases.release(lease); } }
+ */
+export class LeaseManager {
+  private readonly q: Queryable;
+  private readonly schema: string;
+  private readonly table: string;
+  /** Owner used when a call does not name one. */
+  readonly owner: string;
+  /** Default lease time in ms. */
+  readonly ttlMs: number;
+
+  constructor(q: Queryable, options: LeaseManagerOptions = {}) {
+    const o = checkOptions('options', options);
+    this.q = q;
+    this.schema = checkSchemaName(o.schema ?? DEFAULT_SCHEMA);
+    this.table = `${quoteIdent(this.schema)}.leases`;
+    this.owner = checkText(
+      'options.owner',
+      o.owner ?? `${os.hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`,
+      {
+        maxBytes: MAX_LEASE_NAME_BYTES,
+      },
+    );
+    this.ttlMs = checkTtl('options.ttlMs', o.ttlMs, 30_000);
+  }
+
+  /**
+   * Takes the lease `name` if it is free or expired. Returns the lease with a new, larger
+   * fencing token, or undefined when someone (including this owner) holds it.
+   */
+  async acquire(name: string, options: AcquireOptions = {}): Promise<Lease | undefined> {
+    checkName(name);
+    const o = checkOptions('options', options);
+    const owner =
+      o.owner === undefined
+        ? this.owner
+        : checkText('options.owner', o.owner, { maxBytes: MAX_LEASE_NAME_BYTES });
+    const ttlMs = checkTtl('options.ttlMs', o.ttlMs, this.ttlMs);
+    const rows = await this.run(o.tx, (q) =>
+      q.query<LeaseRow>(
+        `INSERT INTO ${this.table} AS l (name, owner, token, expires_at, acquired_at)
+         VALUES ($1::text, $2::text, 1, clock_timestamp() + $3::float8 * interval '1 millisecond', clock_timestamp())
+         ON CONFLICT (name) DO UPDATE
+            SET owner = EXCLUDED.owner, token = l.token + 1,
+                expires_at = EXCLUDED.expires_at, acquired_at = EXCLUDED.acquired_at
+          WHERE l.expires_at IS NULL OR l.expires_at <= clock_timestamp()
+         RETURNING token::text, expires_at`,
+        [name, owner, ttlMs],
+      ),
+    );
+    const r = rows[0];
+    return r ? { name, owner, token: BigInt(r.token), expiresAt: r.expires_at } : undefined;
+  }
+
+  /**
+   * Extends a held lease by `ttlMs` from now (server clock). Returns the renewed lease.
+   * @throws StaleTokenError when the lease expired or was taken over: nothing was changed.
+   */
+  async renew(lease: Lease, options: { ttlMs?: number; tx?: Queryable } = {}): Promise<Lease> {
+    checkLease(lease);
+    const o = checkOptions('options', options);
+    const ttlMs = checkTtl('options.ttlMs', o.ttlMs, this.ttlMs);
+    const rows = await this.run(o.tx, (q) =>
+      q.query<LeaseRow>(
+        `UPDATE ${this.table} SET expires_at = clock_timestamp() + $3::float8 * interval '1 millisecond'
+          WHERE name = $1::text AND token = $2::bigint AND expires_at > clock_timestamp()
+         RETURNING token::text, expires_at`,
+        [lease.name, lease.token.toString(), ttlMs],
+      ),
+    );
+    const r = rows[0];
+    if (!r) throw stale(lease, 'renew');
+    return { ...lease, expiresAt: r.expires_at };
+  }
+
+  /**
+   * Gives the lease up at once, so another owner can take it without waiting for expiry.
+   * @throws StaleTokenError when the lease had already expired or been taken over.
+   */
+  async release(lease: Lease, options: { tx?: Queryable } = {}): Promise<void> {
+    checkLease(lease);
+    const o = checkOptions('options', options);
+    const rows = await this.run(o.tx, (q) =>
+      q.query(
+        `UPDATE ${this.table} SET owner = NULL, expires_at = NULL
+          WHERE name = $1::text AND token = $2::bigint AND expires_at > clock_timestamp()
+         RETURNING 1 AS one`,
+        [lease.name, lease.token.toString()],
+      ),
+    );
+    if (rows.length === 0) throw stale(lease, 'release');
+  }
+
+  /** The current holder of `name`, or undefined when it is free. */
+  async holder(
+    name: string,
+    options: { tx?: Queryable } = {},
+  ): Promise<{ owner: string; token: bigint; expiresAt: Date } | undefined> {
+    checkName(name);
+    const rows = await this.run(checkOptions('options', options).tx, (q) =>
+      q.query<{ owner: string; token: string; expires_at: Date }>(
+        `SELECT owner, token::text, expires_at FROM ${this.table}
+          WHERE name = $1::text AND expires_at > clock_timestamp()`,
+        [name],
+      ),
+    );
+    const r = rows[0];
+    return r ? { owner: r.owner, token: BigInt(r.token), expiresAt: r.expires_at } : undefined;
+  }
+
+  /**
+   * Runs `fn` while holding the lease `name`, renewing it every `renewIntervalMs`. If the lease
+   * is lost (taken over, or not renewed before it expires, for example while the database is
+   * unreachable), `signal` aborts with a {@link StaleTokenError} as its reason: `fn` should stop
+   * touching what the lease protects. The lease is released when `fn` settles.
+   * @throws ConflictError when the lease is held by someone else.
+   */
+  async withLease<T>(
+    name: string,
+    fn: (signal: AbortSignal, lease: Lease) => Promise<T> | T,
+    options: WithLeaseOptions = {},
+  ): Promise<T> {
+    const o = checkOptions('options', options);
+    const ttlMs = checkTtl('options.ttlMs', o.ttlMs, this.ttlMs);
+    const renewIntervalMs = optionalInt(
+      'options.renewIntervalMs',
+      o.renewIntervalMs,
+      { min: 10, max: ttlMs - 1 },
+      Math.max(10, Math.floor(ttlMs / 3)),
+    );
+    if (typeof fn !== 'function')
+      throw new ValidationError('fn', `must be a function, got ${describe(fn)}`);
+    const first = await this.acquire(name, { owner: o.owner, ttlMs });
+    if (!first) throw new ConflictError(`lease "${name}" is held by someone else`);
+    let lease = first;
+    const controller = new AbortController();
+    // Local deadline: measured from before each successful request, so it errs on the early side.
+    let deadline = performance.now() + ttlMs;
+    let timer: NodeJS.Timeout | undefined;
+    let renewing: Promise<void> | undefined;
+    let done = false;
+    const lose = (err: Error) => {
+      if (!controller.signal.aborted) controller.abort(err);
+    };
+    const tick = () => {
+      timer = undefined;
+      if (done || controller.signal.aborted) return;
+      if (performance.now() >= deadline) {
+        lose(
+          new StaleTokenError(
+            `lease "${name}" (token ${lease.token}) could not be renewed before it expired`,
+          ),
+        );
+        return;
+      }
+      const sentAt = performance.now();
+      renewing = this.renew(lease, { ttlMs })
+        .then((l) => {
+          lease = l;
+          deadline = sentAt + ttlMs;
+        })
+        .catch((err: unknown) => {
+          if (err instanceof StaleTokenError) lose(err);
+          // Connectivity errors: keep trying until the local deadline passes.
+        })
+        .finally(() => {
+          renewing = undefined;
+          if (!done && !controller.signal.aborted) {
+            timer = setTimeout(
+              tick,
+              Math.max(0, Math.min(renewIntervalMs, deadline - performance.now())),
+            );
+            timer.unref();
+          }
+        });
+    };
+    timer = setTimeout(tick, renewIntervalMs);
+    timer.unref();
+    try {
+      return await fn(controller.signal, lease);
+    } finally {
+      done = true;
+      if (timer) clearTimeout(timer);
+      await renewing;
+      if (!controller.signal.aborted) {
+        await this.release(lease).catch(() => undefined);
+      }
+    }
+  }
+
+  private async run<R extends object>(
+    tx: Queryable | undefined,
+    fn: (q: Queryable) => Promise<{ rows: R[] }>,
+  ): Promise<R[]> {
+    try {
+      await ensureMigrated(this.q, this.schema);
+      return (await fn(tx ?? this.q)).rows;
+    } catch (err) {
+      throw coerceError(err);
+    }
+  }
+}
+
+function stale(lease: Lease, op: string): StaleTokenError {
+  return new StaleTokenError(
+    `cannot ${op} lease "${lease.name}" with token ${lease.token}: it expired or another holder took it`,
+  );
+}
+
+function checkName(name: unknown): string {
+  return checkText('name', name, { maxBytes: MAX_LEASE_NAME_BYTES });
+}
+
+function checkLease(lease: unknown): void {
+  const l = lease as Partial<Lease> | null;
+  if (typeof l !== 'object' || l === null || typeof l.token !== 'bigint') {
+    throw new ValidationError(
+      'lease',
+      `must be a lease returned by acquire(), got ${describe(lease)}`,
+    );
+  }
+  // Fencing tokens come from a bigint sequence: one outside its range was never handed out.
+  if (l.token < 1n || l.token > MAX_BIGINT) {
+    throw new ValidationError('lease.token', `must be 1 to ${MAX_BIGINT}, got ${l.token}`);
+  }
+  checkName(l.name);
+}
+
+function checkTtl(argument: string, value: unknown, fallback: number): number {
+  return optionalInt(argument, value, { min: MIN_LEASE_TTL_MS, max: MAX_LEASE_TTL_MS }, fallback);
+}

@@ -1,0 +1,165 @@
+import { ValidationError } from '../core/index.js';
+import type { Claim } from './attempt-list-types.js';
+import { NO_CTID } from './attempt-list-sql.js';
+import type { Queryable } from '../core/index.js';
+import { checkText, checkTextArray, describe, MAX_BIGINT, textProblem } from '../core/index.js';
+
+/**
+ * Documented limits of attempt lists. Every one is checked before any SQL runs; breaking one
+ * throws a {@link ValidationError} naming the argument and the limit.
+ */
+export const ATTEMPT_LIST_LIMITS = Object.freeze({
+  /** Longest list name, in UTF-8 bytes. */
+  maxListBytes: 255,
+  /**
+   * Longest item, in UTF-8 bytes. Keeps (list, item) well inside a B-tree entry (~2,700 bytes),
+   * so no item can make an index insert fail.
+   */
+  maxItemBytes: 2048,
+  /** Most items in one insertBatch / incrementBatch / deleteBatch / requeue call. */
+  maxBatchItems: 1_000_000,
+  /** Most entries one getBatch / dead page returns. */
+  maxPageCount: 100_000,
+  /** Most items one claim hands out. */
+  maxClaimLimit: 10_000,
+  /** Most claims in one complete / fail / release / extend call. */
+  maxClaimsPerCall: 10_000,
+  /** Longest lease and longest retry delay: 30 days, in milliseconds. */
+  maxLeaseMs: 30 * 24 * 3600 * 1000,
+  /** Largest maxAttempts (attempts are a 32-bit integer). */
+  maxAttempts: 2_147_483_647,
+});
+
+/** Items per statement inside one batch call: big enough to amortize round trips, small enough to keep each bind message a few MB. */
+export const CHUNK_ITEMS = 20_000;
+
+/** A claim handle: what complete / fail / release / extend need to prove the caller holds the item. */
+export interface ClaimRef {
+  item: string;
+  /** The token of the claim that handed out the item (a decimal bigint string). */
+  token: string;
+}
+
+const TOKEN_PATTERN = /^[0-9]{1,19}$/;
+/** Tokens come from a bigint sequence; a longer or larger one cannot be current. */
+const MAX_TOKEN = String(MAX_BIGINT);
+/** Digits past the bigint range: only a 19-digit string can be, and then it compares as text. */
+const tooBig = (digits: string) => digits.length === 19 && digits > MAX_TOKEN;
+
+const ITEM_RULE = { maxBytes: ATTEMPT_LIST_LIMITS.maxItemBytes };
+
+export function checkList(value: unknown, argument = 'list'): string {
+  return checkText(argument, value, { maxBytes: ATTEMPT_LIST_LIMITS.maxListBytes });
+}
+
+export function checkItem(value: unknown, argument = 'item'): string {
+  return checkText(argument, value, { maxBytes: ATTEMPT_LIST_LIMITS.maxItemBytes });
+}
+
+export function checkItems(value: unknown, argument = 'items'): string[] {
+  return checkTextArray(argument, value, {
+    maxBytes: ATTEMPT_LIST_LIMITS.maxItemBytes,
+    maxLength: ATTEMPT_LIST_LIMITS.maxBatchItems,
+  });
+}
+
+/**
+ * A claim as pgcoord hands it out: the public fields of {@link Claim}, plus where the claimed
+ * row version is (its ctid) in a private field. The ctid is a hint only, never part of the API:
+ * complete, completeAndClaim, release, fail and extend pass it back so the server reaches the row
+ * without a primary-key probe (migration 0008 for completions), and an extend points it at the
+ * row's new version. A claim without one (copied, spread, rebuilt from JSON), or whose row moved
+ * since, takes the primary-key path. (A private field, not a WeakMap keyed by the claim: a busy
+ * worker makes 100s of claims per round trip, and WeakMap entries cost ~4x the claim itself.)
+ */
+export class IssuedClaim implements Claim {
+  item: string;
+  token: string;
+  attempts: number;
+  leaseUntil: Date;
+  #ctid: string;
+
+  constructor(item: string, token: string, attempts: number, leaseUntil: Date, ctid: string) {
+    this.item = item;
+    this.token = token;
+    this.attempts = attempts;
+    this.leaseUntil = leaseUntil;
+    this.#ctid = ctid;
+  }
+
+  /** The ctid hint of a claim pgcoord handed out, else undefined. */
+  static hintOf(claim: object): string | undefined {
+    return #ctid in claim ? (claim as IssuedClaim).#ctid : undefined;
+  }
+
+  /** Points a handed-out claim's hint at its row's new version (after an extend). */
+  static rehint(claim: object, ctid: string): void {
+    if (#ctid in claim) (claim as IssuedClaim).#ctid = ctid;
+  }
+}
+
+/**
+ * Claims as parallel lists, one entry per distinct item: the items as an array, their tokens and
+ * ctid hints each as one space-separated text (see `packed` in attempt-list-sql.ts).
+ */
+export function checkClaims(
+  value: unknown,
+  argument = 'claims',
+): { items: string[]; tokens: string; ctids: string } {
+  if (!Array.isArray(value)) {
+    throw new ValidationError(argument, `must be an array of claims, got ${describe(value)}`);
+  }
+  if (value.length > ATTEMPT_LIST_LIMITS.maxClaimsPerCall) {
+    throw new ValidationError(
+      argument,
+      `has ${value.length} entries; the limit is ${ATTEMPT_LIST_LIMITS.maxClaimsPerCall} per call`,
+    );
+  }
+  const byItem = new Map<string, Partial<ClaimRef>>();
+  for (let i = 0; i < value.length; i++) {
+    const c = value[i] as Partial<ClaimRef> | null;
+    if (typeof c !== 'object' || c === null) {
+      throw new ValidationError(
+        `${argument}[${i}]`,
+        `must be a claim {item, token}, got ${describe(c)}`,
+      );
+    }
+    // Argument names are built only for an error: a busy worker's loop checks 100s per call.
+    const problem = textProblem(c.item, ITEM_RULE);
+    if (problem !== undefined) throw new ValidationError(`${argument}[${i}].item`, problem);
+    const item = c.item as string;
+    if (typeof c.token !== 'string' || !TOKEN_PATTERN.test(c.token) || tooBig(c.token)) {
+      throw new ValidationError(
+        `${argument}[${i}].token`,
+        `must be a claim token (a decimal string of at most 19 digits, at most ${MAX_TOKEN}), got ${describe(c.token)}`,
+      );
+    }
+    // The same item twice: the last token wins, the item counts once.
+    byItem.set(item, c);
+  }
+  const items: string[] = [];
+  const tokens: string[] = [];
+  const ctids: string[] = [];
+  for (const [item, c] of byItem) {
+    items.push(item);
+    tokens.push(c.token as string);
+    ctids.push(IssuedClaim.hintOf(c) ?? NO_CTID);
+  }
+  return { items, tokens: tokens.join(' '), ctids: ctids.join(' ') };
+}
+
+/** The optional caller transaction of a write. */
+export function checkTx(value: unknown, argument = 'options.tx'): Queryable | undefined {
+  if (value === undefined) return undefined;
+  if (
+    typeof value !== 'object' ||
+    value === null ||
+    typeof (value as Partial<Queryable>).query !== 'function'
+  ) {
+    throw new ValidationError(
+      argument,
+      `must be a Queryable (a pg client or pool), got ${describe(value)}`,
+    );
+  }
+  return value as Queryable;
+}

@@ -1,0 +1,149 @@
+import type { ClaimRef } from './attempt-list-limits.js';
+import type { Queryable } from '../core/index.js';
+
+// Options, results and events of AttemptList (src/attempt-list.ts).
+
+/** Options of {@link AttemptList}. */
+export interface AttemptListOptions {
+  /** Schema holding the `list_items` table. Default `pgcoord`. */
+  schema?: string;
+  /**
+   * Default `maxAttempts` of claim and fail: an item whose attempts reach it becomes dead (not
+   * claimed again until requeued). Default: no limit.
+   */
+  maxAttempts?: number;
+}
+
+/**
+ * Events of an {@link AttemptList} (node:events). Emitted after the statement that observed them
+ * returned; inside a caller's transaction they describe work that may still roll back.
+ */
+export interface AttemptListEvents {
+  /** A claim took over items whose previous lease had expired (their worker died or stalled). */
+  'claim:expired': [{ list: string; items: string[] }];
+  /** A claim retired items that reached maxAttempts: they are dead until requeued. */
+  'claim:dead': [{ list: string; items: string[] }];
+}
+
+/** Options of every write: run it inside the caller's transaction. */
+export interface WriteOptions {
+  /** A client inside the caller's transaction; the statements run there instead of on the list's queryable. */
+  tx?: Queryable;
+}
+
+/** Counts of a list's items by state, on the server clock ({@link AttemptList.stats}). */
+export interface ListStats {
+  /** Every item of the list. */
+  total: number;
+  /** Claimable now: ready, due after a retry delay, or whose lease expired. */
+  claimable: number;
+  /** Held under a live lease. */
+  leased: number;
+  /** Waiting out a retry delay. */
+  delayed: number;
+  /** Reached maxAttempts; not claimed until requeued. */
+  dead: number;
+}
+
+/** One entry of a page. */
+export interface ListEntry {
+  item: string;
+  attempts: number;
+}
+
+/** Options of a keyset page ({@link AttemptList.getBatch}, {@link AttemptList.dead}). */
+export interface PageOptions {
+  /** Return items strictly after this one in byte order; it need not exist. Default `''` (from the start). */
+  after?: string;
+  /** Most entries to return, 1 to 100,000. Default 1,000. */
+  count?: number;
+  /** Read inside the caller's transaction. */
+  tx?: Queryable;
+}
+
+/** One item handed to a worker by a claim. */
+export interface Claim extends ClaimRef {
+  /** Failed attempts so far (an expired lease counts as one). */
+  attempts: number;
+  /** When the lease ends, on the server clock. After it the item can be claimed by anyone. */
+  leaseUntil: Date;
+}
+
+/** Options of {@link AttemptList.claim}. */
+export interface ClaimOptions extends WriteOptions {
+  /** Most items to claim, 1 to 10,000. */
+  limit: number;
+  /** Lease length in milliseconds, 1 ms to 30 days. */
+  leaseMs: number;
+  /**
+   * Items whose attempts (counting an expired lease as one) reached this are marked dead instead
+   * of being handed out. Default: the list's `maxAttempts` (no limit unless set).
+   */
+  maxAttempts?: number;
+}
+
+/** Result of complete / release: how many were applied and which items' tokens were stale. */
+export interface SettleResult {
+  /** Claims applied. */
+  count: number;
+  /** Items whose token is no longer current (lease lost, item deleted): nothing was done to them. */
+  stale: string[];
+}
+
+/** Result of {@link AttemptList.fail}. */
+export interface FailResult extends SettleResult {
+  /** Items that reached maxAttempts with this failure and are now dead. */
+  dead: string[];
+}
+
+/** Result of {@link AttemptList.extend}. */
+export interface ExtendResult extends SettleResult {
+  /** The new lease end of the extended items, on the server clock (undefined when none were). */
+  leaseUntil: Date | undefined;
+}
+
+/** Result of {@link AttemptList.completeAndClaim}. */
+export interface CompleteAndClaimResult extends SettleResult {
+  /** The next claims. */
+  claims: Claim[];
+}
+
+/** Options of complete / release / extend / fail batches. */
+export interface SettleOptions extends WriteOptions {
+  /** Throw {@link StaleTokenError} (and apply nothing) when any token is stale. Default false. */
+  strict?: boolean;
+}
+
+/** Options of {@link AttemptList.fail}. */
+export interface FailOptions extends SettleOptions {
+  /** Wait this long (milliseconds, server clock) before the item can be claimed again. Default 0. */
+  retryDelayMs?: number;
+  /** An item reaching this many attempts becomes dead. Default: the list's `maxAttempts`. */
+  maxAttempts?: number;
+}
+
+/** Options of {@link AttemptList.completeAndClaim}. */
+export interface CompleteAndClaimOptions extends WriteOptions {
+  /** Most items to claim next, 0 to 10,000 (0: only complete). */
+  limit: number;
+  /** Lease length of the next claims, milliseconds. */
+  leaseMs: number;
+  /** As in {@link ClaimOptions.maxAttempts}. */
+  maxAttempts?: number;
+}
+
+/** The one row list_complete_and_claim returns (see sql/0001_attempt_lists.sql and 0008). */
+export interface ClaimRow {
+  completed: string[];
+  items: string[];
+  /** Where each claimed item's row version is (ctid texts, packed), a hint for its completion. */
+  ctids: string;
+  /** Attempts of each claimed item (packed). */
+  attempts: string;
+  token: string;
+  lease_until: Date;
+  /** Items taken over from an expired lease (their holder never settled them). */
+  expired: string[];
+  /** Items retired at maxAttempts instead of being claimed. */
+  dead: string[];
+}

@@ -1,0 +1,278 @@
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { afterAll, describe, expect, it } from 'vitest';
+import {
+  ConflictError,
+  LeaderElection,
+  LeaseManager,
+  StaleTokenError,
+  ValidationError,
+  type Lease,
+} from '../../src/index.js';
+import { useTestDatabase } from '../helpers/db.js';
+import { startInstance, type PgInstance } from '../helpers/pg-instance.js';
+import { nextEvent, waitFor } from '../helpers/wait-for.js';
+
+const db = useTestDatabase();
+const here = path.dirname(fileURLToPath(import.meta.url));
+
+/** Resolves once `signal` is aborted (at once if it already is: the abort may come first). */
+function whenAborted(signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) =>
+    signal.addEventListener('abort', () => resolve(), { once: true }),
+  );
+}
+
+/** Makes a lease expire now on the server clock, as if its holder had stopped renewing. */
+async function expire(name: string): Promise<void> {
+  await db.pool.query(
+    `UPDATE pgcoord.leases SET expires_at = clock_timestamp() - interval '1 millisecond' WHERE name = $1`,
+    [name],
+  );
+}
+
+describe('LeaseManager', () => {
+  it('hands out strictly increasing tokens, one holder at a time', async () => {
+    const a = new LeaseManager(db.pool, { owner: 'a' });
+    const b = new LeaseManager(db.pool, { owner: 'b' });
+    const l1 = (await a.acquire('job', { ttlMs: 60_000 }))!;
+    expect(l1).toMatchObject({ name: 'job', owner: 'a', token: 1n });
+    expect(await b.acquire('job')).toBeUndefined();
+    expect(await a.acquire('job')).toBeUndefined(); // held, even by its own owner
+    expect(await b.holder('job')).toMatchObject({ owner: 'a', token: 1n });
+    await a.release(l1);
+    expect(await b.holder('job')).toBeUndefined();
+    const l2 = (await b.acquire('job'))!;
+    expect(l2.token).toBe(2n);
+    await expire('job');
+    const l3 = (await a.acquire('job'))!;
+    expect(l3.token).toBe(3n);
+  });
+
+  it('refuses a stale token: it can neither renew nor release', async () => {
+    const a = new LeaseManager(db.pool, { owner: 'a' });
+    const b = new LeaseManager(db.pool, { owner: 'b' });
+    const old = (await a.acquire('stale', { ttlMs: 60_000 }))!;
+    const renewed = await a.renew(old, { ttlMs: 60_000 });
+    expect(renewed.expiresAt.getTime()).toBeGreaterThanOrEqual(old.expiresAt.getTime());
+    await expire('stale');
+    await expect(a.renew(old)).rejects.toBeInstanceOf(StaleTokenError); // expired, not taken
+    const fresh = (await b.acquire('stale'))!;
+    expect(fresh.token).toBeGreaterThan(old.token);
+    await expect(a.renew(old)).rejects.toBeInstanceOf(StaleTokenError);
+    await expect(a.release(old)).rejects.toBeInstanceOf(StaleTokenError);
+    expect(await a.holder('stale')).toMatchObject({ owner: 'b', token: fresh.token });
+    await b.release(fresh);
+    await expect(b.release(fresh)).rejects.toBeInstanceOf(StaleTokenError);
+  });
+
+  it('hands the lease over within ttl + margin when the holder process is SIGKILLed', async () => {
+    const ttlMs = 1500;
+    const child = spawn(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        path.join(here, '../fixtures/lease-holder.ts'),
+        db.url,
+        'fault',
+        String(ttlMs),
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    try {
+      const line = await new Promise<string>((resolve, reject) => {
+        let out = '';
+        child.stdout.on('data', (d: Buffer) => {
+          out += d.toString();
+          if (out.includes('\n')) resolve(out.split('\n')[0]!);
+        });
+        child.once('exit', (code) => reject(new Error(`holder exited early (${code})`)));
+      });
+      const childToken = BigInt((JSON.parse(line) as { token: string }).token);
+      const other = new LeaseManager(db.pool, { owner: 'survivor' });
+      expect(await other.acquire('fault')).toBeUndefined();
+      child.kill('SIGKILL');
+      await exited;
+      const killedAt = performance.now();
+      const lease = await waitFor(() => other.acquire('fault', { ttlMs: 10_000 }), {
+        timeoutMs: ttlMs + 3_000,
+        intervalMs: 25,
+      });
+      const waited = performance.now() - killedAt;
+      expect(lease.token).toBeGreaterThan(childToken);
+      expect(waited).toBeLessThan(ttlMs + 1_500);
+      await other.release(lease);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+      await exited;
+    }
+  });
+
+  it('withLease renews while fn runs and releases after', async () => {
+    const m = new LeaseManager(db.pool, { owner: 'w' });
+    const tokenBefore = (
+      await db.pool.query(
+        `SELECT coalesce(max(token), 0) AS t FROM pgcoord.leases WHERE name = 'wl'`,
+      )
+    ).rows[0]!.t;
+    const result = await m.withLease(
+      'wl',
+      async (signal, lease) => {
+        const first = (await m.holder('wl'))!.expiresAt.getTime();
+        // Wait for a renewal to move the expiry forward (renewIntervalMs 50; ttl 3 s leaves room for a loaded machine).
+        await waitFor(async () => (await m.holder('wl'))!.expiresAt.getTime() > first, {
+          timeoutMs: 5_000,
+        });
+        expect(signal.aborted).toBe(false);
+        await expect(m.withLease('wl', () => 1)).rejects.toBeInstanceOf(ConflictError);
+        return lease.token;
+      },
+      { ttlMs: 3_000, renewIntervalMs: 50 },
+    );
+    expect(result).toBeGreaterThan(BigInt(tokenBefore as string));
+    expect(await m.holder('wl')).toBeUndefined();
+  });
+
+  it('withLease aborts fn when the lease is lost', async () => {
+    const m = new LeaseManager(db.pool, { owner: 'loser' });
+    const thief = new LeaseManager(db.pool, { owner: 'thief' });
+    let stolen: Lease | undefined;
+    const reason = await m.withLease(
+      'lost',
+      async (signal) => {
+        await expire('lost');
+        stolen = await thief.acquire('lost', { ttlMs: 60_000 });
+        await whenAborted(signal);
+        return signal.reason as Error;
+      },
+      { ttlMs: 2_000, renewIntervalMs: 30 },
+    );
+    expect(reason).toBeInstanceOf(StaleTokenError);
+    expect(await thief.holder('lost')).toMatchObject({ owner: 'thief', token: stolen!.token });
+  });
+
+  const m = new LeaseManager(null as never);
+  const fake: Lease = { name: 'x', owner: 'o', token: 1n, expiresAt: new Date() };
+  it.each([
+    ['empty name', () => m.acquire('')],
+    ['NUL in name', () => m.acquire('a\u0000')],
+    ['over-long name', () => m.acquire('n'.repeat(513))],
+    ['ttl too short', () => m.acquire('x', { ttlMs: 10 })],
+    ['negative ttl', () => m.acquire('x', { ttlMs: -1 })],
+    ['empty owner', () => m.acquire('x', { owner: '' })],
+    ['renew of a non-lease', () => m.renew({} as Lease)],
+    ['release of a non-lease', () => m.release({ ...fake, token: 1 as unknown as bigint })],
+    ['renew with a token past the bigint range', () => m.renew({ ...fake, token: 2n ** 63n })],
+    ['release with token 0', () => m.release({ ...fake, token: 0n })],
+    ['withLease with a non-function', () => m.withLease('x', 'f' as never)],
+  ])('refuses %s with ValidationError', async (_label, call) => {
+    const before = (await db.pool.query('SELECT count(*)::int AS n FROM pgcoord.leases')).rows[0]!
+      .n;
+    await expect(call()).rejects.toBeInstanceOf(ValidationError);
+    expect((await db.pool.query('SELECT count(*)::int AS n FROM pgcoord.leases')).rows[0]!.n).toBe(
+      before,
+    );
+  });
+});
+
+describe('LeaderElection', () => {
+  it('elects one leader, hands over with a larger token, and stops cleanly', async () => {
+    const a = new LeaderElection(db.pool, {
+      name: 'leader',
+      owner: 'a',
+      ttlMs: 3_000,
+      intervalMs: 50,
+    });
+    const b = new LeaderElection(db.pool, {
+      name: 'leader',
+      owner: 'b',
+      ttlMs: 3_000,
+      intervalMs: 50,
+    });
+    await b.stop(); // stop before start is fine
+    const firstElected = Promise.race([
+      nextEvent<Lease>(a, 'elected'),
+      nextEvent<Lease>(b, 'elected'),
+    ]);
+    a.start();
+    a.start();
+    b.start();
+    const first = await firstElected;
+    const [leader, follower] = first.owner === 'a' ? [a, b] : [b, a];
+    // Several rounds later, still exactly one leader.
+    await waitFor(
+      async () => (await new LeaseManager(db.pool).holder('leader'))!.expiresAt > first.expiresAt,
+    );
+    expect(leader.isLeader).toBe(true);
+    expect(follower.isLeader).toBe(false);
+    const resigned = nextEvent<{ reason: string }>(leader, 'resigned');
+    const next = nextEvent<Lease>(follower, 'elected');
+    await leader.stop();
+    expect((await resigned).reason).toBe('stopped');
+    const second = await next;
+    expect(second.token).toBeGreaterThan(first.token);
+    // The follower that lost its lease underneath resigns with 'lost'.
+    const lost = nextEvent<{ reason: string }>(follower, 'resigned');
+    await expire('leader');
+    await new LeaseManager(db.pool, { owner: 'intruder' }).acquire('leader', { ttlMs: 60_000 });
+    expect((await lost).reason).toBe('lost');
+    await follower.stop();
+    await leader.stop();
+  });
+
+  it('refuses bad options', () => {
+    expect(() => new LeaderElection(db.pool, { name: '' })).toThrow(ValidationError);
+    expect(() => new LeaderElection(db.pool, { name: 'x', ttlMs: 0 })).toThrow(ValidationError);
+    expect(() => new LeaderElection(db.pool, { name: 'x', ttlMs: 1000, intervalMs: 5000 })).toThrow(
+      ValidationError,
+    );
+  });
+});
+
+describe('when the database goes away', () => {
+  const instances: PgInstance[] = [];
+  afterAll(() => instances.forEach((i) => i.destroy()));
+
+  it('withLease aborts fn and the leader resigns once the lease would have expired', async () => {
+    const inst = await startInstance();
+    instances.push(inst);
+    const pool = new pg.Pool({
+      connectionString: inst.url(),
+      max: 4,
+      connectionTimeoutMillis: 500,
+    });
+    pool.on('error', () => undefined);
+    try {
+      const leases = new LeaseManager(pool, { owner: 'cut-off' });
+      const election = new LeaderElection(pool, { name: 'cut', ttlMs: 1_000, intervalMs: 100 });
+      election.on('error', () => undefined); // expected while the server is down
+      const elected = nextEvent(election, 'elected');
+      election.start();
+      await elected;
+      let stoppedAt = 0;
+      const resigned = nextEvent<{ reason: string }>(election, 'resigned', 10_000);
+      const reason = await leases.withLease(
+        'held-while-down',
+        async (signal) => {
+          inst.stop('immediate');
+          stoppedAt = performance.now();
+          await whenAborted(signal);
+          return signal.reason as Error;
+        },
+        { ttlMs: 1_000, renewIntervalMs: 100 },
+      );
+      expect(reason).toBeInstanceOf(StaleTokenError);
+      // Aborted by the local deadline: no later than the ttl plus one renewal interval and slack.
+      expect(performance.now() - stoppedAt).toBeLessThan(1_000 + 1_500);
+      expect((await resigned).reason).toBe('expired');
+      await election.stop();
+    } finally {
+      await pool.end();
+    }
+  });
+});
