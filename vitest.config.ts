@@ -10,6 +10,8 @@ export default defineConfig({
     exclude: process.env.PGCOORD_PATRONI
       ? []
       : ['test/cluster/cluster-patroni.test.ts', '**/node_modules/**'],
+    // Finds or starts the PostgreSQL the suite runs on (an embedded one when none answers).
+    globalSetup: ['test/helpers/global-setup.ts'],
     setupFiles: ['test/helpers/leak-guard.ts'],
     pool: 'forks',
     // Files are I/O bound against one PostgreSQL; more workers than cores keeps the server busy.
