@@ -2,8 +2,9 @@ import fc from 'fast-check';
 import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { dollarQuote, quoteIdent, quoteLiteral } from '../../src/core/index.js';
-import { loadMigrations, ValidationError } from '../../src/index.js';
+import { Listener, loadMigrations, migrate, notify, ValidationError } from '../../src/index.js';
 import { useTestDatabase } from '../helpers/db.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 const db = useTestDatabase({ migrate: false });
 
@@ -99,6 +100,31 @@ describe('escaping: the server reads back exactly what was quoted', () => {
         if (comment >= 0) expect(line.slice(comment), `${m.id} line ${i + 1}`).not.toContain('{{');
       }
       expect(m.sql, String(m.id)).not.toContain('/*');
+    }
+  });
+
+  it('listener and notify: any channel, and a schema with quotes and backslashes, under "off"', async () => {
+    const options = '-c standard_conforming_strings=off';
+    const schema = "n\\'s";
+    await migrate(sessions('off'), { schema });
+    const listener = new Listener({ connection: { connectionString: db.url, options }, schema });
+    const channels = ['a\\\'"b$$', '\n$pgcoord$ --', '日\\'];
+    const big = 'x\\'.repeat(5000);
+    // A large payload is fetched before delivery, so it may arrive after a later small one.
+    const got: string[] = [];
+    for (const c of channels) {
+      listener.handle(c, (payload) => void got.push(`${c}: ${payload === big ? 'big' : payload}`));
+    }
+    await listener.start();
+    try {
+      for (const c of channels) {
+        await notify(sessions('off'), c, c);
+        await notify(sessions('off'), c, big, { largePayloads: true, schema });
+      }
+      await waitFor(() => got.length === 2 * channels.length);
+      expect(got.sort()).toEqual(channels.flatMap((c) => [`${c}: ${c}`, `${c}: big`]).sort());
+    } finally {
+      await listener.stop();
     }
   });
 });
