@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { coerceError, NotFoundError, ValidationError } from '../core/index.js';
-import { checkSchemaName, DEFAULT_SCHEMA, quoteIdent } from '../core/index.js';
+import { checkSchemaName, DEFAULT_SCHEMA, dollarQuote, quoteIdent } from '../core/index.js';
+import { quoteLiteral } from '../core/index.js';
 import { ensureMigrated } from '../core/index.js';
 import { withTransaction, type Queryable } from '../core/index.js';
 import { checkInt, checkOptions, checkText, checkTextArray, describe } from '../core/index.js';
@@ -91,7 +92,6 @@ export interface PruneResult {
 }
 
 const MAX_NAME_BYTES = 63;
-const DOLLAR_TAG = '$pgcoord_capture$';
 
 /**
  * Change capture: installs triggers that write every INSERT, UPDATE, DELETE and TRUNCATE of the
@@ -440,12 +440,9 @@ export function checkTable(table: unknown): { schema: string; name: string } {
   return { schema: checkName('table.schema', t.schema), name: checkName('table.name', t.name) };
 }
 
+/** Any name the catalog can hold: every character but NUL, at most 63 bytes. */
 function checkName(argument: string, value: unknown): string {
-  const v = checkText(argument, value, { maxBytes: MAX_NAME_BYTES });
-  if (v.includes(DOLLAR_TAG)) {
-    throw new ValidationError(argument, `must not contain ${DOLLAR_TAG}`);
-  }
-  return v;
+  return checkText(argument, value, { maxBytes: MAX_NAME_BYTES });
 }
 
 function checkOperations(value: unknown): ChangeOperation[] {
@@ -501,10 +498,6 @@ async function describeTable(
   return { oid: Number(r.oid), columns: r.columns, pk: r.pk, partitioned: r.partitioned };
 }
 
-function literal(value: string): string {
-  return `'${value.replaceAll("'", "''")}'`;
-}
-
 /** Trigger names carry a hash of pgcoord's schema, so two pgcoord schemas can track one table. */
 function triggerName(schema: string, op: ChangeOperation): string {
   const h = createHash('sha1').update(schema).digest('hex').slice(0, 8);
@@ -535,13 +528,13 @@ function captureDdl(
   const rowJson = (alias: string) =>
     columns === null
       ? `to_jsonb(${whole(alias)})`
-      : `jsonb_build_object(${columns.map((c) => `${literal(c)}, ${alias}.${quoteIdent(c)}`).join(', ')})`;
+      : `jsonb_build_object(${columns.map((c) => `${quoteLiteral(c)}, ${alias}.${quoteIdent(c)}`).join(', ')})`;
   const pkJson = (alias: string) =>
     info.pk.length === 0
       ? `to_jsonb(${whole(alias)})`
-      : `jsonb_build_object(${info.pk.map((c) => `${literal(c)}, ${alias}.${quoteIdent(c)}`).join(', ')})`;
+      : `jsonb_build_object(${info.pk.map((c) => `${quoteLiteral(c)}, ${alias}.${quoteIdent(c)}`).join(', ')})`;
   const head = `INSERT INTO ${s}.changes (schema_name, table_name, op, pk, old, new)`;
-  const names = `${literal(ref.schema)}, ${literal(ref.name)}`;
+  const names = `${quoteLiteral(ref.schema)}, ${quoteLiteral(ref.name)}`;
   // A partitioned table runs an UPDATE that moves a row to another partition as a DELETE and an
   // INSERT that fire only ROW triggers: there INSERT and DELETE must be row-level to see it.
   const rowLevel = info.partitioned;
@@ -570,13 +563,17 @@ function captureDdl(
   out.push(...dropDdl(schema, ref, info.oid, unused));
   for (const op of operations) {
     const fn = `${s}.${quoteIdent(functionName(info.oid, op))}`;
-    out.push(
-      `CREATE OR REPLACE FUNCTION ${fn}() RETURNS trigger LANGUAGE plpgsql AS ${DOLLAR_TAG}
+    // Every name in the body is a quoted identifier or literal, and the body's dollar tag is
+    // one that does not occur in it: nothing in a name, the catalog's key columns included,
+    // can end the body early, and the literals read the same in whichever session compiles it.
+    const body = `
 BEGIN
   ${bodies[op]}
   RETURN NULL;
 END
-${DOLLAR_TAG}`,
+`;
+    out.push(
+      `CREATE OR REPLACE FUNCTION ${fn}() RETURNS trigger LANGUAGE plpgsql AS ${dollarQuote(body, 'pgcoord_capture')}`,
     );
     const trig = quoteIdent(triggerName(schema, op));
     out.push(`DROP TRIGGER IF EXISTS ${trig} ON ${table}`);

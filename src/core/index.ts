@@ -20,7 +20,13 @@ export {
   isConnectionSqlState,
 } from './errors.js';
 export type { ErrorCode } from './errors.js';
-export { DEFAULT_SCHEMA, checkSchemaName, quoteIdent } from './identifier.js';
+export {
+  DEFAULT_SCHEMA,
+  checkSchemaName,
+  dollarQuote,
+  quoteIdent,
+  quoteLiteral,
+} from './identifier.js';
 export {
   ensureMigrated,
   latestMigrationId,

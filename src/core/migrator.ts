@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { coerceError, DatabaseNewerError, MigrationError } from './errors.js';
-import { checkSchemaName, DEFAULT_SCHEMA, quoteIdent } from './identifier.js';
+import { checkSchemaName, DEFAULT_SCHEMA, quoteIdent, quoteLiteral } from './identifier.js';
 import { isConnectable, withClient, withTransaction, type Queryable } from './queryable.js';
 
 /** One numbered file of `sql/`. */
@@ -69,13 +69,19 @@ function findSqlDir(): string {
   throw new MigrationError('cannot find the sql/ folder of the pgcoord package');
 }
 
-/** Substitutes the schema placeholders of a migration. */
+/**
+ * Substitutes the schema placeholders of a migration, in one pass (a placeholder spelled inside
+ * the schema name stays text). The literal reads the same under either standard_conforming_strings,
+ * in the migrating session and in the later sessions that compile the function bodies it lands in.
+ * A `$` in the name is refused ({@link checkSchemaName}): the name also lands inside dollar-quoted
+ * bodies, whose tags are fixed in the append-only files.
+ */
 export function renderMigration(sql: string, schema: string): string {
-  return (
-    sql
-      // Replacer functions: a schema name may hold `$$`, `$&`..., patterns in a replacement string.
-      .replaceAll('{{schema}}', () => quoteIdent(schema))
-      .replaceAll('{{schema_literal}}', () => `'${schema.replaceAll("'", "''")}'`)
+  const ident = quoteIdent(schema);
+  const literal = quoteLiteral(schema);
+  // A replacer function: a schema name may hold `$$`, `$&`..., patterns in a replacement string.
+  return sql.replace(/\{\{(schema|schema_literal)\}\}/g, (_m, which: string) =>
+    which === 'schema' ? ident : literal,
   );
 }
 
