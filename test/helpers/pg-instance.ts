@@ -218,7 +218,10 @@ async function baseBackup(primary: PgInstance, dataDir: string): Promise<void> {
   client.on('error', () => undefined);
   await client.connect();
   try {
-    const slot = `standby_${path.basename(path.dirname(dataDir)).toLowerCase().replace(/[^a-z0-9]/g, '_')}`;
+    const slot = `standby_${path
+      .basename(path.dirname(dataDir))
+      .toLowerCase()
+      .replace(/[^a-z0-9]/g, '_')}`;
     await client.query('SELECT pg_create_physical_replication_slot($1, true)', [slot]);
     const version = Number(
       (await client.query('SHOW server_version_num')).rows[0].server_version_num,
