@@ -14,9 +14,12 @@ export {
   MigrationError,
   DatabaseNewerError,
   ClosedError,
+  InternalError,
   coerceError,
   isConnectionSqlState,
 } from './core/index.js';
+export { withRetry, backoffDelayMs } from './core/index.js';
+export type { RetryOptions, BackoffOptions, Jitter, RetryReason } from './core/index.js';
 export type { ErrorCode } from './core/index.js';
 export { migrate, loadMigrations, latestMigrationId, renderMigration } from './core/index.js';
 export type { Migration, MigrateOptions, MigrateResult } from './core/index.js';

@@ -9,6 +9,7 @@ export {
   ConnectionError,
   DatabaseError,
   DatabaseNewerError,
+  InternalError,
   MigrationError,
   NotFoundError,
   PgcoordError,
@@ -21,6 +22,27 @@ export {
 } from './errors.js';
 export type { ErrorCode } from './errors.js';
 export { DEFAULT_SCHEMA, checkSchemaName, quoteIdent } from './identifier.js';
+export {
+  DEFAULT_RETRIES,
+  DEFAULT_RETRY_BASE_MS,
+  DEFAULT_RETRY_MAX_MS,
+  JITTERS,
+  backoffDelayMs,
+  sleep,
+  withRetry,
+} from './retry.js';
+export type { BackoffOptions, Jitter, RetryOptions } from './retry.js';
+export {
+  NOT_RETRYABLE_SQLSTATES,
+  RETRYABLE_ERRNOS,
+  RETRYABLE_MESSAGES,
+  RETRYABLE_SQLSTATES,
+  RETRYABLE_SQLSTATE_CLASSES,
+  isRetryableErrno,
+  isSqlState,
+  retryReason,
+} from './retryable.js';
+export type { RetryReason } from './retryable.js';
 export {
   ensureMigrated,
   latestMigrationId,
