@@ -51,6 +51,15 @@ export {
   renderMigration,
 } from './migrator.js';
 export type { MigrateOptions, MigrateResult, Migration } from './migrator.js';
+export { LOG_LEVELS, logError, noopLogger, resolveLogger } from './logger.js';
+export type {
+  LogEntry,
+  LogLevel,
+  Logger,
+  LoggerInput,
+  MessageFirstLogger,
+  ResolveLoggerOptions,
+} from './logger.js';
 export { preparedQuery } from './prepared-query.js';
 export { isConnectable, withClient, withTransaction } from './queryable.js';
 export type { ConnectableQueryable, Queryable } from './queryable.js';
