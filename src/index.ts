@@ -19,6 +19,7 @@ export {
   isConnectionSqlState,
 } from './core/index.js';
 export { withRetry, backoffDelayMs } from './core/index.js';
+export type { Service, ServiceState, LifecycleSignals, TestSignal } from './core/index.js';
 export type { Logger, LogEntry, LogLevel, LoggerInput, MessageFirstLogger } from './core/index.js';
 export type { RetryOptions, BackoffOptions, Jitter, RetryReason } from './core/index.js';
 export type { ErrorCode } from './core/index.js';

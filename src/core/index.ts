@@ -51,6 +51,15 @@ export {
   renderMigration,
 } from './migrator.js';
 export type { MigrateOptions, MigrateResult, Migration } from './migrator.js';
+export { DEFAULT_SIGNAL_TIMEOUT_MS, Lifecycle, TestSignal, reportError } from './lifecycle.js';
+export type {
+  ErrorEmitter,
+  LifecycleHooks,
+  LifecycleOptions,
+  LifecycleSignals,
+  Service,
+  ServiceState,
+} from './lifecycle.js';
 export { LOG_LEVELS, logError, noopLogger, resolveLogger } from './logger.js';
 export type {
   LogEntry,
