@@ -69,6 +69,16 @@ export type {
   MessageFirstLogger,
   ResolveLoggerOptions,
 } from './logger.js';
+export {
+  checkBoolean,
+  checkConnectable,
+  checkFunction,
+  checkOneOf,
+  checkQueryable,
+  checkTx,
+  frozen,
+  optionsTx,
+} from './options.js';
 export { preparedQuery } from './prepared-query.js';
 export { isConnectable, withClient, withTransaction } from './queryable.js';
 export type { ConnectableQueryable, Queryable } from './queryable.js';
