@@ -82,6 +82,8 @@ export {
 export { preparedQuery } from './prepared-query.js';
 export { isConnectable, withClient, withTransaction } from './queryable.js';
 export type { ConnectableQueryable, Queryable } from './queryable.js';
+export { STATEMENT_RETRY, StatementRunner, runStatement } from './statement.js';
+export type { RunStatementOptions } from './statement.js';
 export {
   MAX_BIGINT,
   byteLength,
