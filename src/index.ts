@@ -24,6 +24,7 @@ export type { Logger, LogEntry, LogLevel, LoggerInput, MessageFirstLogger } from
 export type { RetryOptions, BackoffOptions, Jitter, RetryReason } from './core/index.js';
 export type { ErrorCode } from './core/index.js';
 export { migrate, loadMigrations, latestMigrationId, renderMigration } from './core/index.js';
+export { BREAKING_MARKER, parseMigration } from './core/index.js';
 export type { Migration, MigrateOptions, MigrateResult } from './core/index.js';
 export { quoteIdent, DEFAULT_SCHEMA } from './core/index.js';
 export { resolveConnectionConfig, createPool, redactConnectionString } from './core/index.js';

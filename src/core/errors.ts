@@ -138,18 +138,35 @@ export class MigrationError extends PgcoordError {
   }
 }
 
-/** The database schema was migrated by a newer pgcoord than this one: upgrade the code. */
+/**
+ * The database schema was migrated by a newer pgcoord, with migrations marked breaking for this
+ * one: upgrade the code.
+ */
 export class DatabaseNewerError extends PgcoordError {
+  /** The schema's newest migration. */
   readonly databaseVersion: number;
+  /** The newest migration this code knows. */
   readonly codeVersion: number;
+  /** The migrations past `codeVersion` marked breaking (all of them when the database does not say). */
+  readonly breakingMigrations: readonly number[];
 
-  constructor(schema: string, databaseVersion: number, codeVersion: number) {
+  constructor(
+    schema: string,
+    databaseVersion: number,
+    codeVersion: number,
+    breakingMigrations: readonly number[] = [],
+  ) {
+    const which =
+      breakingMigrations.length === 0
+        ? ''
+        : ` (breaking: ${breakingMigrations.map((id) => String(id).padStart(4, '0')).join(', ')})`;
     super(
       'PGCOORD_DATABASE_NEWER',
-      `schema "${schema}" is at migration ${databaseVersion} but this pgcoord knows only up to ${codeVersion}: upgrade pgcoord before using this database`,
+      `schema "${schema}" is at migration ${databaseVersion}${which} but this pgcoord knows only up to ${codeVersion}: upgrade pgcoord before using this database`,
     );
     this.databaseVersion = databaseVersion;
     this.codeVersion = codeVersion;
+    this.breakingMigrations = Object.freeze([...breakingMigrations]);
   }
 }
 

@@ -44,10 +44,12 @@ export {
 } from './retryable.js';
 export type { RetryReason } from './retryable.js';
 export {
+  BREAKING_MARKER,
   ensureMigrated,
   latestMigrationId,
   loadMigrations,
   migrate,
+  parseMigration,
   renderMigration,
 } from './migrator.js';
 export type { MigrateOptions, MigrateResult, Migration } from './migrator.js';
