@@ -1,4 +1,7 @@
-// The core block's public face: what every block stands on: errors, validation, queryables and transactions, the migrator, identifiers, connections.
+// The core block's public face: what every block stands on: errors and the table of retryable
+// failures, the one backoff and retry, running a statement, the lifecycle of background objects,
+// the Logger, options and validation, queryables and transactions, the migrator, identifiers,
+// connections.
 // Other blocks, the server and the CLI import this file, never the files beside it.
 export { Coalescer } from './coalescer.js';
 export { createPool, redactConnectionString, resolveConnectionConfig } from './connection.js';
