@@ -31,6 +31,7 @@ export {
   DEFAULT_RETRY_MAX_MS,
   JITTERS,
   backoffDelayMs,
+  reasonOf,
   sleep,
   withRetry,
 } from './retry.js';

@@ -1,4 +1,5 @@
-import { coerceError, ValidationError, type PgcoordError } from './errors.js';
+import { coerceError, DatabaseError, ValidationError, type PgcoordError } from './errors.js';
+import type { RetryReason } from './retryable.js';
 import { checkInt, describe } from './validate.js';
 
 /**
@@ -65,6 +66,13 @@ export interface RetryOptions {
    * aborted before the first attempt, `fn` is not called and the abort reason is thrown.
    */
   signal?: AbortSignal;
+  /**
+   * Which retryable failures to retry. Default both: `connection` (a broken link, a server
+   * shutting down, a timeout) and `conflict` (a serialization failure or deadlock). A statement
+   * that is safe to run again after a rollback but not after a link broke mid-statement (a claim)
+   * retries only `['conflict']`.
+   */
+  retryOn?: readonly RetryReason[];
   /** Called before each wait (for events and logs). */
   onRetry?: (info: { attempt: number; delayMs: number; error: PgcoordError }) => void;
 }
@@ -79,7 +87,8 @@ const MAX_RETRY_DELAY_MS = 3_600_000;
 
 /**
  * Runs `fn`, and runs it again after a backoff while it fails with a retryable error (a broken
- * connection, a server shutting down, a serialization failure or deadlock: `err.retryable`).
+ * connection, a server shutting down, a serialization failure or deadlock: `err.retryable`,
+ * narrowed by `retryOn`).
  * Any other failure, or the last one, is thrown as a {@link PgcoordError}.
  *
  * Only for idempotent work: a connection that breaks mid-statement leaves unknown whether the
@@ -107,16 +116,37 @@ export async function withRetry<T>(
     } catch (err) {
       error = coerceError(err);
     }
-    if (!error.retryable || attempt > policy.retries || signal?.aborted) throw error;
+    const reason = reasonOf(error);
+    if (
+      !reason ||
+      !policy.retryOn.includes(reason) ||
+      attempt > policy.retries ||
+      signal?.aborted
+    ) {
+      throw error;
+    }
     const delayMs = backoffDelayMs(attempt, policy);
     options.onRetry?.({ attempt, delayMs, error });
     if (!(await sleep(delayMs, signal))) throw error;
   }
 }
 
+/**
+ * Why a pgcoord error may succeed when tried again, or undefined when it may not: a refusal the
+ * server rolled back (a {@link DatabaseError} marked retryable) is a `conflict`; any other
+ * retryable error (a {@link ConnectionError}, a {@link TimeoutError}) is about the link.
+ */
+export function reasonOf(error: PgcoordError): RetryReason | undefined {
+  if (!error.retryable) return undefined;
+  return error instanceof DatabaseError ? 'conflict' : 'connection';
+}
+
+const RETRY_REASONS: readonly RetryReason[] = Object.freeze(['connection', 'conflict'] as const);
+
 /** The checked options of {@link withRetry}, defaults applied. */
 function resolveRetryOptions(options: RetryOptions): Required<Omit<BackoffOptions, 'random'>> & {
   retries: number;
+  retryOn: readonly RetryReason[];
 } {
   if (typeof options !== 'object' || options === null) {
     throw new ValidationError('options', `must be an object, got ${describe(options)}`);
@@ -152,7 +182,14 @@ function resolveRetryOptions(options: RetryOptions): Required<Omit<BackoffOption
       `must be a function, got ${describe(options.onRetry)}`,
     );
   }
-  return { retries, baseMs, maxMs, jitter };
+  const retryOn = options.retryOn ?? RETRY_REASONS;
+  if (!Array.isArray(retryOn) || retryOn.some((r) => !RETRY_REASONS.includes(r))) {
+    throw new ValidationError(
+      'options.retryOn',
+      `must be an array of ${RETRY_REASONS.join(', ')}, got ${describe(retryOn)}`,
+    );
+  }
+  return { retries, baseMs, maxMs, jitter, retryOn };
 }
 
 /**

@@ -158,6 +158,29 @@ describe('withRetry', () => {
     expect(seen).toEqual([1, 2]);
   });
 
+  it('retryOn narrows what is retried: a claim retries a deadlock, never a broken link', async () => {
+    let calls = 0;
+    await expect(
+      withRetry(
+        async () => {
+          calls++;
+          throw new ConnectionError('link broke mid-statement');
+        },
+        { ...fast, retryOn: ['conflict'] },
+      ),
+    ).rejects.toBeInstanceOf(ConnectionError);
+    expect(calls).toBe(1);
+    calls = 0;
+    const value = await withRetry(
+      async () => {
+        if (++calls === 1) throw await serverError('40P01');
+        return 'claimed';
+      },
+      { ...fast, retryOn: ['conflict'] },
+    );
+    expect([value, calls]).toEqual(['claimed', 2]);
+  });
+
   it('gives up after `retries` retries with the last failure, as a PgcoordError', async () => {
     let calls = 0;
     const err = await withRetry(
@@ -224,6 +247,7 @@ describe('withRetry', () => {
       [{ baseMs: 10, maxMs: 5 }, /options\.maxMs: must be between 10 and 3600000, got 5/],
       [{ jitter: 'some' }, /options\.jitter: must be one of full, equal, none, got "some"/],
       [{ signal: {} }, /options\.signal: must be an AbortSignal/],
+      [{ retryOn: ['network'] }, /options\.retryOn: must be an array of connection, conflict/],
     ];
     for (const [options, message] of cases) {
       const err = await withRetry(fn, options as never).catch((e: unknown) => e);
