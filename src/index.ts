@@ -14,11 +14,17 @@ export {
   MigrationError,
   DatabaseNewerError,
   ClosedError,
+  InternalError,
   coerceError,
   isConnectionSqlState,
 } from './core/index.js';
+export { withRetry, backoffDelayMs } from './core/index.js';
+export type { Service, ServiceState, LifecycleSignals, TestSignal } from './core/index.js';
+export type { Logger, LogEntry, LogLevel, LoggerInput, MessageFirstLogger } from './core/index.js';
+export type { RetryOptions, BackoffOptions, Jitter, RetryReason } from './core/index.js';
 export type { ErrorCode } from './core/index.js';
 export { migrate, loadMigrations, latestMigrationId, renderMigration } from './core/index.js';
+export { BREAKING_MARKER, parseMigration } from './core/index.js';
 export type { Migration, MigrateOptions, MigrateResult } from './core/index.js';
 export { quoteIdent, DEFAULT_SCHEMA } from './core/index.js';
 export { resolveConnectionConfig, createPool, redactConnectionString } from './core/index.js';

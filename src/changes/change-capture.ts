@@ -4,6 +4,7 @@ import { checkSchemaName, DEFAULT_SCHEMA, dollarQuote, quoteIdent } from '../cor
 import { quoteLiteral } from '../core/index.js';
 import { ensureMigrated } from '../core/index.js';
 import { withTransaction, type Queryable } from '../core/index.js';
+import { checkQueryable, checkTx } from '../core/index.js';
 import { checkInt, checkOptions, checkText, checkTextArray, describe } from '../core/index.js';
 
 /** A row operation that can be captured. */
@@ -114,7 +115,7 @@ export class ChangeCapture {
    */
   constructor(q: Queryable, options: { schema?: string } = {}) {
     checkOptions('options', options);
-    this.q = q;
+    this.q = checkQueryable('queryable', q);
     this.schema = checkSchemaName(options.schema ?? DEFAULT_SCHEMA);
   }
 
@@ -138,10 +139,11 @@ export class ChangeCapture {
       throw new ValidationError('options.columns', 'must name at least one column when given');
     }
     for (const c of columns ?? []) checkName('options.columns', c);
+    const on = checkTx(options.tx);
     const s = quoteIdent(this.schema);
     try {
       await ensureMigrated(this.q, this.schema);
-      return await withTransaction(options.tx ?? this.q, async (tx) => {
+      return await withTransaction(on ?? this.q, async (tx) => {
         const info = await describeTable(tx, ref);
         await tx.query('SELECT pg_advisory_xact_lock($1::oid::bigint)', [info.oid]);
         const missing = (columns ?? []).filter((c) => !info.columns.includes(c));
@@ -174,10 +176,11 @@ export class ChangeCapture {
   async untrack(table: TableRef, options: { tx?: Queryable } = {}): Promise<boolean> {
     const ref = checkTable(table);
     checkOptions('options', options);
+    const on = checkTx(options.tx);
     const s = quoteIdent(this.schema);
     try {
       await ensureMigrated(this.q, this.schema);
-      return await withTransaction(options.tx ?? this.q, async (tx) => {
+      return await withTransaction(on ?? this.q, async (tx) => {
         const { rows } = await tx.query<{ oid: number }>(
           `SELECT c.oid::int8 AS oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE n.nspname = $1::text AND c.relname = $2::text`,
@@ -282,6 +285,7 @@ export class ChangeCapture {
   ): Promise<number> {
     checkText('group', group, { maxBytes: 200 });
     checkOptions('options', options);
+    const tx = checkTx(options.tx);
     let ids: string[] | null = null;
     if (options.changeIds !== undefined) {
       if (!Array.isArray(options.changeIds)) {
@@ -300,7 +304,7 @@ export class ChangeCapture {
     }
     try {
       await ensureMigrated(this.q, this.schema);
-      const res = await (options.tx ?? this.q).query(
+      const res = await (tx ?? this.q).query(
         `UPDATE ${quoteIdent(this.schema)}.change_dead_letters SET state = 'replay'
           WHERE group_name = $1::text AND state = 'dead'
             AND ($2::bigint[] IS NULL OR change_id = ANY($2::bigint[]))`,
@@ -315,10 +319,11 @@ export class ChangeCapture {
   /** Forgets a consumer group: its position and dead letters. Returns whether it existed. */
   async dropGroup(group: string, options: { tx?: Queryable } = {}): Promise<boolean> {
     checkText('group', group, { maxBytes: 200 });
+    const on = checkTx(checkOptions('options', options).tx);
     const s = quoteIdent(this.schema);
     try {
       await ensureMigrated(this.q, this.schema);
-      return await withTransaction(options.tx ?? this.q, async (tx) => {
+      return await withTransaction(on ?? this.q, async (tx) => {
         await tx.query(`DELETE FROM ${s}.change_dead_letters WHERE group_name = $1::text`, [group]);
         const r = await tx.query(`DELETE FROM ${s}.change_groups WHERE group_name = $1::text`, [
           group,

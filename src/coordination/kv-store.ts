@@ -5,7 +5,15 @@ import { checkSchemaName, DEFAULT_SCHEMA, quoteIdent } from '../core/index.js';
 import { ensureMigrated } from '../core/index.js';
 import type { Queryable } from '../core/index.js';
 import { preparedQuery } from '../core/index.js';
-import { checkOptions, checkText, describe, optionalInt } from '../core/index.js';
+import {
+  checkInt,
+  checkOptions,
+  checkText,
+  checkTextArray,
+  describe,
+  optionalInt,
+} from '../core/index.js';
+import { checkQueryable, checkTx } from '../core/index.js';
 
 /** Largest key, in UTF-8 bytes (a B-tree entry must fit in a third of a page). */
 export const MAX_KV_KEY_BYTES = 1024;
@@ -87,7 +95,7 @@ export class KvStore extends EventEmitter<KvStoreEvents> {
   constructor(q: Queryable, options: KvStoreOptions = {}) {
     super();
     const o = checkOptions('options', options);
-    this.q = q;
+    this.q = checkQueryable('queryable', q);
     this.schema = checkSchemaName(o.schema ?? DEFAULT_SCHEMA);
     this.table = `${quoteIdent(this.schema)}.kv`;
     this.reapIntervalMs = optionalInt(
@@ -358,9 +366,10 @@ export class KvStore extends EventEmitter<KvStoreEvents> {
   }
 
   private async run<T>(tx: Queryable | undefined, fn: (q: Queryable) => Promise<T>): Promise<T> {
+    const on = checkTx(tx) ?? this.q;
     try {
       await ensureMigrated(this.q, this.schema);
-      return await fn(tx ?? this.q);
+      return await fn(on);
     } catch (err) {
       throw coerceError(err);
     }
@@ -453,29 +462,9 @@ function checkValue(argument: string, value: unknown): string {
 }
 
 function checkKeys(argument: string, keys: unknown): void {
-  if (!Array.isArray(keys))
-    throw new ValidationError(argument, `must be an array of strings, got ${describe(keys)}`);
-  if (keys.length > MAX_KV_BATCH) {
-    throw new ValidationError(
-      argument,
-      `has ${keys.length} entries; the limit is ${MAX_KV_BATCH} per call`,
-    );
-  }
-  keys.forEach((k, i) => checkKey(`${argument}[${i}]`, k));
+  checkTextArray(argument, keys, { maxBytes: MAX_KV_KEY_BYTES, maxLength: MAX_KV_BATCH });
 }
 
 function checkTtl(ttlMs: unknown, argument = 'options.ttlMs'): number | undefined {
-  if (ttlMs === undefined) return undefined;
-  if (
-    typeof ttlMs !== 'number' ||
-    !Number.isSafeInteger(ttlMs) ||
-    ttlMs < 1 ||
-    ttlMs > MAX_TTL_MS
-  ) {
-    throw new ValidationError(
-      argument,
-      `must be an integer between 1 and ${MAX_TTL_MS} (ms), got ${describe(ttlMs)}`,
-    );
-  }
-  return ttlMs;
+  return ttlMs === undefined ? undefined : checkInt(argument, ttlMs, { min: 1, max: MAX_TTL_MS });
 }

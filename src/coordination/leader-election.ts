@@ -1,7 +1,13 @@
 import { EventEmitter } from 'node:events';
 import { coerceError, StaleTokenError, type PgcoordError } from '../core/index.js';
 import type { Queryable } from '../core/index.js';
-import { LeaseManager, type Lease } from './lease.js';
+import {
+  LeaseManager,
+  MAX_LEASE_NAME_BYTES,
+  MAX_LEASE_TTL_MS,
+  MIN_LEASE_TTL_MS,
+  type Lease,
+} from './lease.js';
 import { checkOptions, checkText, optionalInt } from '../core/index.js';
 
 export interface LeaderElectionOptions {
@@ -18,6 +24,9 @@ export interface LeaderElectionOptions {
   /** Receives failures of a round (also emitted as `'error'` when someone listens). */
   logger?: { warn(message: string, fields?: Record<string, unknown>): void };
 }
+
+/** Default leadership lease time, in ms. */
+export const DEFAULT_LEADER_TTL_MS = 15_000;
 
 /** Events of a {@link LeaderElection}. */
 export interface LeaderElectionEvents {
@@ -56,12 +65,12 @@ export class LeaderElection extends EventEmitter<LeaderElectionEvents> {
   constructor(q: Queryable, options: LeaderElectionOptions) {
     super();
     const o = checkOptions('options', options);
-    this.name = checkText('options.name', o.name, { maxBytes: 512 });
+    this.name = checkText('options.name', o.name, { maxBytes: MAX_LEASE_NAME_BYTES });
     this.ttlMs = optionalInt(
       'options.ttlMs',
       o.ttlMs,
-      { min: 100, max: 7 * 24 * 3600 * 1000 },
-      15_000,
+      { min: MIN_LEASE_TTL_MS, max: MAX_LEASE_TTL_MS },
+      DEFAULT_LEADER_TTL_MS,
     );
     this.intervalMs = optionalInt(
       'options.intervalMs',

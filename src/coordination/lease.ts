@@ -5,6 +5,7 @@ import { checkSchemaName, DEFAULT_SCHEMA, quoteIdent } from '../core/index.js';
 import { ensureMigrated } from '../core/index.js';
 import type { Queryable } from '../core/index.js';
 import { checkOptions, checkText, describe, MAX_BIGINT, optionalInt } from '../core/index.js';
+import { checkQueryable, checkTx } from '../core/index.js';
 
 /** Largest lease name and owner, in UTF-8 bytes. */
 export const MAX_LEASE_NAME_BYTES = 512;
@@ -76,7 +77,7 @@ export class LeaseManager {
 
   constructor(q: Queryable, options: LeaseManagerOptions = {}) {
     const o = checkOptions('options', options);
-    this.q = q;
+    this.q = checkQueryable('queryable', q);
     this.schema = checkSchemaName(o.schema ?? DEFAULT_SCHEMA);
     this.table = `${quoteIdent(this.schema)}.leases`;
     this.owner = checkText(
@@ -257,9 +258,10 @@ export class LeaseManager {
     tx: Queryable | undefined,
     fn: (q: Queryable) => Promise<{ rows: R[] }>,
   ): Promise<R[]> {
+    const on = checkTx(tx) ?? this.q;
     try {
       await ensureMigrated(this.q, this.schema);
-      return (await fn(tx ?? this.q)).rows;
+      return (await fn(on)).rows;
     } catch (err) {
       throw coerceError(err);
     }

@@ -14,6 +14,7 @@ import {
 } from './rate-limit-algorithms.js';
 import { preparedQuery } from '../core/index.js';
 import { checkInt, checkOptions, checkText, describe, optionalInt } from '../core/index.js';
+import { checkBoolean, checkQueryable, checkTx, frozen, optionsTx } from '../core/index.js';
 
 /** Largest limiter name, in UTF-8 bytes. */
 export const MAX_LIMITER_NAME_BYTES = 128;
@@ -139,7 +140,7 @@ export class RateLimiter {
   private readonly capacity: number;
 
   constructor(q: Queryable, options: RateLimiterOptions = {}) {
-    this.q = q;
+    this.q = checkQueryable('queryable', q);
     this.options = resolveOptions(options);
     this.sql = decideSql(this.options.schema);
     this.setSql = setDecideSql(this.options.schema, this.options.unlogged, this.options.algorithm);
@@ -157,7 +158,7 @@ export class RateLimiter {
    */
   async consume(key: string, options?: ConsumeOptions): Promise<RateLimitDecision> {
     const item = this.checkItem(key, options);
-    const tx = options?.tx;
+    const tx = checkTx(options?.tx);
     try {
       if (tx !== undefined) {
         await ensureMigrated(this.q, this.options.schema);
@@ -172,9 +173,10 @@ export class RateLimiter {
   /** What {@link consume} would answer for `cost` now, without taking anything. */
   async peek(key: string, options?: ConsumeOptions): Promise<RateLimitDecision> {
     const item = this.checkItem(key, options);
+    const tx = checkTx(options?.tx);
     try {
       await ensureMigrated(this.q, this.options.schema);
-      return (await this.decide(options?.tx ?? this.q, [item], false))[0]!;
+      return (await this.decide(tx ?? this.q, [item], false))[0]!;
     } catch (err) {
       throw coerceError(err);
     }
@@ -183,11 +185,11 @@ export class RateLimiter {
   /** Forgets `key`'s state in every quota: its next call starts full. Returns whether state existed. */
   async reset(key: string, options: { tx?: Queryable } = {}): Promise<boolean> {
     checkText('key', key, { maxBytes: MAX_RATE_LIMIT_KEY_BYTES });
-    checkOptions('options', options);
+    const tx = optionsTx(options);
     const keys = this.options.quotas.map((_, i) => this.rowKey(i, key));
     try {
       await ensureMigrated(this.q, this.options.schema);
-      const res = await (options.tx ?? this.q).query(
+      const res = await (tx ?? this.q).query(
         `DELETE FROM ${stateTable(this.options.schema, this.options.unlogged)} WHERE key = ANY ($1::text[])`,
         [keys],
       );
@@ -398,13 +400,13 @@ function resolveOptions(options: RateLimiterOptions): ResolvedOptions {
     );
     return { limit, periodMs, burst };
   });
-  return {
+  return frozen({
     algorithm,
     name,
     quotas,
     schema,
-    unlogged: o.unlogged === true,
+    unlogged: checkBoolean('options.unlogged', o.unlogged, false),
     maxBatch: optionalInt('options.maxBatch', o.maxBatch, { min: 1, max: 10_000 }, 500),
     maxInFlight: optionalInt('options.maxInFlight', o.maxInFlight, { min: 1, max: 64 }, 4),
-  };
+  });
 }

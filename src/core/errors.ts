@@ -1,3 +1,5 @@
+import { isRetryableErrno, isSqlState, retryReason } from './retryable.js';
+
 /**
  * Every error pgcoord throws is a {@link PgcoordError} with a stable string `code`. Callers branch
  * on the subclass (`instanceof ValidationError`) or on `code`; messages are for humans and may change.
@@ -15,7 +17,14 @@ export type ErrorCode =
   | 'PGCOORD_UNSUPPORTED'
   | 'PGCOORD_MIGRATION'
   | 'PGCOORD_DATABASE_NEWER'
-  | 'PGCOORD_CLOSED';
+  | 'PGCOORD_CLOSED'
+  | 'PGCOORD_INTERNAL'
+  // Codes only the HTTP service answers with (no class of their own: HttpError carries them).
+  | 'PGCOORD_BAD_REQUEST'
+  | 'PGCOORD_UNAUTHORIZED'
+  | 'PGCOORD_NO_ROUTE'
+  | 'PGCOORD_PRECONDITION_FAILED'
+  | 'PGCOORD_BODY_TOO_LARGE';
 
 /** Base class of every error pgcoord throws. */
 export class PgcoordError extends Error {
@@ -129,18 +138,35 @@ export class MigrationError extends PgcoordError {
   }
 }
 
-/** The database schema was migrated by a newer pgcoord than this one: upgrade the code. */
+/**
+ * The database schema was migrated by a newer pgcoord, with migrations marked breaking for this
+ * one: upgrade the code.
+ */
 export class DatabaseNewerError extends PgcoordError {
+  /** The schema's newest migration. */
   readonly databaseVersion: number;
+  /** The newest migration this code knows. */
   readonly codeVersion: number;
+  /** The migrations past `codeVersion` marked breaking (all of them when the database does not say). */
+  readonly breakingMigrations: readonly number[];
 
-  constructor(schema: string, databaseVersion: number, codeVersion: number) {
+  constructor(
+    schema: string,
+    databaseVersion: number,
+    codeVersion: number,
+    breakingMigrations: readonly number[] = [],
+  ) {
+    const which =
+      breakingMigrations.length === 0
+        ? ''
+        : ` (breaking: ${breakingMigrations.map((id) => String(id).padStart(4, '0')).join(', ')})`;
     super(
       'PGCOORD_DATABASE_NEWER',
-      `schema "${schema}" is at migration ${databaseVersion} but this pgcoord knows only up to ${codeVersion}: upgrade pgcoord before using this database`,
+      `schema "${schema}" is at migration ${databaseVersion}${which} but this pgcoord knows only up to ${codeVersion}: upgrade pgcoord before using this database`,
     );
     this.databaseVersion = databaseVersion;
     this.codeVersion = codeVersion;
+    this.breakingMigrations = Object.freeze([...breakingMigrations]);
   }
 }
 
@@ -151,41 +177,15 @@ export class ClosedError extends PgcoordError {
   }
 }
 
-/** SQLSTATE classes and codes that mean "the connection, not the statement, is at fault". */
-const CONNECTION_SQLSTATES = new Set([
-  '57P01', // admin_shutdown (pg_terminate_backend, server stop)
-  '57P02', // crash_shutdown
-  '57P03', // cannot_connect_now (starting up, shutting down)
-  '53300', // too_many_connections
-  '53400', // configuration_limit_exceeded
-  '25006', // read_only_sql_transaction: we reached a standby where a primary was wanted
-]);
-
-const CONNECTION_ERRNOS = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'EPIPE',
-  'ETIMEDOUT',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'ECONNABORTED',
-]);
-
-const CONNECTION_MESSAGES = [
-  /connection terminated/i,
-  /terminating connection/i,
-  /timeout exceeded when trying to connect/i,
-  /connection timeout/i,
-  /not queryable/i,
-  /client was closed/i,
-  /cannot use a pool after calling end/i,
-  /the database system is (starting up|shutting down|in recovery mode)/i,
-  /server closed the connection unexpectedly/i,
-  /sorry, too many clients already/i,
-  /query read timeout/i,
-];
+/**
+ * A fault of pgcoord itself (or of code it called) rather than of the database or the input:
+ * something was thrown that is neither a server's answer nor a broken link. Not retryable.
+ */
+export class InternalError extends PgcoordError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('PGCOORD_INTERNAL', message, options);
+  }
+}
 
 interface PgErrorFields {
   code?: unknown;
@@ -194,36 +194,37 @@ interface PgErrorFields {
   constraint?: unknown;
   table?: unknown;
   schema?: unknown;
-  errno?: unknown;
+  syscall?: unknown;
 }
 
 /** Whether a SQLSTATE marks a connectivity problem (class 08, shutdown, too many connections). */
 export function isConnectionSqlState(sqlState: string | undefined): boolean {
-  if (sqlState === undefined) return false;
-  // 08P01 (protocol_violation) is in class 08 but means a client bug, not a broken link.
-  if (sqlState === '08P01') return false;
-  return sqlState.startsWith('08') || CONNECTION_SQLSTATES.has(sqlState);
+  return sqlState !== undefined && retryReason({ sqlState }) === 'connection';
 }
 
 /**
- * Turns anything thrown by `pg`, the network or pgcoord into a {@link PgcoordError}:
- * connectivity problems become retryable {@link ConnectionError}s, server refusals
- * {@link DatabaseError}s with their SQLSTATE; pgcoord errors pass through unchanged.
+ * Turns anything thrown by `pg`, the network or pgcoord into a {@link PgcoordError}, setting
+ * `retryable` from the one table of retryable failures (src/core/retryable.ts): connectivity
+ * problems become retryable {@link ConnectionError}s, server refusals {@link DatabaseError}s with
+ * their SQLSTATE (retryable for serialization failures and deadlocks), anything else an
+ * {@link InternalError}; pgcoord errors pass through unchanged.
  */
 export function coerceError(err: unknown): PgcoordError {
   if (err instanceof PgcoordError) return err;
   const e = (typeof err === 'object' && err !== null ? err : {}) as PgErrorFields;
   const message = typeof e.message === 'string' ? e.message : String(err);
   const code = typeof e.code === 'string' ? e.code : undefined;
-  const sqlState = code !== undefined && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
-
-  if (
-    isConnectionSqlState(sqlState) ||
-    (code !== undefined && CONNECTION_ERRNOS.has(code)) ||
-    (sqlState === undefined && CONNECTION_MESSAGES.some((re) => re.test(message)))
-  ) {
-    return new ConnectionError(message, { cause: err, sqlState });
-  }
+  // EPIPE has the shape of a SQLSTATE too: a Node.js system error (it names its syscall) or a
+  // network errno of the table is never read as one.
+  const sqlState =
+    isSqlState(code) && e.syscall === undefined && !isRetryableErrno(code) ? code : undefined;
+  const reason = retryReason({
+    sqlState,
+    errno: sqlState === undefined ? code : undefined,
+    message: sqlState === undefined ? message : undefined,
+  });
+  if (reason === 'connection') return new ConnectionError(message, { cause: err, sqlState });
+  if (sqlState === undefined) return new InternalError(message, { cause: err });
   return new DatabaseError(message, {
     cause: err,
     sqlState,
@@ -231,7 +232,6 @@ export function coerceError(err: unknown): PgcoordError {
     constraint: typeof e.constraint === 'string' ? e.constraint : undefined,
     table: typeof e.table === 'string' ? e.table : undefined,
     schema: typeof e.schema === 'string' ? e.schema : undefined,
-    // serialization_failure and deadlock_detected succeed when the transaction is retried.
-    retryable: sqlState === '40001' || sqlState === '40P01',
+    retryable: reason === 'conflict',
   });
 }

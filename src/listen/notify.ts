@@ -4,6 +4,7 @@ import { coerceError, ValidationError } from '../core/index.js';
 import { checkSchemaName, DEFAULT_SCHEMA, quoteIdent } from '../core/index.js';
 import { ensureMigrated } from '../core/index.js';
 import { isConnectable, type Queryable } from '../core/index.js';
+import { checkTx, optionsTx } from '../core/index.js';
 import { byteLength, checkOptions, checkText, describe, optionalInt } from '../core/index.js';
 
 /** Longest channel name PostgreSQL accepts, in bytes (NAMEDATALEN - 1). */
@@ -224,7 +225,7 @@ export class Notifier {
     options: { tx?: Queryable } = {},
   ): Promise<void> {
     const item = prepare(channel, payload, this.cfg);
-    const tx = checkOptions('options', options).tx;
+    const tx = optionsTx(options);
     if (tx !== undefined) return sendBatch(tx, [item], this.cfg);
     return this.coalescer.submit(item);
   }
@@ -250,7 +251,8 @@ export async function notify(
   if (!queryable || typeof (queryable as Partial<Queryable>).query !== 'function') {
     throw new ValidationError('queryable', 'must have a query() method (a pg.Pool or client)');
   }
-  const { tx, ...rest } = checkOptions('options', options);
+  const { tx: rawTx, ...rest } = checkOptions('options', options);
+  const tx = checkTx(rawTx);
   const cfg = resolveOptions(rest);
   if (tx !== undefined || !isConnectable(queryable)) {
     return sendBatch(tx ?? queryable, [prepare(channel, payload, cfg)], cfg);

@@ -1,7 +1,6 @@
 import { ValidationError } from '../core/index.js';
 import type { Claim } from './attempt-list-types.js';
 import { NO_CTID } from './attempt-list-sql.js';
-import type { Queryable } from '../core/index.js';
 import { checkText, checkTextArray, describe, MAX_BIGINT, textProblem } from '../core/index.js';
 
 /**
@@ -148,18 +147,5 @@ export function checkClaims(
   return { items, tokens: tokens.join(' '), ctids: ctids.join(' ') };
 }
 
-/** The optional caller transaction of a write. */
-export function checkTx(value: unknown, argument = 'options.tx'): Queryable | undefined {
-  if (value === undefined) return undefined;
-  if (
-    typeof value !== 'object' ||
-    value === null ||
-    typeof (value as Partial<Queryable>).query !== 'function'
-  ) {
-    throw new ValidationError(
-      argument,
-      `must be a Queryable (a pg client or pool), got ${describe(value)}`,
-    );
-  }
-  return value as Queryable;
-}
+/** The optional caller transaction of a write: the shared check of core. */
+export { checkTx } from '../core/index.js';

@@ -1,5 +1,5 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
-import { PgcoordError, coerceError, type ErrorCode } from '../core/index.js';
+import { InternalError, PgcoordError, coerceError, type ErrorCode } from '../core/index.js';
 
 /**
  * The one place pgcoord error codes become HTTP statuses. Every route throws pgcoord errors (or
@@ -17,11 +17,17 @@ export const STATUS_BY_CODE: Readonly<Record<ErrorCode, number>> = {
   PGCOORD_DATABASE: 500,
   PGCOORD_MIGRATION: 500,
   PGCOORD_DATABASE_NEWER: 500,
+  PGCOORD_INTERNAL: 500,
+  PGCOORD_BAD_REQUEST: 400,
+  PGCOORD_UNAUTHORIZED: 401,
+  PGCOORD_NO_ROUTE: 404,
+  PGCOORD_PRECONDITION_FAILED: 412,
+  PGCOORD_BODY_TOO_LARGE: 413,
 };
 
 /** Body of every error reply: a stable code, a one-line message, the field at fault if any. */
 export interface ErrorBody {
-  error: { code: string; message: string; field?: string; sqlState?: string };
+  error: { code: ErrorCode; message: string; field?: string; sqlState?: string };
 }
 
 /** JSON Schema of {@link ErrorBody}, shared by every route's documented 4xx/5xx replies. */
@@ -46,7 +52,7 @@ export const errorSchema = {
 export class HttpError extends Error {
   constructor(
     readonly statusCode: number,
-    readonly code: string,
+    readonly code: ErrorCode,
     message: string,
     readonly field?: string,
   ) {
@@ -98,29 +104,23 @@ export function toHttpError(err: unknown): { status: number; body: ErrorBody } {
       },
     };
   }
-  const coerced = coerceError(err);
+  return fromPgcoord(coerceError(err));
+}
+
+function fromPgcoord(err: PgcoordError): { status: number; body: ErrorBody } {
   // Anything unclassified is our bug: say so without leaking internals.
-  if (coerced.code === 'PGCOORD_DATABASE' && !hasSqlState(err)) {
+  if (err instanceof InternalError) {
     return {
       status: 500,
       body: { error: { code: 'PGCOORD_INTERNAL', message: 'internal error; see the server log' } },
     };
   }
-  return fromPgcoord(coerced);
-}
-
-function fromPgcoord(err: PgcoordError): { status: number; body: ErrorBody } {
   const body: ErrorBody = { error: { code: err.code, message: err.message } };
   const argument = (err as { argument?: unknown }).argument;
   if (typeof argument === 'string') body.error.field = argument;
   const sqlState = (err as { sqlState?: unknown }).sqlState;
   if (typeof sqlState === 'string') body.error.sqlState = sqlState;
   return { status: STATUS_BY_CODE[err.code] ?? 500, body };
-}
-
-function hasSqlState(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code);
 }
 
 /** `/items/3/name` -> `items[3].name`. */

@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { ConnectionError, KvStore, MAX_KV_KEY_BYTES, ValidationError } from '../../src/index.js';
 import { byteLength } from '../../src/core/validate.js';
 import { useTestDatabase } from '../helpers/db.js';
+import { noSql } from '../helpers/no-sql.js';
 import { nextEvent, waitFor } from '../helpers/wait-for.js';
 
 const db = useTestDatabase();
@@ -172,7 +173,7 @@ describe('KvStore', () => {
     }
   });
 
-  const store = new KvStore(null as never);
+  const store = new KvStore(noSql);
   it.each([
     ['empty key', () => store.set('', 'v')],
     ['over-long key', () => store.set('k'.repeat(MAX_KV_KEY_BYTES + 1), 'v')],

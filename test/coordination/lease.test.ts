@@ -12,6 +12,7 @@ import {
   type Lease,
 } from '../../src/index.js';
 import { useTestDatabase } from '../helpers/db.js';
+import { noSql } from '../helpers/no-sql.js';
 import { startInstance, type PgInstance } from '../helpers/pg-instance.js';
 import { nextEvent, waitFor } from '../helpers/wait-for.js';
 
@@ -156,7 +157,7 @@ describe('LeaseManager', () => {
     expect(await thief.holder('lost')).toMatchObject({ owner: 'thief', token: stolen!.token });
   });
 
-  const m = new LeaseManager(null as never);
+  const m = new LeaseManager(noSql);
   const fake: Lease = { name: 'x', owner: 'o', token: 1n, expiresAt: new Date() };
   it.each([
     ['empty name', () => m.acquire('')],

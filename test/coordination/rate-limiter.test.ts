@@ -11,6 +11,7 @@ import {
   type RateLimitQuota,
 } from '../../src/index.js';
 import { useTestDatabase } from '../helpers/db.js';
+import { noSql } from '../helpers/no-sql.js';
 
 const db = useTestDatabase();
 
@@ -472,8 +473,8 @@ describe('RateLimiter', () => {
     expect(await rowCount()).toBe(0);
   });
 
-  const bad = new RateLimiter(null as never, { name: 'bad', limit: 5, periodMs: 1000 });
-  const badBurst = new RateLimiter(null as never, {
+  const bad = new RateLimiter(noSql, { name: 'bad', limit: 5, periodMs: 1000 });
+  const badBurst = new RateLimiter(noSql, {
     name: 'bad',
     algorithm: 'token-bucket',
     limit: 10,

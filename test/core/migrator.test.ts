@@ -4,8 +4,10 @@ import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import {
   AttemptList,
+  BREAKING_MARKER,
   RateLimiter,
   DatabaseNewerError,
+  parseMigration,
   latestMigrationId,
   loadMigrations,
   migrate,
@@ -87,6 +89,69 @@ describe('migrate', () => {
     expect(err).toBeInstanceOf(DatabaseNewerError);
     expect((err as DatabaseNewerError).code).toBe('PGCOORD_DATABASE_NEWER');
     expect((err as DatabaseNewerError).databaseVersion).toBe(9999);
+  });
+
+  it('goes on with a database newer than the code when no newer migration is breaking', async () => {
+    await migrate(db.pool, { schema: 'm_compat' });
+    const latest = latestMigrationId();
+    await db.pool.query(
+      `INSERT INTO m_compat.migrations (id, name, breaking) VALUES ($1, 'compatible', false)`,
+      [latest + 1],
+    );
+    const warnings: unknown[][] = [];
+    const result = await migrate(db.pool, {
+      schema: 'm_compat',
+      logger: { warn: (obj: object, msg?: string) => warnings.push([obj, msg]) },
+    });
+    expect(result).toEqual({ applied: [], version: latest + 1 });
+    expect(warnings).toMatchObject([
+      [
+        { schema: 'm_compat', databaseVersion: latest + 1, codeVersion: latest },
+        expect.any(String),
+      ],
+    ]);
+    // The blocks migrate on first use: they work on it.
+    const list = new AttemptList(db.pool, { schema: 'm_compat' });
+    expect(await list.insertBatch('l', ['a'])).toBe(1);
+
+    // One breaking migration among the newer ones is enough to refuse.
+    await db.pool.query(
+      `INSERT INTO m_compat.migrations (id, name, breaking) VALUES ($1, 'breaking', true)`,
+      [latest + 2],
+    );
+    const err = await migrate(db.pool, { schema: 'm_compat' }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(DatabaseNewerError);
+    expect((err as DatabaseNewerError).breakingMigrations).toEqual([latest + 2]);
+    expect((err as Error).message).toMatch(`breaking: ${String(latest + 2).padStart(4, '0')}`);
+  });
+
+  it('records which migrations are breaking, also on a database migrated before the marker', async () => {
+    await migrate(db.pool, { schema: 'm_marker' });
+    // As the previous release left it: no breaking column.
+    await db.pool.query('ALTER TABLE m_marker.migrations DROP COLUMN breaking');
+    expect((await migrate(db.pool, { schema: 'm_marker' })).applied).toEqual([]);
+    const { rows } = await db.pool.query(
+      'SELECT id, breaking FROM m_marker.migrations ORDER BY id',
+    );
+    expect(rows).toEqual(loadMigrations().map((m) => ({ id: m.id, breaking: m.breaking })));
+
+    // Without the column, a database that is newer does not say what is safe: refused.
+    await db.pool.query('ALTER TABLE m_marker.migrations DROP COLUMN breaking');
+    await db.pool.query(`INSERT INTO m_marker.migrations (id, name) VALUES (9999, 'unknown')`);
+    const err = await migrate(db.pool, { schema: 'm_marker' }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(DatabaseNewerError);
+    expect((err as DatabaseNewerError).breakingMigrations).toEqual([9999]);
+  });
+
+  it('reads the breaking-change marker from the first line of a migration file', () => {
+    expect(parseMigration('0010_drop_x.sql', `${BREAKING_MARKER}\nDROP TABLE x;`)).toMatchObject({
+      id: 10,
+      name: 'drop_x',
+      breaking: true,
+    });
+    expect(parseMigration('0011_add_y.sql', 'ALTER TABLE x ADD y int;').breaking).toBe(false);
+    expect(() => parseMigration('11_add_y.sql', '')).toThrow(/not NNNN_name\.sql/);
+    for (const m of loadMigrations()) expect(m.breaking).toBe(m.sql.startsWith(BREAKING_MARKER));
   });
 
   it('runs inside a caller client without committing for it', async () => {
