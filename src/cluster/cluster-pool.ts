@@ -375,11 +375,12 @@ export class ClusterPool extends EventEmitter<ClusterPoolEvents> implements Conn
     const tracked = client as unknown as TrackedClient;
     if (tracked.hotStandby || tracked.defaultReadOnly) return true;
     try {
-      // The caller's refused transaction may still be open (aborted): end it first.
-      const status = (
-        client as unknown as { getTransactionStatus?: () => string | null }
-      ).getTransactionStatus?.();
-      if (status !== 'I') await client.query('ROLLBACK');
+      // The caller's refused transaction may still be open (aborted): end it first, always. The
+      // transaction status pg keeps is stale here when the refusal came through a callback (the
+      // error arrives before its ReadyForQuery): trusting it sent the check into the aborted
+      // transaction, whose failure read as "the server is read-only". Outside a transaction,
+      // ROLLBACK only warns.
+      await client.query('ROLLBACK');
       const { rows } = await client.query<{ ro: boolean }>(
         "SELECT pg_is_in_recovery() OR current_setting('default_transaction_read_only') = 'on' AS ro",
       );

@@ -1,4 +1,4 @@
-import type pg from 'pg';
+import pg from 'pg';
 
 /**
  * Anything that runs a parameterized statement: a `pg.Pool`, a `pg.PoolClient` or `pg.Client`
@@ -30,27 +30,64 @@ function isClient(q: Queryable): boolean {
 
 /**
  * Checks a client out of `pool` for `fn` and gives it back after. A checked-out client has no
- * 'error' listener (pg-pool removes its own): a connection cut between statements would be an
- * unhandled 'error' event and end the process. Here it is caught; the next statement fails with
- * it, and the client is destroyed rather than reused. `fn` can mark the client broken too (say
- * after a failed ROLLBACK) with `markBroken`.
+ * 'error' listener (pg-pool removes its own when it hands the client out), and the server's
+ * goodbye (a terminated backend) can arrive in the same socket read as the message that
+ * completed the checkout: an unheard 'error' event then ends the process. So the listener goes
+ * on in the same tick the client is handed out, through the callback form of `connect` on a
+ * `pg.Pool` (the promise form resumes us too late: microtasks run after the whole socket read).
+ * The error is kept; the next statement fails with it, and the client is destroyed rather
+ * than reused. `fn` can mark the client broken too (say after a failed ROLLBACK) with `markBroken`.
  */
 export async function withClient<T>(
   pool: { connect(): Promise<pg.PoolClient> },
   fn: (client: pg.PoolClient, markBroken: (err: unknown) => void) => Promise<T>,
 ): Promise<T> {
-  const client = await pool.connect();
   let broken: unknown;
   const markBroken = (err: unknown): void => {
     broken ??= err;
   };
-  client.on('error', markBroken);
+  const client = await checkout(pool, markBroken);
   try {
     return await fn(client, markBroken);
   } finally {
     client.off('error', markBroken);
     client.release(broken === undefined ? undefined : (broken as Error));
   }
+}
+
+/**
+ * A client from `pool` with `onError` listening from the moment it is handed out. A pg-pool
+ * (`connect(callback)`) calls back in the tick it hands the client out; any other pool's
+ * promise is trusted to return clients that already have a listener (the cluster pool's do).
+ */
+function checkout(
+  pool: { connect(): Promise<pg.PoolClient> },
+  onError: (err: unknown) => void,
+): Promise<pg.PoolClient> {
+  if (!isPgPool(pool)) {
+    return pool.connect().then((client) => {
+      client.on('error', onError);
+      return client;
+    });
+  }
+  return new Promise((resolve, reject) => {
+    pool.connect((err, client) => {
+      if (err || !client) return reject(err ?? new Error('the pool handed out no client'));
+      client.on('error', onError);
+      resolve(client);
+    });
+  });
+}
+
+/**
+ * Whether `pool` is a pg-pool, whose `connect(callback)` calls back in the tick it hands the
+ * client out: this package's `pg.Pool`, or one from another copy of `pg` in the application
+ * (same shape: a client list and a connect that takes a callback).
+ */
+function isPgPool(pool: object): pool is pg.Pool {
+  if (pool instanceof pg.Pool) return true;
+  const p = pool as { connect?: { length: number }; _clients?: unknown };
+  return Array.isArray(p._clients) && typeof p.connect === 'function' && p.connect.length === 1;
 }
 
 /**

@@ -46,7 +46,9 @@ export interface ListenerOptions {
   connectionString?: string;
   /**
    * Dials a new dedicated connection; called on every (re)connect and must return a fresh,
-   * connected client each time (never a pooled one). The listener ends it when done.
+   * connected client each time (never a pooled one). The listener ends it when done. Attach an
+   * `'error'` listener to the client before connecting it (as `ClusterPool.connectPrimaryClient`
+   * does): an error in the same socket read as the end of the handshake has no other listener.
    */
   connect?: () => Promise<pg.Client>;
   /**

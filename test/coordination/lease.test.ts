@@ -70,7 +70,7 @@ describe('LeaseManager', () => {
     await expect(b.release(fresh)).rejects.toBeInstanceOf(StaleTokenError);
   });
 
-  it('hands the lease over within ttl + margin when the holder process is SIGKILLed', async () => {
+  it('hands the lease over once ttl has passed since its last renewal when the holder is SIGKILLed', async () => {
     const ttlMs = 1500;
     const child = spawn(
       process.execPath,
@@ -97,17 +97,40 @@ describe('LeaseManager', () => {
       const childToken = BigInt((JSON.parse(line) as { token: string }).token);
       const other = new LeaseManager(db.pool, { owner: 'survivor' });
       expect(await other.acquire('fault')).toBeUndefined();
+      // Kill it once it has renewed the lease at least once, so what follows covers renewals.
+      const expiry = async () =>
+        (
+          await db.pool.query<{ e: string }>(
+            `SELECT expires_at::text AS e FROM pgcoord.leases WHERE name = 'fault'`,
+          )
+        ).rows[0]!.e;
+      const acquiredExpiry = await expiry();
+      await waitFor(async () => (await expiry()) !== acquiredExpiry, {
+        message: 'the holder to renew its lease',
+      });
       child.kill('SIGKILL');
       await exited;
-      const killedAt = performance.now();
-      const lease = await waitFor(() => other.acquire('fault', { ttlMs: 10_000 }), {
-        timeoutMs: ttlMs + 3_000,
-        intervalMs: 25,
-      });
-      const waited = performance.now() - killedAt;
-      expect(lease.token).toBeGreaterThan(childToken);
-      expect(waited).toBeLessThan(ttlMs + 1_500);
-      await other.release(lease);
+      // The dead holder's lease as it last renewed it: that renewal came before the kill, so the
+      // lease outlives its holder by at most ttl (server clock, no timing involved).
+      const { rows } = await db.pool.query<{ left_ms: number }>(
+        `SELECT extract(epoch FROM expires_at - clock_timestamp()) * 1000 AS left_ms
+           FROM pgcoord.leases WHERE name = 'fault'`,
+      );
+      expect(Number(rows[0]!.left_ms)).toBeLessThanOrEqual(ttlMs);
+      // Once the server's clock has passed that expiry, the very next acquire takes over.
+      await waitFor(
+        async () =>
+          (
+            await db.pool.query<{ past: boolean }>(
+              `SELECT clock_timestamp() > expires_at AS past FROM pgcoord.leases WHERE name = 'fault'`,
+            )
+          ).rows[0]!.past,
+        { timeoutMs: ttlMs + 10_000, message: "the dead holder's lease to expire" },
+      );
+      const lease = await other.acquire('fault', { ttlMs: 10_000 });
+      expect(lease).toBeDefined();
+      expect(lease!.token).toBeGreaterThan(childToken);
+      await other.release(lease!);
     } finally {
       if (child.exitCode === null) child.kill('SIGKILL');
       await exited;
@@ -239,6 +262,28 @@ describe('when the database goes away', () => {
   const instances: PgInstance[] = [];
   afterAll(() => instances.forEach((i) => i.destroy()));
 
+  /**
+   * `pool` as a Queryable that counts the statements sent through it once `counting` is on, and
+   * resolves `exceeded` when they pass `bound`: a test signal for "renewals went on for longer
+   * than the lease could have lasted", without looking at a clock.
+   */
+  function countedPool(pool: pg.Pool, bound: number) {
+    let resolveExceeded!: () => void;
+    const counter = {
+      counting: false,
+      sent: 0,
+      exceeded: new Promise<'kept renewing'>((r) => (resolveExceeded = () => r('kept renewing'))),
+      queryable: {
+        query: (text: string, values?: unknown[]) => {
+          if (counter.counting && ++counter.sent > bound) resolveExceeded();
+          return pool.query(text, values);
+        },
+        connect: () => pool.connect(),
+      },
+    };
+    return counter;
+  }
+
   it('withLease aborts fn and the leader resigns once the lease would have expired', async () => {
     const inst = await startInstance();
     instances.push(inst);
@@ -248,29 +293,46 @@ describe('when the database goes away', () => {
       connectionTimeoutMillis: 500,
     });
     pool.on('error', () => undefined);
+    const ttlMs = 1_000;
+    const intervalMs = 100;
+    // Renewals are at least intervalMs apart (the last one may be sooner, at the deadline), and
+    // the deadline is at most ttlMs after the stop: more statements than this after the stop
+    // mean the lease was kept past its expiry.
+    const bound = ttlMs / intervalMs + 2;
     try {
-      const leases = new LeaseManager(pool, { owner: 'cut-off' });
-      const election = new LeaderElection(pool, { name: 'cut', ttlMs: 1_000, intervalMs: 100 });
+      const forLease = countedPool(pool, bound);
+      const forElection = countedPool(pool, bound);
+      const leases = new LeaseManager(forLease.queryable, { owner: 'cut-off' });
+      const election = new LeaderElection(forElection.queryable, {
+        name: 'cut',
+        ttlMs,
+        intervalMs,
+      });
       election.on('error', () => undefined); // expected while the server is down
       const elected = nextEvent(election, 'elected');
       election.start();
       await elected;
-      let stoppedAt = 0;
-      const resigned = nextEvent<{ reason: string }>(election, 'resigned', 10_000);
-      const reason = await leases.withLease(
+      const resigned = nextEvent<{ reason: string }>(election, 'resigned', 30_000);
+      const outcome = await leases.withLease(
         'held-while-down',
         async (signal) => {
           inst.stop('immediate');
-          stoppedAt = performance.now();
-          await whenAborted(signal);
-          return signal.reason as Error;
+          forLease.counting = forElection.counting = true;
+          const first = await Promise.race([
+            whenAborted(signal).then(() => 'aborted' as const),
+            forLease.exceeded,
+          ]);
+          return { first, reason: signal.reason as unknown };
         },
-        { ttlMs: 1_000, renewIntervalMs: 100 },
+        { ttlMs, renewIntervalMs: intervalMs },
       );
-      expect(reason).toBeInstanceOf(StaleTokenError);
-      // Aborted by the local deadline: no later than the ttl plus one renewal interval and slack.
-      expect(performance.now() - stoppedAt).toBeLessThan(1_000 + 1_500);
-      expect((await resigned).reason).toBe('expired');
+      // Aborted by the local deadline, before renewals went on longer than the lease could last.
+      expect(outcome.first).toBe('aborted');
+      expect(outcome.reason).toBeInstanceOf(StaleTokenError);
+      expect(forLease.sent).toBeLessThanOrEqual(bound);
+      // The leader likewise resigns as expired before its rounds outlast the lease.
+      const first = await Promise.race([resigned, forElection.exceeded]);
+      expect(first).toEqual({ lease: expect.anything(), reason: 'expired' });
       await election.stop();
     } finally {
       await pool.end();
