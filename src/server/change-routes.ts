@@ -1,9 +1,13 @@
 import { ChangeCapture } from '../changes/index.js';
 import { ChangeConsumer, type Change } from '../changes/index.js';
+import { checkText } from '../core/index.js';
 import { errorSchema } from './http-errors.js';
 import { routeSchema } from './openapi.js';
 import type { RouteFamily } from './route-context.js';
 import { openSse } from './sse.js';
+
+/** The library's limit on group names, in bytes (the schema's maxLength counts characters). */
+const MAX_GROUP_BYTES = 200;
 
 const groupParams = {
   type: 'object',
@@ -85,10 +89,12 @@ export const changeRoutes: RouteFamily = (app, ctx) => {
       }),
     },
     async (request, reply) => {
+      // Checked before the stream starts: a bad name is a 400, not a stream that never delivers.
+      const group = checkText('params.group', request.params.group, { maxBytes: MAX_GROUP_BYTES });
       const lastSeen = BigInt(request.headers['last-event-id'] ?? '0');
       const stream = openSse(request, reply);
       const consumer = new ChangeConsumer(ctx.pool, {
-        group: request.params.group,
+        group,
         startFrom: request.query.startFrom ?? 'now',
         // A reconnecting client takes the group over soon after the previous one left.
         leaseMs: 3_000,

@@ -275,3 +275,52 @@ describe('notify and Server-Sent Events', () => {
     expect(await json(extra)).toMatchObject({ error: { field: 'body.other' } });
   });
 });
+
+describe('Server-Sent Events on invalid names', () => {
+  /** Status and body of a GET that may turn into a stream (which is then cut). */
+  async function statusOf(url: string): Promise<{ status: number; body: unknown }> {
+    const controller = new AbortController();
+    const res = await fetch(url, { signal: controller.signal });
+    if (res.headers.get('content-type')?.startsWith('text/event-stream')) {
+      controller.abort();
+      return { status: res.status, body: 'stream' };
+    }
+    return { status: res.status, body: await json(res) };
+  }
+
+  it('refuses an invalid channel with a 400 before the stream starts', async () => {
+    for (const channel of ['a\u0000b', '日'.repeat(22), 'x'.repeat(64)]) {
+      const r = await statusOf(`${base}/v1/channels/${encodeURIComponent(channel)}/events`);
+      expect(r, JSON.stringify(channel)).toMatchObject({
+        status: 400,
+        body: { error: { code: 'PGCOORD_VALIDATION', field: 'params.channel' } },
+      });
+    }
+    const post = await fetch(
+      `${base}/v1/channels/${encodeURIComponent('日'.repeat(22))}/notifications`,
+      {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{}',
+      },
+    );
+    expect(await json(post)).toMatchObject({ error: { field: 'params.channel' } });
+    // The limit itself still streams.
+    expect(
+      await statusOf(`${base}/v1/channels/${encodeURIComponent('日'.repeat(21))}/events`),
+    ).toEqual({
+      status: 200,
+      body: 'stream',
+    });
+  });
+
+  it('refuses an invalid consumer group with a 400 before the stream starts', async () => {
+    for (const group of ['a\u0000b', '日'.repeat(67)]) {
+      const r = await statusOf(`${base}/v1/changes/${encodeURIComponent(group)}/events`);
+      expect(r, JSON.stringify(group)).toMatchObject({
+        status: 400,
+        body: { error: { code: 'PGCOORD_VALIDATION', field: 'params.group' } },
+      });
+    }
+  });
+});
