@@ -2,7 +2,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AttemptList } from '../lists/index.js';
 import { ATTEMPT_LIST_LIMITS } from '../lists/index.js';
 import { ValidationError, describe } from '../core/index.js';
-import { toHttpError } from './http-errors.js';
+import { iidyWantsJson as wantsJson } from './http-errors.js';
 import { useJsonBodyParser } from './json-body.js';
 import { routeSchema } from './openapi.js';
 import type { RouteFamily } from './route-context.js';
@@ -26,21 +26,7 @@ export const iidyRoutes: RouteFamily = (app, ctx) => {
   app.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => done(null, body));
   // iidy clients send Content-Type: application/json with no body on single-item calls.
   useJsonBodyParser(app, { allowEmpty: true });
-  app.setErrorHandler((err, request, reply) => {
-    const { status, body } = toHttpError(err);
-    if (status >= 500) request.log.error({ err }, 'iidy request failed');
-    if (wantsJson(request)) {
-      return reply
-        .code(status)
-        .type('application/json; charset=utf-8')
-        .send({
-          error: body.error.message,
-          code: body.error.code,
-          ...(body.error.field ? { field: body.error.field } : {}),
-        });
-    }
-    return reply.code(status).type('text/plain; charset=utf-8').send(`${body.error.message}\n`);
-  });
+  // Errors: the service's handler answers iidy's form under /iidy/ (http-errors.ts sendError).
 
   const itemParams = {
     type: 'object',
@@ -316,13 +302,6 @@ export const iidyRoutes: RouteFamily = (app, ctx) => {
     },
   );
 };
-
-function wantsJson(request: FastifyRequest): boolean {
-  return (
-    (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase() ===
-    'application/json'
-  );
-}
 
 function sendCount(
   request: FastifyRequest,
