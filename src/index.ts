@@ -30,6 +30,7 @@ export type {
   TrackOptions,
   TrackedTable,
   ChangeGroupStatus,
+  CreateGroupOptions,
   DeadLetter,
   PruneOptions,
   PruneResult,

@@ -295,6 +295,7 @@ describe('requests the routes cannot take', () => {
       ['POST', '/v1/channels/c/events', 'GET, HEAD'],
       ['POST', '/v1/changes/groups', 'GET, HEAD'],
       ['POST', '/v1/changes/g/events', 'GET, HEAD'],
+      ['GET', '/v1/changes/groups/g', 'DELETE, PUT'],
     ] as const) {
       const res = await fetch(`${base}${path}`, { method });
       const what = `${method} ${path}`;
