@@ -36,6 +36,7 @@ export type {
   TrackOptions,
   TrackedTable,
   ChangeGroupStatus,
+  CreateGroupOptions,
   DeadLetter,
   PruneOptions,
   PruneResult,

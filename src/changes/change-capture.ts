@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { coerceError, NotFoundError, ValidationError } from '../core/index.js';
+import { coerceError, ConflictError, NotFoundError, ValidationError } from '../core/index.js';
 import { checkSchemaName, DEFAULT_SCHEMA, dollarQuote, quoteIdent } from '../core/index.js';
 import { quoteLiteral } from '../core/index.js';
 import { ensureMigrated } from '../core/index.js';
@@ -93,6 +93,16 @@ export interface PruneResult {
 }
 
 const MAX_NAME_BYTES = 63;
+
+/** Options of {@link ChangeCapture.createGroup}. */
+export interface CreateGroupOptions {
+  /** Where the new group starts: `now` (default) or `beginning` (everything retained). */
+  startFrom?: 'now' | 'beginning';
+  /** `ordered` (default: one consumer at a time, in order) or `parallel` (lanes). */
+  mode?: 'ordered' | 'parallel';
+  /** Lanes of a parallel group. Default 8; ordered: 1. */
+  partitions?: number;
+}
 
 /**
  * Change capture: installs triggers that write every INSERT, UPDATE, DELETE and TRUNCATE of the
@@ -311,6 +321,67 @@ export class ChangeCapture {
         [group, ids],
       );
       return res.rowCount ?? 0;
+    } catch (err) {
+      throw coerceError(err);
+    }
+  }
+
+  /**
+   * Creates a consumer group without consuming (a consumer's `start()` does the same for its own
+   * group). `startFrom`: `now` (default; changes written after this call) or `beginning` (all that
+   * is retained); `mode` `ordered` (default) or `parallel` with `partitions` lanes (default 8).
+   * Returns whether the group was created; an existing group is left as it is, and one that exists
+   * in another mode or partition count is a ConflictError.
+   */
+  async createGroup(group: string, options: CreateGroupOptions = {}): Promise<boolean> {
+    checkText('group', group, { maxBytes: 200 });
+    checkOptions('options', options);
+    const startFrom = options.startFrom ?? 'now';
+    if (startFrom !== 'now' && startFrom !== 'beginning') {
+      throw new ValidationError(
+        'options.startFrom',
+        `must be 'now' or 'beginning', got ${describe(startFrom)}`,
+      );
+    }
+    const mode = options.mode ?? 'ordered';
+    if (mode !== 'ordered' && mode !== 'parallel') {
+      throw new ValidationError(
+        'options.mode',
+        `must be 'ordered' or 'parallel', got ${describe(mode)}`,
+      );
+    }
+    const partitions =
+      mode === 'ordered'
+        ? checkInt('options.partitions', options.partitions ?? 1, { min: 1, max: 1 })
+        : checkInt('options.partitions', options.partitions ?? 8, { min: 1, max: 1024 });
+    const s = quoteIdent(this.schema);
+    try {
+      await ensureMigrated(this.q, this.schema);
+      // All partitions or none: a group that exists (in any shape) gets no new rows.
+      const { rows } = await this.q.query<{ inserted: number; mode: string; partitions: number }>(
+        `WITH ins AS (
+           INSERT INTO ${s}.change_groups (group_name, partition, partitions, mode, low_water)
+           SELECT $1::text, p, $2::int, $3::text,
+                  CASE WHEN $4::text = 'now'
+                       THEN (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM ${s}.change_ids)
+                       ELSE 0 END
+             FROM generate_series(0, $2::int - 1) p
+            WHERE NOT EXISTS (SELECT 1 FROM ${s}.change_groups WHERE group_name = $1::text)
+           ON CONFLICT (group_name, partition) DO NOTHING
+           RETURNING 1)
+         SELECT (SELECT count(*) FROM ins)::int AS inserted, g.mode, g.partitions
+           FROM (SELECT 1) one
+           LEFT JOIN (SELECT DISTINCT mode, partitions FROM ${s}.change_groups
+                       WHERE group_name = $1::text) g ON true`,
+        [group, partitions, mode, startFrom],
+      );
+      const row = rows[0]!;
+      if (row.mode !== null && (row.mode !== mode || row.partitions !== partitions)) {
+        throw new ConflictError(
+          `group "${group}" exists as ${row.mode} with ${row.partitions} partition(s); asked for ${mode} with ${partitions}`,
+        );
+      }
+      return row.inserted > 0;
     } catch (err) {
       throw coerceError(err);
     }

@@ -3,7 +3,7 @@ import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import { ChangeCapture, type ChangeOperation } from './change-capture.js';
-import { ConflictError, ConnectionError, coerceError, ValidationError } from '../core/index.js';
+import { ConnectionError, coerceError, ValidationError } from '../core/index.js';
 import { checkSchemaName, DEFAULT_SCHEMA, quoteIdent } from '../core/index.js';
 import { ensureMigrated } from '../core/index.js';
 import { withClient, type ConnectableQueryable } from '../core/index.js';
@@ -313,24 +313,11 @@ export class ChangeConsumer extends EventEmitter<ChangeConsumerEvents> {
 
   private async ensureGroup(): Promise<void> {
     const o = this.o;
-    const { rows } = await this.pool.query<{ mode: string; partitions: number }>(
-      `WITH ins AS (
-         INSERT INTO ${this.s}.change_groups (group_name, partition, partitions, mode, low_water)
-         SELECT $1::text, p, $2::int, $3::text,
-                CASE WHEN $4::text = 'now'
-                     THEN (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM ${this.s}.change_ids)
-                     ELSE 0 END
-           FROM generate_series(0, $2::int - 1) p
-         ON CONFLICT (group_name, partition) DO NOTHING)
-       SELECT DISTINCT mode, partitions FROM ${this.s}.change_groups WHERE group_name = $1::text`,
-      [o.group, o.partitions, o.mode, o.startFrom],
-    );
-    const existing = rows[0];
-    if (existing && (existing.mode !== o.mode || existing.partitions !== o.partitions)) {
-      throw new ConflictError(
-        `group "${o.group}" exists as ${existing.mode} with ${existing.partitions} partition(s); asked for ${o.mode} with ${o.partitions}`,
-      );
-    }
+    await new ChangeCapture(this.pool, { schema: o.schema }).createGroup(o.group, {
+      startFrom: o.startFrom,
+      mode: o.mode,
+      partitions: o.partitions,
+    });
   }
 
   private wakeAll(): void {

@@ -4,6 +4,7 @@ export { ALL_OPERATIONS, ChangeCapture } from './change-capture.js';
 export type {
   ChangeGroupStatus,
   ChangeOperation,
+  CreateGroupOptions,
   DeadLetter,
   PruneOptions,
   PruneResult,

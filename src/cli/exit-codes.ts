@@ -50,6 +50,8 @@ export const EXIT_BY_CODE: Readonly<Record<ErrorCode, number>> = {
   PGCOORD_NO_ROUTE: EXIT.NOT_FOUND,
   PGCOORD_PRECONDITION_FAILED: EXIT.CONFLICT,
   PGCOORD_BODY_TOO_LARGE: EXIT.USAGE,
+  PGCOORD_METHOD_NOT_ALLOWED: EXIT.USAGE,
+  PGCOORD_URI_TOO_LONG: EXIT.USAGE,
 };
 
 /** The exit code for an error a command threw. */

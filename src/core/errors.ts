@@ -24,7 +24,9 @@ export type ErrorCode =
   | 'PGCOORD_UNAUTHORIZED'
   | 'PGCOORD_NO_ROUTE'
   | 'PGCOORD_PRECONDITION_FAILED'
-  | 'PGCOORD_BODY_TOO_LARGE';
+  | 'PGCOORD_BODY_TOO_LARGE'
+  | 'PGCOORD_METHOD_NOT_ALLOWED'
+  | 'PGCOORD_URI_TOO_LONG';
 
 /** Base class of every error pgcoord throws. */
 export class PgcoordError extends Error {

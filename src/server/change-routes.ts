@@ -1,9 +1,24 @@
 import { ChangeCapture } from '../changes/index.js';
 import { ChangeConsumer, type Change } from '../changes/index.js';
+import {
+  ConflictError,
+  NotFoundError,
+  ValidationError,
+  checkText,
+  describe,
+} from '../core/index.js';
 import { errorSchema } from './http-errors.js';
 import { routeSchema } from './openapi.js';
 import type { RouteFamily } from './route-context.js';
 import { openSse } from './sse.js';
+
+/** The library's limit on group names, in bytes (the schema's maxLength counts characters). */
+const MAX_GROUP_BYTES = 200;
+
+const groupReply = {
+  type: 'object',
+  properties: { group: { type: 'string' }, created: { type: 'boolean' } },
+};
 
 const groupParams = {
   type: 'object',
@@ -14,8 +29,12 @@ const groupParams = {
 };
 
 /**
- * Change capture over HTTP: which tables are tracked, the groups with their lag, and
+ * Change capture over HTTP: which tables are tracked, the groups with their lag, creating
+ * (`PUT /v1/changes/groups/:group`) and dropping (`DELETE`) a group, and
  * `GET /v1/changes/:group/events`, the changes of a consumer group as Server-Sent Events.
+ *
+ * A group is created explicitly, never by reading it: a typo in a stream URL is a 404, not a
+ * lasting group that holds changes back from pruning.
  *
  * Each SSE client is the group's consumer (ordered mode: one at a time per group). A batch's
  * position commits once its events are written to the socket; a client that reconnects with
@@ -27,7 +46,10 @@ const groupParams = {
 export const changeRoutes: RouteFamily = (app, ctx) => {
   const capture = new ChangeCapture(ctx.pool, { schema: ctx.schema });
   const tags = ['changes'];
-  const consumers = new Set<ChangeConsumer>();
+  /** The streams' consumers, with the stream each one feeds. */
+  const consumers = new Map<ChangeConsumer, { group: string; close(): void }>();
+  const checkGroup = (group: string) =>
+    checkText('params.group', group, { maxBytes: MAX_GROUP_BYTES });
 
   app.get(
     '/v1/changes/tables',
@@ -53,43 +75,115 @@ export const changeRoutes: RouteFamily = (app, ctx) => {
     async () => ({ groups: await capture.groups() }),
   );
 
-  app.get<{
-    Params: { group: string };
-    Querystring: { startFrom?: 'now' | 'beginning' };
-    Headers: { 'last-event-id'?: string };
-  }>(
-    '/v1/changes/:group/events',
+  app.put<{ Params: { group: string }; Body: unknown }>(
+    '/v1/changes/groups/:group',
     {
       schema: routeSchema({
         summary:
-          'Stream the changes of a consumer group (SSE, event "change", id = change id); resume with Last-Event-ID',
+          'Create a consumer group (201; 200 when it exists): ordered, starting now or at the beginning',
         tags,
         params: groupParams,
-        querystring: {
+        // Optional (a bare PUT creates a group starting now): checked by createBody().
+        bodyDoc: {
           type: 'object',
           additionalProperties: false,
           properties: {
             startFrom: {
               type: 'string',
               enum: ['now', 'beginning'],
-              description: 'Where a NEW group starts (default now)',
+              description:
+                'now (default): changes written after the group exists; beginning: all retained',
             },
           },
         },
+        response: {
+          200: groupReply,
+          201: groupReply,
+          400: errorSchema,
+          409: errorSchema,
+          503: errorSchema,
+        },
+      }),
+    },
+    async (request, reply) => {
+      const group = checkGroup(request.params.group);
+      const created = await capture.createGroup(group, createBody(request.body));
+      return reply.code(created ? 201 : 200).send({ group, created });
+    },
+  );
+
+  app.delete<{ Params: { group: string } }>(
+    '/v1/changes/groups/:group',
+    {
+      schema: routeSchema({
+        summary:
+          'Drop a consumer group (its position and dead letters) and end its streams; `deleted` says whether it existed',
+        tags,
+        params: groupParams,
+        response: {
+          200: { type: 'object', properties: { deleted: { type: 'boolean' } } },
+          400: errorSchema,
+          503: errorSchema,
+        },
+      }),
+    },
+    async (request) => {
+      const group = checkGroup(request.params.group);
+      // Its streams end first: a consumer left running would write the group's rows again.
+      const ending = [...consumers].filter(([, s]) => s.group === group);
+      await Promise.all(
+        ending.map(async ([consumer, stream]) => {
+          await consumer.stop();
+          stream.close();
+        }),
+      );
+      return { deleted: await capture.dropGroup(group) };
+    },
+  );
+
+  app.get<{
+    Params: { group: string };
+    Headers: { 'last-event-id'?: string };
+  }>(
+    '/v1/changes/:group/events',
+    {
+      schema: routeSchema({
+        summary:
+          'Stream the changes of an existing ordered consumer group (SSE, event "change", id = change id); resume with Last-Event-ID; 404 for an unknown group',
+        tags,
+        params: groupParams,
+        querystring: { type: 'object', additionalProperties: false, properties: {} },
         headers: {
           type: 'object',
           properties: { 'last-event-id': { type: 'string', pattern: '^[0-9]{1,19}$' } },
         },
         produces: ['text/event-stream'],
-        response: { 200: { type: 'string', description: 'event stream' }, 400: errorSchema },
+        response: {
+          200: { type: 'string', description: 'event stream' },
+          400: errorSchema,
+          404: errorSchema,
+          409: errorSchema,
+        },
       }),
     },
     async (request, reply) => {
+      // Checked before the stream starts: a bad name is a 400, not a stream that never delivers.
+      const group = checkGroup(request.params.group);
+      const status = (await capture.groups()).find((g) => g.group === group);
+      if (!status) {
+        throw new NotFoundError(
+          `no consumer group ${JSON.stringify(group)}: create it with PUT /v1/changes/groups/<group>`,
+        );
+      }
+      if (status.mode !== 'ordered') {
+        throw new ConflictError(
+          `group ${JSON.stringify(group)} is ${status.mode}; a stream is an ordered consumer`,
+        );
+      }
       const lastSeen = BigInt(request.headers['last-event-id'] ?? '0');
       const stream = openSse(request, reply);
       const consumer = new ChangeConsumer(ctx.pool, {
-        group: request.params.group,
-        startFrom: request.query.startFrom ?? 'now',
+        group,
         // A reconnecting client takes the group over soon after the previous one left.
         leaseMs: 3_000,
         pruneIntervalMs: 0,
@@ -108,7 +202,7 @@ export const changeRoutes: RouteFamily = (app, ctx) => {
         },
       });
       consumer.on('error', (err) => request.log.warn({ err: err.message }, 'change stream error'));
-      consumers.add(consumer);
+      consumers.set(consumer, { group, close: () => stream.close() });
       try {
         await consumer.start();
         stream.send({ event: 'ready', data: '' });
@@ -122,7 +216,7 @@ export const changeRoutes: RouteFamily = (app, ctx) => {
   );
 
   app.addHook('preClose', async () => {
-    await Promise.all([...consumers].map((c) => c.stop()));
+    await Promise.all([...consumers.keys()].map((c) => c.stop()));
   });
 
   ctx.metrics.addCollector(async () => {
@@ -136,3 +230,22 @@ export const changeRoutes: RouteFamily = (app, ctx) => {
     }));
   });
 };
+
+/** The body of a group creation: none, or `{"startFrom": "now" | "beginning"}`. */
+function createBody(body: unknown): { startFrom: 'now' | 'beginning' } {
+  if (body === undefined) return { startFrom: 'now' };
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw new ValidationError('body', `must be an object, got ${describe(body)}`);
+  }
+  for (const key of Object.keys(body)) {
+    if (key !== 'startFrom') throw new ValidationError(`body.${key}`, 'is not a known property');
+  }
+  const { startFrom = 'now' } = body as { startFrom?: unknown };
+  if (startFrom !== 'now' && startFrom !== 'beginning') {
+    throw new ValidationError(
+      'body.startFrom',
+      `must be 'now' or 'beginning', got ${describe(startFrom)}`,
+    );
+  }
+  return { startFrom };
+}

@@ -23,6 +23,8 @@ export const STATUS_BY_CODE: Readonly<Record<ErrorCode, number>> = {
   PGCOORD_NO_ROUTE: 404,
   PGCOORD_PRECONDITION_FAILED: 412,
   PGCOORD_BODY_TOO_LARGE: 413,
+  PGCOORD_METHOD_NOT_ALLOWED: 405,
+  PGCOORD_URI_TOO_LONG: 414,
 };
 
 /** Body of every error reply: a stable code, a one-line message, the field at fault if any. */
@@ -135,7 +137,7 @@ function pathToField(instancePath: string): string {
     );
 }
 
-/** Fastify error handler: logs server faults, replies with {@link ErrorBody}. */
+/** Fastify error handler: logs server faults, replies with {@link ErrorBody} (see {@link sendError}). */
 export function errorHandler(err: unknown, request: FastifyRequest, reply: FastifyReply): void {
   const { status, body } = toHttpError(err);
   if (status >= 500) {
@@ -145,5 +147,40 @@ export function errorHandler(err: unknown, request: FastifyRequest, reply: Fasti
     );
   }
   if (status === 503) void reply.header('retry-after', '1');
-  void reply.code(status).type('application/json; charset=utf-8').send(body);
+  sendError(request, reply, status, body);
+}
+
+/**
+ * Sends an error reply: {@link ErrorBody} as JSON, or under `/iidy/` iidy's own form (`{"error":
+ * message, "code", "field"?}` for a JSON request, the message as a text line otherwise), so every
+ * reply of a path, routed or not, has the form its clients parse.
+ */
+export function sendError(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  status: number,
+  body: ErrorBody,
+): void {
+  if (!request.url.startsWith('/iidy/')) {
+    void reply.code(status).type('application/json; charset=utf-8').send(body);
+  } else if (iidyWantsJson(request)) {
+    void reply
+      .code(status)
+      .type('application/json; charset=utf-8')
+      .send({
+        error: body.error.message,
+        code: body.error.code,
+        ...(body.error.field ? { field: body.error.field } : {}),
+      });
+  } else {
+    void reply.code(status).type('text/plain; charset=utf-8').send(`${body.error.message}\n`);
+  }
+}
+
+/** iidy picks text or JSON by the request's Content-Type (anything but JSON is text). */
+export function iidyWantsJson(request: FastifyRequest): boolean {
+  return (
+    (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase() ===
+    'application/json'
+  );
 }

@@ -1,8 +1,8 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AttemptList } from '../lists/index.js';
 import { ATTEMPT_LIST_LIMITS } from '../lists/index.js';
-import { ValidationError } from '../core/index.js';
-import { toHttpError } from './http-errors.js';
+import { ValidationError, describe } from '../core/index.js';
+import { iidyWantsJson as wantsJson } from './http-errors.js';
 import { useJsonBodyParser } from './json-body.js';
 import { routeSchema } from './openapi.js';
 import type { RouteFamily } from './route-context.js';
@@ -13,6 +13,11 @@ import type { RouteFamily } from './route-context.js';
  * `X-IIDY-Last-Item`), text/plain or JSON picked by the request's Content-Type, without its flaws:
  * an item may contain `/` (the item is the rest of the path), a bad `count` is a 400, and a
  * database error is a 5xx, never an empty list.
+ *
+ * Increments take iidy's own paths (`/iidy/v1/increment/lists/...`, `/iidy/v1/increment/batch/...`)
+ * and the `?action=increment` of its older versions. In the text format an item is a line: an item
+ * with a line break (CR or LF) is refused in text requests and a text page that would hold one is
+ * refused (JSON carries any item), so a text client can always split a page on line ends.
  */
 export const iidyRoutes: RouteFamily = (app, ctx) => {
   const lists = new AttemptList(ctx.pool, { schema: ctx.schema });
@@ -21,21 +26,7 @@ export const iidyRoutes: RouteFamily = (app, ctx) => {
   app.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => done(null, body));
   // iidy clients send Content-Type: application/json with no body on single-item calls.
   useJsonBodyParser(app, { allowEmpty: true });
-  app.setErrorHandler((err, request, reply) => {
-    const { status, body } = toHttpError(err);
-    if (status >= 500) request.log.error({ err }, 'iidy request failed');
-    if (wantsJson(request)) {
-      return reply
-        .code(status)
-        .type('application/json; charset=utf-8')
-        .send({
-          error: body.error.message,
-          code: body.error.code,
-          ...(body.error.field ? { field: body.error.field } : {}),
-        });
-    }
-    return reply.code(status).type('text/plain; charset=utf-8').send(`${body.error.message}\n`);
-  });
+  // Errors: the service's handler answers iidy's form under /iidy/ (http-errors.ts sendError).
 
   const itemParams = {
     type: 'object',
@@ -56,8 +47,9 @@ export const iidyRoutes: RouteFamily = (app, ctx) => {
     properties: { [key]: { type: 'integer' } },
     description: `text/plain: \`${key.toUpperCase()} n\`; JSON: \`{"${key}": n}\``,
   });
+  // Documented, not validated by the schema: itemsFrom() checks it and names `items` in errors.
   const itemsBody = {
-    description: 'text/plain: one item per line; JSON: {"items": [...]}',
+    description: 'text/plain: one item per line (an empty body is no item); JSON: {"items": [...]}',
     anyOf: [
       { type: 'string' },
       {
@@ -87,10 +79,29 @@ export const iidyRoutes: RouteFamily = (app, ctx) => {
     },
     async (request, reply) => {
       const { list, '*': item } = request.params;
+      checkTextItem(request, item);
       if (request.query.action === 'increment') {
         return sendCount(request, reply, 200, 'incremented', await lists.incrementOne(list, item));
       }
       return sendCount(request, reply, 201, 'added', await lists.insertOne(list, item));
+    },
+  );
+
+  app.post<{ Params: { list: string; '*': string } }>(
+    '/iidy/v1/increment/lists/:list/*',
+    {
+      schema: routeSchema({
+        summary: 'Add one attempt to an item (INCREMENTED n: 1, or 0 when missing)',
+        tags: ['iidy'],
+        params: itemParams,
+        produces: textOrJson,
+        response: { 200: countReply('incremented') },
+      }),
+    },
+    async (request, reply) => {
+      const { list, '*': item } = request.params;
+      checkTextItem(request, item);
+      return sendCount(request, reply, 200, 'incremented', await lists.incrementOne(list, item));
     },
   );
 
@@ -112,6 +123,7 @@ export const iidyRoutes: RouteFamily = (app, ctx) => {
     },
     async (request, reply) => {
       const { list, '*': item } = request.params;
+      checkTextItem(request, item);
       const attempts = await lists.getOne(list, item);
       if (attempts === undefined) {
         return wantsJson(request)
@@ -137,6 +149,7 @@ export const iidyRoutes: RouteFamily = (app, ctx) => {
     },
     async (request, reply) => {
       const { list, '*': item } = request.params;
+      checkTextItem(request, item);
       return sendCount(request, reply, 200, 'deleted', await lists.deleteOne(list, item));
     },
   );
@@ -150,7 +163,7 @@ export const iidyRoutes: RouteFamily = (app, ctx) => {
         tags: ['iidy'],
         params: listParams,
         querystring: action,
-        body: itemsBody,
+        bodyDoc: itemsBody,
         consumes: textOrJson,
         produces: textOrJson,
         response: { 200: countReply('incremented'), 201: countReply('added') },
@@ -172,6 +185,25 @@ export const iidyRoutes: RouteFamily = (app, ctx) => {
     },
   );
 
+  app.post<{ Params: { list: string } }>(
+    '/iidy/v1/increment/batch/lists/:list',
+    {
+      schema: routeSchema({
+        summary: 'Add one attempt to each item of a batch (INCREMENTED n: items found)',
+        tags: ['iidy'],
+        params: listParams,
+        bodyDoc: itemsBody,
+        consumes: textOrJson,
+        produces: textOrJson,
+        response: { 200: countReply('incremented') },
+      }),
+    },
+    async (request, reply) => {
+      const n = await lists.incrementBatch(request.params.list, itemsFrom(request));
+      return sendCount(request, reply, 200, 'incremented', n);
+    },
+  );
+
   app.delete<{ Params: { list: string } }>(
     '/iidy/v1/batch/lists/:list',
     {
@@ -179,7 +211,7 @@ export const iidyRoutes: RouteFamily = (app, ctx) => {
         summary: 'Delete a batch of items (DELETED n)',
         tags: ['iidy'],
         params: listParams,
-        body: itemsBody,
+        bodyDoc: itemsBody,
         consumes: textOrJson,
         produces: textOrJson,
         response: { 200: countReply('deleted') },
@@ -196,7 +228,7 @@ export const iidyRoutes: RouteFamily = (app, ctx) => {
     {
       schema: routeSchema({
         summary:
-          'A keyset page: lines `item attempts` (JSON {"listentries": [...]}), header X-IIDY-Last-Item',
+          'A keyset page: lines `item attempts` (JSON {"listentries": [...]}), header X-IIDY-Last-Item (percent-encoded)',
         tags: ['iidy'],
         params: listParams,
         querystring: {
@@ -248,9 +280,20 @@ export const iidyRoutes: RouteFamily = (app, ctx) => {
               after: request.query.after_id ?? '',
               count,
             });
+      const json = wantsJson(request);
+      if (!json) {
+        const unprintable = entries.find((e) => LINE_BREAK.test(e.item));
+        if (unprintable) {
+          throw new ValidationError(
+            'content-type',
+            `the item ${describe(unprintable.item)} contains a line break, which a text/plain page cannot carry: read this list with Content-Type: application/json`,
+          );
+        }
+      }
       const last = entries[entries.length - 1];
-      if (last) void reply.header('x-iidy-last-item', encodeHeader(last.item));
-      if (wantsJson(request)) {
+      // Always percent-encoded (a header cannot carry every item): decode it, always.
+      if (last) void reply.header('x-iidy-last-item', encodeURIComponent(last.item));
+      if (json) {
         return reply.type('application/json; charset=utf-8').send({ listentries: entries });
       }
       return reply
@@ -259,13 +302,6 @@ export const iidyRoutes: RouteFamily = (app, ctx) => {
     },
   );
 };
-
-function wantsJson(request: FastifyRequest): boolean {
-  return (
-    (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase() ===
-    'application/json'
-  );
-}
 
 function sendCount(
   request: FastifyRequest,
@@ -283,23 +319,55 @@ function sendCount(
   return reply.code(status).type('text/plain; charset=utf-8').send(`${key.toUpperCase()} ${n}\n`);
 }
 
-/** Items of a batch body: JSON `{"items": [...]}`, or text with one item per line. */
+const LINE_BREAK = /[\r\n]/;
+
+/**
+ * In the text format an item is a line: refuse one with a line break (JSON requests carry any
+ * item), so that every item a text client adds can come back in a text page.
+ */
+function checkTextItem(request: FastifyRequest, item: string): void {
+  if (!wantsJson(request) && LINE_BREAK.test(item)) {
+    throw new ValidationError(
+      'item',
+      'contains a line break (CR or LF), which the text format cannot carry: send Content-Type: application/json',
+    );
+  }
+}
+
+/**
+ * Items of a batch body: JSON `{"items": [...]}`, or text with one item per line. An empty body
+ * is no item (iidy answers `ADDED 0`); any other JSON value, a JSON string included, is refused.
+ */
 function itemsFrom(request: FastifyRequest): string[] {
   const body = request.body;
-  if (body === undefined || body === null || body === '') return [];
-  if (typeof body === 'string') {
+  if (body === undefined || body === '') return [];
+  if (!wantsJson(request)) {
     // iidy trims the body and splits on newlines; blank lines carry no item.
-    return body
+    const items = String(body)
       .trim()
       .split(/\r?\n/)
       .filter((line) => line.length > 0);
+    const i = items.findIndex((item) => item.includes('\r'));
+    if (i >= 0) {
+      throw new ValidationError(
+        `items[${i}]`,
+        'contains a carriage return (CR), which the text format cannot carry: send Content-Type: application/json',
+      );
+    }
+    return items;
+  }
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw new ValidationError(
+      'body',
+      `must be a JSON object {"items": [...]}, got ${describe(body)}`,
+    );
   }
   const items = (body as { items?: unknown }).items;
-  if (!Array.isArray(items)) throw new ValidationError('body.items', 'must be an array of strings');
+  if (!Array.isArray(items)) {
+    throw new ValidationError('items', `must be an array of strings, got ${describe(items)}`);
+  }
+  const i = items.findIndex((item) => typeof item !== 'string');
+  if (i >= 0)
+    throw new ValidationError(`items[${i}]`, `must be a string, got ${describe(items[i])}`);
   return items as string[];
-}
-
-/** Header values cannot carry control characters or non-Latin-1 text: percent-encode those items. */
-function encodeHeader(value: string): string {
-  return /^[\x20-\x7e]*$/.test(value) ? value : encodeURIComponent(value);
 }

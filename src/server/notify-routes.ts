@@ -1,9 +1,18 @@
+import { checkText } from '../core/index.js';
 import { MAX_CHANNEL_BYTES, Notifier, type JsonValue } from '../listen/index.js';
 import { ChannelHub } from './channel-hub.js';
 import { errorSchema } from './http-errors.js';
 import { routeSchema } from './openapi.js';
 import type { RouteFamily } from './route-context.js';
 import { closeAllSse, openSse } from './sse.js';
+
+/**
+ * The channel rule in bytes (the schema's maxLength counts characters): checked before the
+ * notification is sent or the stream starts, so a bad channel is a 400, never a silent stream.
+ */
+function checkChannel(channel: string): string {
+  return checkText('params.channel', channel, { maxBytes: MAX_CHANNEL_BYTES });
+}
 
 const channelParams = {
   type: 'object',
@@ -51,7 +60,7 @@ export const notifyRoutes: RouteFamily = (app, ctx) => {
       }),
     },
     async (request, reply) => {
-      await notifier.notify(request.params.channel, request.body?.payload ?? '');
+      await notifier.notify(checkChannel(request.params.channel), request.body?.payload ?? '');
       return reply.code(202).send({ sent: true });
     },
   );
@@ -68,9 +77,10 @@ export const notifyRoutes: RouteFamily = (app, ctx) => {
       }),
     },
     async (request, reply) => {
+      const channel = checkChannel(request.params.channel);
       let seq = 0;
       const stream = openSse(request, reply);
-      const unsubscribe = await hub.subscribe(request.params.channel, (n) => {
+      const unsubscribe = await hub.subscribe(channel, (n) => {
         stream.send({ id: String(++seq), event: 'notification', data: n.payload });
       });
       // The client learns it will receive everything sent from now on.

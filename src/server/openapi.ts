@@ -24,6 +24,11 @@ export interface RouteSchema {
   querystring?: JsonSchema;
   headers?: JsonSchema;
   body?: JsonSchema;
+  /**
+   * A body documented in the OpenAPI document but not validated by Fastify (the handler checks it,
+   * to name the field at fault or accept an empty body): an optional request body.
+   */
+  bodyDoc?: JsonSchema;
   response?: Record<string, JsonSchema>;
   /** Routes open without the bearer token (health checks). */
   public?: boolean;
@@ -66,11 +71,12 @@ export function buildOpenApi(
       ...(s.tags ? { tags: s.tags } : {}),
       ...(parameters.length ? { parameters } : {}),
     };
-    if (s.body) {
+    const body = s.body ?? s.bodyDoc;
+    if (body) {
       const types = s.consumes ?? ['application/json'];
       op.requestBody = {
-        required: true,
-        content: Object.fromEntries(types.map((t) => [t, { schema: s.body }])),
+        required: s.body !== undefined,
+        content: Object.fromEntries(types.map((t) => [t, { schema: body }])),
       };
     }
     const responses: Record<string, unknown> = {};

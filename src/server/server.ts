@@ -13,8 +13,9 @@ import { leaseRoutes } from './lease-routes.js';
 import { limitRoutes } from './limit-routes.js';
 import { listRoutes } from './list-routes.js';
 import { notifyRoutes } from './notify-routes.js';
-import { HttpError, errorHandler } from './http-errors.js';
+import { HttpError, errorHandler, sendError } from './http-errors.js';
 import { Metrics } from './metrics.js';
+import { RouteTable } from './route-table.js';
 import { buildOpenApi, type RouteDoc, type RouteSchema } from './openapi.js';
 import type {
   ListenerConnection,
@@ -57,6 +58,9 @@ export interface PgcoordServer {
   /** Stops accepting, ends open streams, waits for in-flight requests. Idempotent. */
   close(): Promise<void>;
 }
+
+/** Longest path parameter the router takes (items may contain '/'), in characters: 414 beyond. */
+const MAX_PARAM_LENGTH = 8192;
 
 /** Paths that redaction removes from every log line. */
 export const REDACT_PATHS = [
@@ -110,12 +114,33 @@ export async function createServer(options: ServerOptions): Promise<PgcoordServe
     // Per-request info lines cost throughput; failures are logged by the error handler.
     logController: new LogController({ disableRequestLogging: true }),
     // Items may contain any character, '/' included: keep the path as sent.
-    routerOptions: { ignoreTrailingSlash: false, maxParamLength: 8192 },
+    routerOptions: { ignoreTrailingSlash: false, maxParamLength: MAX_PARAM_LENGTH },
     // No type coercion: a body's "5" is not 5 and "a" is not ["a"]. Query strings declare
     // numbers as digit patterns and convert them in the handler.
     ajv: { customOptions: { allErrors: false, coerceTypes: false, removeAdditional: false } },
     return503OnClosing: true,
     forceCloseConnections: true,
+    // Errors the router raises before any route: the usual error body, not Fastify's own.
+    frameworkErrors: (err, request, reply) => {
+      const path = (request.raw.url ?? '').split('?')[0]!.slice(0, 200);
+      if (err.code === 'FST_ERR_BAD_URL') {
+        return sendError(request, reply, 400, {
+          error: {
+            code: 'PGCOORD_BAD_REQUEST',
+            message: `the path ${JSON.stringify(path)} has a bad percent-escape: each % must start two hex digits, and the escaped bytes must be UTF-8`,
+          },
+        });
+      }
+      if (err.code === 'FST_ERR_MAX_PARAM_LENGTH') {
+        return sendError(request, reply, 414, {
+          error: {
+            code: 'PGCOORD_URI_TOO_LONG',
+            message: `a path parameter is longer than ${MAX_PARAM_LENGTH} characters`,
+          },
+        });
+      }
+      return errorHandler(err, request, reply);
+    },
   });
   const metrics = new Metrics();
   const ctx: RouteContext = {
@@ -126,22 +151,33 @@ export async function createServer(options: ServerOptions): Promise<PgcoordServe
   };
   const routes: RouteDoc[] = [];
   const publicRoutes = new Set<string>();
+  const table = new RouteTable();
 
   app.addHook('onRoute', (route) => {
     const methods = Array.isArray(route.method) ? route.method : [route.method];
     const schema = route.schema as RouteSchema | undefined;
     for (const method of methods) {
       routes.push({ method, url: route.url, schema });
+      table.add(method, route.url);
       if (schema?.public) publicRoutes.add(route.url);
     }
   });
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler((request, reply) => {
-    void reply.code(404).send({
-      error: {
-        code: 'PGCOORD_NO_ROUTE',
-        message: `no route ${request.method} ${request.url.split('?')[0]}`,
-      },
+    const path = request.url.split('?')[0]!;
+    const allow = table.allowed(path);
+    if (allow.length > 0) {
+      // A known path, another method: 405 with the methods it takes (RFC 9110).
+      void reply.header('allow', allow.join(', '));
+      return sendError(request, reply, 405, {
+        error: {
+          code: 'PGCOORD_METHOD_NOT_ALLOWED',
+          message: `${request.method} is not allowed on ${path}; allowed: ${allow.join(', ')}`,
+        },
+      });
+    }
+    return sendError(request, reply, 404, {
+      error: { code: 'PGCOORD_NO_ROUTE', message: `no route ${request.method} ${path}` },
     });
   });
 

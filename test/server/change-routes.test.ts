@@ -14,6 +14,7 @@ const { db } = service;
 
 describe('GET /v1/changes/:group/events', () => {
   it('streams the changes of a group and resumes after Last-Event-ID', async () => {
+    expect((await put('web')).status).toBe(201);
     const first = await openSse(`${service.base}/v1/changes/web/events`);
     await first.next((e) => e.event === 'ready', 20_000);
     await db.pool.query(`INSERT INTO orders VALUES (1, 'a'), (2, 'b')`);
@@ -51,7 +52,85 @@ describe('GET /v1/changes/:group/events', () => {
       headers: { 'last-event-id': 'abc' },
     });
     expect(r.status).toBe(400);
-    const s = await fetch(`${service.base}/v1/changes/web/events?startFrom=yesterday`);
+    const s = await put('web2', { startFrom: 'yesterday' });
     expect(s.status).toBe(400);
+    expect(await s.json()).toMatchObject({ error: { field: 'body.startFrom' } });
   });
 });
+
+describe('consumer groups over HTTP', () => {
+  it('streams only a group created first: an unknown name is a 404 that creates nothing', async () => {
+    const r = await fetch(`${service.base}/v1/changes/typo/events`);
+    expect(r.status).toBe(404);
+    expect(await r.json()).toMatchObject({ error: { code: 'PGCOORD_NOT_FOUND' } });
+    expect(await groupNames()).not.toContain('typo');
+    // A group may be called "groups": its stream is not taken for a route under /groups/.
+    expect((await put('groups')).status).toBe(201);
+    const named = await openSse(`${service.base}/v1/changes/groups/events`);
+    try {
+      expect(named.status).toBe(200);
+      await named.next((e) => e.event === 'ready', 20_000);
+    } finally {
+      named.close();
+    }
+  });
+
+  it('refuses to stream a parallel group (the stream is an ordered consumer)', async () => {
+    await new ChangeCapture(db.pool).createGroup('lanes', { mode: 'parallel', partitions: 2 });
+    const r = await fetch(`${service.base}/v1/changes/lanes/events`);
+    expect(r.status).toBe(409);
+    expect(await r.json()).toMatchObject({ error: { code: 'PGCOORD_CONFLICT' } });
+    expect((await put('lanes')).status).toBe(409);
+  });
+
+  it('creates a group with PUT (201, then 200), shows it, and drops it with DELETE', async () => {
+    await db.pool.query(`INSERT INTO orders VALUES (10, 'before')`);
+    const created = await put('audit', { startFrom: 'beginning' });
+    expect(created.status).toBe(201);
+    expect(await created.json()).toEqual({ group: 'audit', created: true });
+    const again = await put('audit');
+    expect(again.status).toBe(200);
+    expect(await again.json()).toEqual({ group: 'audit', created: false });
+    expect(await groupNames()).toContain('audit');
+    // startFrom: 'beginning' keeps what was written before the group existed.
+    const stream = await openSse(`${service.base}/v1/changes/audit/events`);
+    try {
+      // The first change streamed is the oldest retained, written before the group existed.
+      const first = await stream.next((e) => e.event === 'change', 20_000);
+      const inserted = await db.pool.query<{ id: string }>(
+        `SELECT min(id)::text AS id FROM pgcoord.changes`,
+      );
+      expect(first.id).toBe(inserted.rows[0]!.id);
+      await stream.next(
+        (e) => e.event === 'change' && (JSON.parse(e.data) as { pk: { id: number } }).pk.id === 10,
+        20_000,
+      );
+      // Dropping the group ends its open streams.
+      const del = await fetch(`${service.base}/v1/changes/groups/audit`, { method: 'DELETE' });
+      expect(del.status).toBe(200);
+      expect(await del.json()).toEqual({ deleted: true });
+      await stream.ended;
+    } finally {
+      stream.close();
+    }
+    expect(await groupNames()).not.toContain('audit');
+    const gone = await fetch(`${service.base}/v1/changes/groups/audit`, { method: 'DELETE' });
+    expect(await gone.json()).toEqual({ deleted: false });
+    expect((await fetch(`${service.base}/v1/changes/audit/events`)).status).toBe(404);
+  });
+});
+
+function put(group: string, body?: unknown): Promise<Response> {
+  return fetch(`${service.base}/v1/changes/groups/${encodeURIComponent(group)}`, {
+    method: 'PUT',
+    ...(body === undefined
+      ? {}
+      : { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }),
+  });
+}
+
+async function groupNames(): Promise<string[]> {
+  const res = await fetch(`${service.base}/v1/changes/groups`);
+  const body = (await res.json()) as { groups: Array<{ group: string }> };
+  return body.groups.map((g) => g.group);
+}

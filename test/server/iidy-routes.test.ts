@@ -197,3 +197,144 @@ describe('iidy batch routes', () => {
     }
   });
 });
+
+describe('iidy request bodies', () => {
+  it('answers an empty batch body with a zero count, like iidy, in text and JSON', async () => {
+    for (const headers of [{}, TEXT, { 'content-type': 'application/x-www-form-urlencoded' }]) {
+      expect(await call('POST', '/iidy/v1/batch/lists/empty', { headers, body: '' })).toMatchObject(
+        { status: 201, text: 'ADDED 0\n' },
+      );
+      expect(await call('POST', '/iidy/v1/batch/lists/empty', { headers })).toMatchObject({
+        status: 201,
+        text: 'ADDED 0\n',
+      });
+      expect(await call('DELETE', '/iidy/v1/batch/lists/empty', { headers })).toMatchObject({
+        status: 200,
+        text: 'DELETED 0\n',
+      });
+      expect(
+        await call('POST', '/iidy/v1/increment/batch/lists/empty', { headers, body: '' }),
+      ).toMatchObject({ status: 200, text: 'INCREMENTED 0\n' });
+    }
+    const json = await call('POST', '/iidy/v1/batch/lists/empty', { headers: JSON_CT, body: '' });
+    expect({ status: json.status, body: JSON.parse(json.text) as unknown }).toEqual({
+      status: 201,
+      body: { added: 0 },
+    });
+    const del = await call('DELETE', '/iidy/v1/batch/lists/empty', { headers: JSON_CT });
+    expect({ status: del.status, body: JSON.parse(del.text) as unknown }).toEqual({
+      status: 200,
+      body: { deleted: 0 },
+    });
+  });
+
+  it("serves increments on both paths: iidy's /increment/ and ?action=increment", async () => {
+    await call('POST', '/iidy/v1/batch/lists/both', { headers: TEXT, body: 'a\nb/c\n' });
+    expect(
+      await call('POST', '/iidy/v1/increment/lists/both/b/c', { headers: JSON_CT }),
+    ).toMatchObject({ status: 200, text: '{"incremented":1}' });
+    expect(await call('POST', '/iidy/v1/lists/both/b/c?action=increment')).toMatchObject({
+      status: 200,
+      text: 'INCREMENTED 1\n',
+    });
+    expect(
+      await call('POST', '/iidy/v1/increment/batch/lists/both', { headers: TEXT, body: 'a\nb/c' }),
+    ).toMatchObject({ status: 200, text: 'INCREMENTED 2\n' });
+    expect((await call('GET', '/iidy/v1/batch/lists/both?count=10')).text).toBe('a 1\nb/c 3\n');
+  });
+
+  it('refuses a JSON body of the wrong shape with a 400 naming items, writing nothing', async () => {
+    for (const [body, field] of [
+      ['{"items":[1,2]}', 'items[0]'],
+      ['{"items":["a",null]}', 'items[1]'],
+      ['{}', 'items'],
+      ['{"items":"a"}', 'items'],
+      ['"a\\nb"', 'body'],
+      ['["a","b"]', 'body'],
+      ['null', 'body'],
+      ['3', 'body'],
+    ] as const) {
+      for (const path of [
+        '/iidy/v1/batch/lists/shape',
+        '/iidy/v1/increment/batch/lists/shape',
+        '/iidy/v1/batch/lists/shape?action=increment',
+      ]) {
+        for (const method of path.includes('increment') ? ['POST'] : ['POST', 'DELETE']) {
+          const r = await call(method, path, { headers: JSON_CT, body });
+          expect({ body, method, path, status: r.status }).toEqual({
+            body,
+            method,
+            path,
+            status: 400,
+          });
+          expect(JSON.parse(r.text), `${method} ${path} ${body}`).toMatchObject({
+            code: 'PGCOORD_VALIDATION',
+            field,
+          });
+        }
+      }
+    }
+    expect((await call('GET', '/iidy/v1/batch/lists/shape?count=10')).text).toBe('');
+  });
+});
+
+describe('items the text format cannot carry', () => {
+  it('refuses an item with a line break in a text request, and accepts it in JSON', async () => {
+    for (const item of ['a\nb', 'a\rb', 'a\r\n']) {
+      const path = `/iidy/v1/lists/lines/${encodeURIComponent(item)}`;
+      for (const [method, suffix] of [
+        ['POST', ''],
+        ['GET', ''],
+        ['DELETE', ''],
+        ['POST', '?action=increment'],
+      ] as const) {
+        const r = await call(method, path + suffix, { headers: TEXT });
+        expect({ item, method, status: r.status }).toEqual({ item, method, status: 400 });
+        expect(r.text).toMatch(/line break/);
+      }
+      const inc = await call('POST', `/iidy/v1/increment/lists/lines/${encodeURIComponent(item)}`);
+      expect(inc.status).toBe(400);
+    }
+    const lone = await call('POST', '/iidy/v1/batch/lists/lines', {
+      headers: TEXT,
+      body: 'ok\na\rb\n',
+    });
+    expect(lone.status).toBe(400);
+    expect(lone.text).toMatch(/items\[1\]/);
+    const json = await call('POST', `/iidy/v1/lists/lines/${encodeURIComponent('x\ny')}`, {
+      headers: JSON_CT,
+    });
+    expect(json.status).toBe(201);
+    expect(
+      JSON.parse(
+        (await call('GET', '/iidy/v1/batch/lists/lines?count=5', { headers: JSON_CT })).text,
+      ),
+    ).toEqual({ listentries: [{ item: 'x\ny', attempts: 0 }] });
+  });
+
+  it('refuses a text page that would hold an item with a line break, instead of printing it raw', async () => {
+    await call('POST', '/iidy/v1/batch/lists/raw', {
+      headers: JSON_CT,
+      body: JSON.stringify({ items: ['a', 'b\nc 7', 'd'] }),
+    });
+    const r = await call('GET', '/iidy/v1/batch/lists/raw?count=10', { headers: TEXT });
+    expect(r.status).toBe(400);
+    expect(r.text).toMatch(/application\/json/);
+    // A page before the item is fine.
+    expect((await call('GET', '/iidy/v1/batch/lists/raw?count=1')).text).toBe('a 0\n');
+  });
+
+  it('always percent-encodes X-IIDY-Last-Item', async () => {
+    const items = ['plain.txt', 'a%41', 'é%41', 'a b', 'x/y?z'];
+    for (const item of items) {
+      await call('DELETE', '/iidy/v1/batch/lists/hdr', {
+        headers: JSON_CT,
+        body: JSON.stringify({ items }),
+      });
+      await call('POST', `/iidy/v1/lists/hdr/${encodeURIComponent(item)}`);
+      const r = await call('GET', '/iidy/v1/batch/lists/hdr?count=10');
+      expect(r.headers.get('x-iidy-last-item'), item).toBe(encodeURIComponent(item));
+      expect(decodeURIComponent(r.headers.get('x-iidy-last-item')!)).toBe(item);
+    }
+  });
+});

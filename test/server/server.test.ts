@@ -1,4 +1,5 @@
 // The HTTP service through a real listening server on a real database.
+import fs from 'node:fs';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -273,5 +274,143 @@ describe('notify and Server-Sent Events', () => {
     });
     expect(extra.status).toBe(400);
     expect(await json(extra)).toMatchObject({ error: { field: 'body.other' } });
+  });
+});
+
+describe('requests the routes cannot take', () => {
+  it('answers a known path with an unsupported method 405 and an Allow header, in every route family', async () => {
+    for (const [method, path, allow] of [
+      ['POST', '/healthz', 'GET, HEAD'],
+      ['DELETE', '/metrics', 'GET, HEAD'],
+      ['POST', '/openapi.json', 'GET, HEAD'],
+      ['PUT', '/v1/lists', 'GET, HEAD'],
+      ['PUT', '/v1/lists/x', 'GET, HEAD'],
+      ['PATCH', '/v1/lists/x/items', 'GET, HEAD, POST'],
+      ['DELETE', '/v1/lists/x/claims', 'POST'],
+      ['PATCH', '/v1/kv/some/key', 'DELETE, GET, HEAD, PUT'],
+      ['GET', '/v1/limits/n/k', 'POST'],
+      ['PUT', '/v1/leases/l/acquire', 'POST'],
+      ['DELETE', '/v1/leases/l', 'GET, HEAD'],
+      ['GET', '/v1/channels/c/notifications', 'POST'],
+      ['POST', '/v1/channels/c/events', 'GET, HEAD'],
+      ['POST', '/v1/changes/groups', 'GET, HEAD'],
+      ['POST', '/v1/changes/g/events', 'GET, HEAD'],
+      ['GET', '/v1/changes/groups/g', 'DELETE, PUT'],
+    ] as const) {
+      const res = await fetch(`${base}${path}`, { method });
+      const what = `${method} ${path}`;
+      expect({ what, status: res.status, allow: res.headers.get('allow') }).toEqual({
+        what,
+        status: 405,
+        allow,
+      });
+      expect(await json(res), what).toMatchObject({
+        error: { code: 'PGCOORD_METHOD_NOT_ALLOWED' },
+      });
+    }
+    // iidy's paths: its own error form, text or JSON by Content-Type.
+    const put = await fetch(`${base}/iidy/v1/lists/l/a/b`, { method: 'PUT' });
+    expect(put.status).toBe(405);
+    expect(put.headers.get('allow')).toBe('DELETE, GET, HEAD, POST');
+    expect(await put.text()).toMatch(/^PUT is not allowed/);
+    const patch = await fetch(`${base}/iidy/v1/batch/lists/l`, {
+      method: 'PATCH',
+      headers: { 'content-type': 'application/json' },
+      body: '{}',
+    });
+    expect(patch.status).toBe(405);
+    expect(patch.headers.get('allow')).toBe('DELETE, GET, HEAD, POST');
+    expect(await json(patch)).toMatchObject({ code: 'PGCOORD_METHOD_NOT_ALLOWED' });
+    // An unknown path stays a 404.
+    expect((await fetch(`${base}/v1/nothing/here`, { method: 'PUT' })).status).toBe(404);
+  });
+
+  it('answers a bad percent-escape in the path with the usual error body', async () => {
+    for (const path of ['/v1/lists/%ZZ', '/v1/lists/%FF/items', '/v1/kv/%E9', '/nope/%ZZ']) {
+      const res = await fetch(`${base}${path}`);
+      expect(res.status, path).toBe(400);
+      expect(res.headers.get('content-type'), path).toMatch(/^application\/json/);
+      const body = (await json(res)) as { error: { code: string; message: string } };
+      expect(body.error, path).toMatchObject({ code: 'PGCOORD_BAD_REQUEST' });
+      expect(body.error.message, path).toMatch(/percent/);
+      expect(Object.keys(body), path).toEqual(['error']);
+    }
+    const long = await fetch(`${base}/v1/lists/${'x'.repeat(9000)}`);
+    expect(long.status).toBe(414);
+    expect(await json(long)).toMatchObject({ error: { code: 'PGCOORD_URI_TOO_LONG' } });
+    const text = await fetch(`${base}/iidy/v1/lists/l/%FF`);
+    expect(text.status).toBe(400);
+    expect(await text.text()).toMatch(/percent/);
+    const iidyJson = await fetch(`${base}/iidy/v1/lists/l/%ZZ`, {
+      headers: { 'content-type': 'application/json' },
+    });
+    expect(iidyJson.status).toBe(400);
+    expect(await json(iidyJson)).toMatchObject({ code: 'PGCOORD_BAD_REQUEST' });
+  });
+
+  it('lists every error code the service answers in the README table', async () => {
+    const readme = fs.readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+    const table = readme.slice(
+      readme.indexOf('### Error replies'),
+      readme.indexOf('### As a library'),
+    );
+    const codes = new Set<string>(Object.keys(STATUS_BY_CODE));
+    const dir = new URL('../../src/server/', import.meta.url);
+    // server-options.ts names environment variables (PGCOORD_PORT ...), not error codes.
+    for (const file of fs.readdirSync(dir).filter((f) => f !== 'server-options.ts')) {
+      const source = fs.readFileSync(new URL(file, dir), 'utf8');
+      for (const m of source.matchAll(/'(PGCOORD_[A-Z_]+)'/g)) codes.add(m[1]!);
+    }
+    expect(codes.has('PGCOORD_BAD_REQUEST')).toBe(true);
+    for (const code of codes) expect(table, code).toContain(`\`${code}\``);
+  });
+});
+
+describe('Server-Sent Events on invalid names', () => {
+  /** Status and body of a GET that may turn into a stream (which is then cut). */
+  async function statusOf(url: string): Promise<{ status: number; body: unknown }> {
+    const controller = new AbortController();
+    const res = await fetch(url, { signal: controller.signal });
+    if (res.headers.get('content-type')?.startsWith('text/event-stream')) {
+      controller.abort();
+      return { status: res.status, body: 'stream' };
+    }
+    return { status: res.status, body: await json(res) };
+  }
+
+  it('refuses an invalid channel with a 400 before the stream starts', async () => {
+    for (const channel of ['a\u0000b', '日'.repeat(22), 'x'.repeat(64)]) {
+      const r = await statusOf(`${base}/v1/channels/${encodeURIComponent(channel)}/events`);
+      expect(r, JSON.stringify(channel)).toMatchObject({
+        status: 400,
+        body: { error: { code: 'PGCOORD_VALIDATION', field: 'params.channel' } },
+      });
+    }
+    const post = await fetch(
+      `${base}/v1/channels/${encodeURIComponent('日'.repeat(22))}/notifications`,
+      {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{}',
+      },
+    );
+    expect(await json(post)).toMatchObject({ error: { field: 'params.channel' } });
+    // The limit itself still streams.
+    expect(
+      await statusOf(`${base}/v1/channels/${encodeURIComponent('日'.repeat(21))}/events`),
+    ).toEqual({
+      status: 200,
+      body: 'stream',
+    });
+  });
+
+  it('refuses an invalid consumer group with a 400 before the stream starts', async () => {
+    for (const group of ['a\u0000b', '日'.repeat(67)]) {
+      const r = await statusOf(`${base}/v1/changes/${encodeURIComponent(group)}/events`);
+      expect(r, JSON.stringify(group)).toMatchObject({
+        status: 400,
+        body: { error: { code: 'PGCOORD_VALIDATION', field: 'params.group' } },
+      });
+    }
   });
 });

@@ -11,6 +11,8 @@ export interface SseClient {
   next(pred?: (e: SseEvent) => boolean, timeoutMs?: number): Promise<SseEvent>;
   close(): void;
   status: number;
+  /** Resolves when the stream ends: the server closed it, or close() was called. */
+  ended: Promise<void>;
 }
 
 export async function openSse(
@@ -22,8 +24,9 @@ export async function openSse(
   const events: SseEvent[] = [];
   const waiters: Array<() => void> = [];
   let consumed = 0;
+  let ended = Promise.resolve();
   if (res.ok && res.body) {
-    void (async () => {
+    ended = (async () => {
       const decoder = new TextDecoder();
       let buf = '';
       try {
@@ -81,5 +84,6 @@ export async function openSse(
       }
     },
     close: () => controller.abort(),
+    ended,
   };
 }
