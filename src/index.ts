@@ -121,6 +121,7 @@ export {
 } from './coordination/index.js';
 export type {
   Lease,
+  LeaseHandle,
   LeaseManagerOptions,
   AcquireOptions,
   WithLeaseOptions,

@@ -31,8 +31,14 @@ describe('migrate', () => {
     // The first release carried 0009's change inside an edited 0003: its databases have the
     // columns and the function already, and must still take 0009 cleanly.
     await migrate(db.pool, { schema: 'm_landed' });
-    await db.pool.query('DELETE FROM m_landed.migrations WHERE id = 9');
-    expect((await migrate(db.pool, { schema: 'm_landed' })).applied).toEqual([9]);
+    // The migrator compares the newest id, so 0009 and every later step are forgotten (the later
+    // ones replace functions and run again unchanged).
+    await db.pool.query('DELETE FROM m_landed.migrations WHERE id >= 9');
+    expect((await migrate(db.pool, { schema: 'm_landed' })).applied).toEqual(
+      loadMigrations()
+        .map((m) => m.id)
+        .filter((id) => id >= 9),
+    );
     const limiter = new RateLimiter(db.pool, {
       schema: 'm_landed',
       algorithm: 'fixed-window',
