@@ -50,6 +50,51 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION pgcoord.lease_acquire(p_name text, p_owner text, p_ttl_ms double precision) RETURNS TABLE(token bigint, expires_at timestamp with time zone)
+    LANGUAGE plpgsql
+    AS $$
+#variable_conflict use_column
+BEGIN
+  -- Waits for a concurrent first insert of the name; when that rolls back, a free row (token 0,
+  -- so the first lease still gets token 1) takes its place.
+  INSERT INTO "pgcoord".leases (name, token) VALUES (p_name, 0) ON CONFLICT (name) DO NOTHING;
+  PERFORM 1 FROM "pgcoord".leases l WHERE l.name = p_name FOR UPDATE;
+  RETURN QUERY
+    UPDATE "pgcoord".leases l
+       SET owner = p_owner, token = l.token + 1,
+           expires_at = clock_timestamp() + p_ttl_ms * interval '1 millisecond',
+           acquired_at = clock_timestamp()
+     WHERE l.name = p_name AND (l.expires_at IS NULL OR l.expires_at <= clock_timestamp())
+    RETURNING l.token, l.expires_at;
+END
+$$;
+
+CREATE FUNCTION pgcoord.lease_release(p_name text, p_token bigint) RETURNS boolean
+    LANGUAGE plpgsql
+    AS $$
+#variable_conflict use_column
+BEGIN
+  PERFORM 1 FROM "pgcoord".leases l WHERE l.name = p_name FOR UPDATE;
+  UPDATE "pgcoord".leases l SET owner = NULL, expires_at = NULL
+   WHERE l.name = p_name AND l.token = p_token AND l.expires_at > clock_timestamp();
+  RETURN FOUND;
+END
+$$;
+
+CREATE FUNCTION pgcoord.lease_renew(p_name text, p_token bigint, p_ttl_ms double precision) RETURNS TABLE(owner text, expires_at timestamp with time zone)
+    LANGUAGE plpgsql
+    AS $$
+#variable_conflict use_column
+BEGIN
+  PERFORM 1 FROM "pgcoord".leases l WHERE l.name = p_name FOR UPDATE;
+  RETURN QUERY
+    UPDATE "pgcoord".leases l
+       SET expires_at = clock_timestamp() + p_ttl_ms * interval '1 millisecond'
+     WHERE l.name = p_name AND l.token = p_token AND l.expires_at > clock_timestamp()
+    RETURNING l.owner, l.expires_at;
+END
+$$;
+
 CREATE FUNCTION pgcoord.list_complete_and_claim(p_list text, p_items text[], p_tokens bigint[], p_limit integer, p_lease_ms double precision, p_max_attempts integer) RETURNS TABLE(o_completed text[], o_items text[], o_attempts integer[], o_token bigint, o_lease_until timestamp with time zone, o_expired text[], o_dead text[])
     LANGUAGE sql
     AS $$
@@ -156,7 +201,8 @@ CREATE FUNCTION pgcoord.rate_limit_decide(p_unlogged boolean, p_write boolean, p
     LANGUAGE plpgsql
     AS $$
 DECLARE
-  eps constant double precision := 1e-6;
+  -- Shortfall forgiven, as a fraction of the cost: floating error, nothing more (see above).
+  eps constant double precision := 1e-12;
   nq int := coalesce(array_length(p_limit, 1), 0);
   ni int := coalesce(array_length(p_cost, 1), 0);
   sa double precision[];
@@ -174,6 +220,7 @@ DECLARE
   all_ok boolean; ok boolean;
   v_rem double precision; v_retry double precision; v_reset double precision;
   q_rem double precision; q_retry double precision; q_reset double precision;
+  q_exp double precision;
 BEGIN
   IF p_write THEN
     IF p_unlogged THEN
@@ -235,7 +282,7 @@ BEGIN
         END IF;
         w := 1 - (v_now - ot) / p;
         est := ob * w + oa;
-        ok := est + c <= l + eps;
+        ok := c <= (l - est) / (1 - eps);
         IF ok THEN
           q_retry := 0;
         ELSIF oa + c <= l THEN
@@ -251,7 +298,7 @@ BEGIN
         ELSE oa := least(bu, oa + greatest(0, v_now - ot) * r);
         END IF;
         ot := v_now;
-        ok := oa + eps >= c;
+        ok := c <= oa / (1 - eps);
         q_retry := (c - oa) / r;
       ELSIF p_algo = 4 THEN
         r := l / p;
@@ -259,7 +306,7 @@ BEGIN
         ELSE oa := greatest(0, oa - greatest(0, v_now - ot) * r);
         END IF;
         ot := v_now;
-        ok := oa + c <= bu + eps;
+        ok := c <= (bu - oa) / (1 - eps);
         q_retry := (oa + c - bu) / r;
       ELSE
         r := p / l; -- emission interval
@@ -267,7 +314,8 @@ BEGIN
         ELSE oa := greatest(0, oa - greatest(0, v_now - ot));
         END IF;
         ot := v_now;
-        ok := oa + c * r <= bu * r + eps;
+        -- In units, like every other algorithm and like remaining below.
+        ok := c <= (bu - oa / r) / (1 - eps);
         q_retry := oa + c * r - bu * r;
       END IF;
       pa[q] := oa; pb[q] := ob; pt[q] := ot;
@@ -277,7 +325,9 @@ BEGIN
       END IF;
     END LOOP;
 
-    -- Phase 2: all or nothing; then report from the state that is kept.
+    -- Phase 2: all or nothing; then report from the state that is kept. A denied call writes
+    -- nothing: for the other algorithms the state brought forward to now is the same state, but
+    -- a fixed window brought forward is a new window opened at the time of a denied call.
     v_rem := 'Infinity';
     v_reset := 0;
     FOR q IN 1 .. nq LOOP
@@ -290,34 +340,36 @@ BEGIN
         ELSE oa := oa + c;
         END IF;
       END IF;
+      -- remaining is the largest cost the check above would allow: the same expression.
       IF p_algo = 1 THEN
         q_rem := l - oa;
-        q_reset := ot + p - v_now;
-        se[s] := ot + p;
+        -- An empty window is full already.
+        q_reset := CASE WHEN oa > 0 THEN ot + p - v_now ELSE 0 END;
+        q_exp := ot + p;
       ELSIF p_algo = 2 THEN
         est := ob * (1 - (v_now - ot) / p) + oa;
-        q_rem := floor(l - est + eps);
+        q_rem := floor((l - est) / (1 - eps));
         q_reset := CASE WHEN oa > 0 THEN ot + 2 * p - v_now
                         WHEN ob > 0 THEN ot + p - v_now ELSE 0 END;
-        se[s] := ot + 2 * p;
+        q_exp := ot + 2 * p;
       ELSIF p_algo = 3 THEN
-        q_rem := floor(oa + eps);
+        q_rem := floor(oa / (1 - eps));
         q_reset := (bu - oa) / (l / p);
-        se[s] := v_now + q_reset;
+        q_exp := v_now + q_reset;
       ELSIF p_algo = 4 THEN
-        q_rem := floor(bu - oa + eps);
+        q_rem := floor((bu - oa) / (1 - eps));
         q_reset := oa / (l / p);
-        se[s] := v_now + q_reset;
+        q_exp := v_now + q_reset;
       ELSE
         r := p / l;
-        q_rem := floor((bu * r - oa) / r + eps);
+        q_rem := floor((bu - oa / r) / (1 - eps));
         q_reset := oa;
-        se[s] := v_now + oa;
+        q_exp := v_now + oa;
       END IF;
       v_rem := least(v_rem, greatest(0, q_rem));
       v_reset := greatest(v_reset, q_reset);
-      IF p_write THEN
-        sa[s] := oa; sb[s] := ob; st[s] := ot;
+      IF p_write AND all_ok THEN
+        sa[s] := oa; sb[s] := ob; st[s] := ot; se[s] := q_exp;
       END IF;
     END LOOP;
 
@@ -329,17 +381,19 @@ BEGIN
     RETURN NEXT;
   END LOOP;
 
+  -- Rows only denied keep their state and expiry; one created here and never allowed (still
+  -- fresh, so full) expires at once, for purgeExpired.
   IF p_write THEN
     IF p_unlogged THEN
       UPDATE "pgcoord".rate_limits_unlogged rl
-         SET a = u.a, b = u.b, t = u.t, expires_ms = u.e
+         SET a = u.a, b = u.b, t = u.t, expires_ms = coalesce(u.e, rl.expires_ms, v_now)
         FROM unnest(p_keys, sa, sb, st, se) u(k0, a, b, t, e)
-       WHERE rl.key = u.k0 AND u.t IS NOT NULL;
+       WHERE rl.key = u.k0;
     ELSE
       UPDATE "pgcoord".rate_limits rl
-         SET a = u.a, b = u.b, t = u.t, expires_ms = u.e
+         SET a = u.a, b = u.b, t = u.t, expires_ms = coalesce(u.e, rl.expires_ms, v_now)
         FROM unnest(p_keys, sa, sb, st, se) u(k0, a, b, t, e)
-       WHERE rl.key = u.k0 AND u.t IS NOT NULL;
+       WHERE rl.key = u.k0;
     END IF;
   END IF;
 END

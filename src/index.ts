@@ -128,6 +128,7 @@ export {
 } from './coordination/index.js';
 export type {
   Lease,
+  LeaseHandle,
   LeaseManagerOptions,
   AcquireOptions,
   WithLeaseOptions,

@@ -17,7 +17,13 @@ export type {
 export { LeaderElection } from './leader-election.js';
 export type { LeaderElectionEvents, LeaderElectionOptions } from './leader-election.js';
 export { LeaseManager, MAX_LEASE_NAME_BYTES, MAX_LEASE_TTL_MS, MIN_LEASE_TTL_MS } from './lease.js';
-export type { AcquireOptions, Lease, LeaseManagerOptions, WithLeaseOptions } from './lease.js';
+export type {
+  AcquireOptions,
+  Lease,
+  LeaseHandle,
+  LeaseManagerOptions,
+  WithLeaseOptions,
+} from './lease.js';
 export { RATE_LIMIT_ALGORITHMS } from './rate-limit-algorithms.js';
 export type { RateLimitAlgorithm } from './rate-limit-algorithms.js';
 export {

@@ -24,6 +24,12 @@ export interface Lease {
   readonly expiresAt: Date;
 }
 
+/**
+ * What {@link LeaseManager.renew} and {@link LeaseManager.release} need of a lease: its name and
+ * fencing token. A {@link Lease} is one; `owner`, when present, is validated but not compared.
+ */
+export type LeaseHandle = Pick<Lease, 'name' | 'token'> & { readonly owner?: string };
+
 export interface LeaseManagerOptions {
   /** Schema of pgcoord's tables. Default `pgcoord`. */
   schema?: string;
@@ -102,15 +108,11 @@ export class LeaseManager {
         ? this.owner
         : checkText('options.owner', o.owner, { maxBytes: MAX_LEASE_NAME_BYTES });
     const ttlMs = checkTtl('options.ttlMs', o.ttlMs, this.ttlMs);
+    // The function waits for the row first and reads the clock after (sql/0010): a call that
+    // waited still gets its whole ttl.
     const rows = await this.run(o.tx, (q) =>
       q.query<LeaseRow>(
-        `INSERT INTO ${this.table} AS l (name, owner, token, expires_at, acquired_at)
-         VALUES ($1::text, $2::text, 1, clock_timestamp() + $3::float8 * interval '1 millisecond', clock_timestamp())
-         ON CONFLICT (name) DO UPDATE
-            SET owner = EXCLUDED.owner, token = l.token + 1,
-                expires_at = EXCLUDED.expires_at, acquired_at = EXCLUDED.acquired_at
-          WHERE l.expires_at IS NULL OR l.expires_at <= clock_timestamp()
-         RETURNING token::text, expires_at`,
+        `SELECT token::text, expires_at FROM ${this.fn('lease_acquire')}($1::text, $2::text, $3::float8)`,
         [name, owner, ttlMs],
       ),
     );
@@ -119,42 +121,45 @@ export class LeaseManager {
   }
 
   /**
-   * Extends a held lease by `ttlMs` from now (server clock). Returns the renewed lease.
+   * Extends a held lease by `ttlMs` from now (server clock; "now" is when the call holds the
+   * lease row, after any wait for it). Returns the renewed lease, with the owner recorded at
+   * acquire. The lease is identified by its name and fencing token only: whoever has the current
+   * token can renew it; `lease.owner` is validated like acquire's but not compared.
    * @throws StaleTokenError when the lease expired or was taken over: nothing was changed.
    */
-  async renew(lease: Lease, options: { ttlMs?: number; tx?: Queryable } = {}): Promise<Lease> {
+  async renew(
+    lease: LeaseHandle,
+    options: { ttlMs?: number; tx?: Queryable } = {},
+  ): Promise<Lease> {
     checkLease(lease);
     const o = checkOptions('options', options);
     const ttlMs = checkTtl('options.ttlMs', o.ttlMs, this.ttlMs);
     const rows = await this.run(o.tx, (q) =>
-      q.query<LeaseRow>(
-        `UPDATE ${this.table} SET expires_at = clock_timestamp() + $3::float8 * interval '1 millisecond'
-          WHERE name = $1::text AND token = $2::bigint AND expires_at > clock_timestamp()
-         RETURNING token::text, expires_at`,
+      q.query<{ owner: string; expires_at: Date }>(
+        `SELECT owner, expires_at FROM ${this.fn('lease_renew')}($1::text, $2::bigint, $3::float8)`,
         [lease.name, lease.token.toString(), ttlMs],
       ),
     );
     const r = rows[0];
     if (!r) throw stale(lease, 'renew');
-    return { ...lease, expiresAt: r.expires_at };
+    return { name: lease.name, owner: r.owner, token: lease.token, expiresAt: r.expires_at };
   }
 
   /**
-   * Gives the lease up at once, so another owner can take it without waiting for expiry.
+   * Gives the lease up at once, so another owner can take it without waiting for expiry. Like
+   * {@link renew}, it acts on the name and fencing token only.
    * @throws StaleTokenError when the lease had already expired or been taken over.
    */
-  async release(lease: Lease, options: { tx?: Queryable } = {}): Promise<void> {
+  async release(lease: LeaseHandle, options: { tx?: Queryable } = {}): Promise<void> {
     checkLease(lease);
     const o = checkOptions('options', options);
     const rows = await this.run(o.tx, (q) =>
-      q.query(
-        `UPDATE ${this.table} SET owner = NULL, expires_at = NULL
-          WHERE name = $1::text AND token = $2::bigint AND expires_at > clock_timestamp()
-         RETURNING 1 AS one`,
+      q.query<{ released: boolean }>(
+        `SELECT ${this.fn('lease_release')}($1::text, $2::bigint) AS released`,
         [lease.name, lease.token.toString()],
       ),
     );
-    if (rows.length === 0) throw stale(lease, 'release');
+    if (rows[0]?.released !== true) throw stale(lease, 'release');
   }
 
   /** The current holder of `name`, or undefined when it is free. */
@@ -196,12 +201,21 @@ export class LeaseManager {
     );
     if (typeof fn !== 'function')
       throw new ValidationError('fn', `must be a function, got ${describe(fn)}`);
+    // Local deadline: measured from before each successful request (the acquire included), so
+    // it errs on the early side however long the reply took to arrive.
+    const acquireSentAt = performance.now();
     const first = await this.acquire(name, { owner: o.owner, ttlMs });
     if (!first) throw new ConflictError(`lease "${name}" is held by someone else`);
     let lease = first;
+    let deadline = acquireSentAt + ttlMs;
+    if (performance.now() >= deadline) {
+      // The reply came too late to be sure the lease is still ours: fn never starts.
+      await this.release(lease).catch(() => undefined);
+      throw new StaleTokenError(
+        `lease "${name}" (token ${lease.token}) may have expired before its acquire answered`,
+      );
+    }
     const controller = new AbortController();
-    // Local deadline: measured from before each successful request, so it errs on the early side.
-    let deadline = performance.now() + ttlMs;
     let timer: NodeJS.Timeout | undefined;
     let renewing: Promise<void> | undefined;
     let done = false;
@@ -240,7 +254,7 @@ export class LeaseManager {
           }
         });
     };
-    timer = setTimeout(tick, renewIntervalMs);
+    timer = setTimeout(tick, Math.min(renewIntervalMs, deadline - performance.now()));
     timer.unref();
     try {
       return await fn(controller.signal, lease);
@@ -252,6 +266,11 @@ export class LeaseManager {
         await this.release(lease).catch(() => undefined);
       }
     }
+  }
+
+  /** A function of pgcoord's schema, quoted. */
+  private fn(name: string): string {
+    return `${quoteIdent(this.schema)}.${name}`;
   }
 
   private async run<R extends object>(
@@ -268,7 +287,7 @@ export class LeaseManager {
   }
 }
 
-function stale(lease: Lease, op: string): StaleTokenError {
+function stale(lease: LeaseHandle, op: string): StaleTokenError {
   return new StaleTokenError(
     `cannot ${op} lease "${lease.name}" with token ${lease.token}: it expired or another holder took it`,
   );
@@ -291,6 +310,10 @@ function checkLease(lease: unknown): void {
     throw new ValidationError('lease.token', `must be 1 to ${MAX_BIGINT}, got ${l.token}`);
   }
   checkName(l.name);
+  // Not compared (the token identifies the grant), but held to acquire's rules all the same.
+  if (l.owner !== undefined) {
+    checkText('lease.owner', l.owner, { maxBytes: MAX_LEASE_NAME_BYTES });
+  }
 }
 
 function checkTtl(argument: string, value: unknown, fallback: number): number {

@@ -2,7 +2,8 @@ import { quoteIdent } from '../core/index.js';
 
 /**
  * The rate-limiting algorithms pgcoord decides in SQL (function `rate_limit_decide` of
- * `sql/0003_rate_limits.sql`, replaced by `sql/0009_rate_limits_set_based.sql`). Each quota allows `limit` units per `periodMs`; `burst` is the
+ * `sql/0003_rate_limits.sql`, replaced by `sql/0009_rate_limits_set_based.sql`, then by
+ * `sql/0010_leases_rate_limits_exact.sql`). Each quota allows `limit` units per `periodMs`; `burst` is the
  * most units a key can take at once where the algorithm has a capacity separate from its rate.
  *
  * | algorithm | state | allows | capacity |
@@ -64,10 +65,19 @@ interface SetFragments {
   item: { aj: string; rem: string; reset: string; retry: string };
 }
 
-const EPS = '1e-6';
+/**
+ * Shortfall forgiven, as a fraction of the cost: floating error, nothing more. A cost `c` is
+ * allowed when `c <= available / (1 - EPS)`, and `remaining` is the floor of that same quotient,
+ * so the two never disagree (sql/0010_leases_rate_limits_exact.sql, `eps`). k items of cost C
+ * in a row: item j fits when `C <= (available - (j - 1) * C) / (1 - EPS)`, that is
+ * `j <= available / C + EPS`, hence the rooms below.
+ */
+const EPS = '1e-12::float8';
+/** `available / (1 - EPS)`, floored: remaining. */
+const within = (available: string) => `floor((${available}) / (1 - ${EPS}))`;
 
 // L, P, BU are $4, $5, $6 (limit, period, burst). Every formula matches rate_limit_decide in
-// sql/0009_rate_limits_set_based.sql applied item after item; k equal-cost items on one key at one time
+// sql/0010_leases_rate_limits_exact.sql applied item after item; k equal-cost items on one key at one time
 // reduce to "the first m fit", which is what makes a set-based statement exact.
 const FRAGMENTS: Record<RateLimitAlgorithm, SetFragments> = {
   'fixed-window': {
@@ -81,7 +91,7 @@ const FRAGMENTS: Record<RateLimitAlgorithm, SetFragments> = {
     item: {
       aj: `u.a - uu * u.c`,
       rem: `$4 - aj`,
-      reset: `u.t + $5 - N`,
+      reset: `CASE WHEN aj > 0 THEN u.t + $5 - N ELSE 0 END`,
       retry: `u.t + $5 - N`,
     },
   },
@@ -91,11 +101,11 @@ const FRAGMENTS: Record<RateLimitAlgorithm, SetFragments> = {
       b0: `CASE WHEN T IS NULL OR N >= T + 2 * $5 THEN 0 WHEN N >= T + $5 THEN A ELSE B END`,
       t0: `CASE WHEN T IS NULL THEN N WHEN N >= T + $5 THEN T + floor((N - T) / $5) * $5 ELSE T END`,
     },
-    room: `($4 + ${EPS} - (x.b0 * least(1, greatest(0, 1 - (N - x.t0) / $5)) + x.a0)) / C`,
+    room: `($4 - (x.b0 * least(1, greatest(0, 1 - (N - x.t0) / $5)) + x.a0)) / C + ${EPS}`,
     next: { a1: `x.a0 + y.m * C`, b1: `x.b0`, t1: `x.t0`, e1: `x.t0 + 2 * $5` },
     item: {
       aj: `u.a - uu * u.c`,
-      rem: `floor($4 - (u.b * least(1, greatest(0, 1 - (N - u.t) / $5)) + aj) + ${EPS})`,
+      rem: within(`$4 - (u.b * least(1, greatest(0, 1 - (N - u.t) / $5)) + aj)`),
       reset: `CASE WHEN aj > 0 THEN u.t + 2 * $5 - N WHEN u.b > 0 THEN u.t + $5 - N ELSE 0 END`,
       retry: `CASE WHEN aj + u.c <= $4 THEN u.t + (1 - ($4 - aj - u.c) / nullif(u.b, 0)) * $5 - N
                    ELSE u.t + $5 + greatest(0, 1 - ($4 - u.c) / nullif(aj, 0)) * $5 - N END`,
@@ -107,7 +117,7 @@ const FRAGMENTS: Record<RateLimitAlgorithm, SetFragments> = {
       b0: `NULL::float8`,
       t0: `nn`,
     },
-    room: `(x.a0 + ${EPS}) / C`,
+    room: `x.a0 / C + ${EPS}`,
     next: {
       a1: `greatest(0, x.a0 - y.m * C)`,
       b1: `NULL::float8`,
@@ -116,7 +126,7 @@ const FRAGMENTS: Record<RateLimitAlgorithm, SetFragments> = {
     },
     item: {
       aj: `u.a + uu * u.c`,
-      rem: `floor(aj + ${EPS})`,
+      rem: within(`aj`),
       reset: `($6 - aj) / ($4 / $5)`,
       retry: `(u.c - aj) / ($4 / $5)`,
     },
@@ -127,7 +137,7 @@ const FRAGMENTS: Record<RateLimitAlgorithm, SetFragments> = {
       b0: `NULL::float8`,
       t0: `nn`,
     },
-    room: `($6 + ${EPS} - x.a0) / C`,
+    room: `($6 - x.a0) / C + ${EPS}`,
     next: {
       a1: `x.a0 + y.m * C`,
       b1: `NULL::float8`,
@@ -136,7 +146,7 @@ const FRAGMENTS: Record<RateLimitAlgorithm, SetFragments> = {
     },
     item: {
       aj: `u.a - uu * u.c`,
-      rem: `floor($6 - aj + ${EPS})`,
+      rem: within(`$6 - aj`),
       reset: `aj / ($4 / $5)`,
       retry: `(aj + u.c - $6) / ($4 / $5)`,
     },
@@ -147,7 +157,7 @@ const FRAGMENTS: Record<RateLimitAlgorithm, SetFragments> = {
       b0: `NULL::float8`,
       t0: `nn`,
     },
-    room: `($6 * ($5 / $4) + ${EPS} - x.a0) / (C * ($5 / $4))`,
+    room: `($6 - x.a0 / ($5 / $4)) / C + ${EPS}`,
     next: {
       a1: `x.a0 + y.m * C * ($5 / $4)`,
       b1: `NULL::float8`,
@@ -156,7 +166,7 @@ const FRAGMENTS: Record<RateLimitAlgorithm, SetFragments> = {
     },
     item: {
       aj: `u.a - uu * u.c * ($5 / $4)`,
-      rem: `floor(($6 * ($5 / $4) - aj) / ($5 / $4) + ${EPS})`,
+      rem: within(`$6 - aj / ($5 / $4)`),
       reset: `aj`,
       retry: `aj + u.c * ($5 / $4) - $6 * ($5 / $4)`,
     },

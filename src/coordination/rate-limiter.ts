@@ -339,11 +339,21 @@ function toDecisions(rows: DecisionRow[], count: number): RateLimitDecision[] {
     out[r.item - 1] = {
       allowed: r.allowed,
       remaining: r.remaining,
-      retryAfterMs: Math.ceil(r.retry_after_ms),
-      resetAfterMs: Math.ceil(r.reset_after_ms),
+      // A denied call is never told to retry at once: at an explicit time it would be denied again.
+      retryAfterMs: r.allowed ? 0 : Math.max(1, wholeMs(r.retry_after_ms)),
+      resetAfterMs: wholeMs(r.reset_after_ms),
     };
   }
   return out;
+}
+
+/**
+ * Milliseconds rounded up, after rounding to the microsecond (the server clock's resolution):
+ * a whole number of ms computed with floating error (1926.0000000000002) stays 1926 instead of
+ * becoming 1927, and nothing finer than the clock can tell is lost.
+ */
+function wholeMs(ms: number): number {
+  return Math.ceil(Math.round(ms * 1000) / 1000);
 }
 
 /** Whether every item of a key has the same cost (the set-based statement's condition). */

@@ -2,7 +2,7 @@ import {
   LeaseManager,
   MAX_LEASE_TTL_MS,
   MIN_LEASE_TTL_MS,
-  type Lease,
+  type LeaseHandle,
 } from '../coordination/index.js';
 import { ConflictError, NotFoundError } from '../core/index.js';
 import { errorSchema } from './http-errors.js';
@@ -47,7 +47,8 @@ function leaseJson(l: { name: string; owner: string; token: bigint; expiresAt: D
 
 /**
  * Leases with fencing tokens under `/v1/leases/:name`: acquire (409 when held), renew and
- * release by token (409 `PGCOORD_STALE_TOKEN` when lost), and the current holder.
+ * release by name and token (409 `PGCOORD_STALE_TOKEN` when lost; an `owner` in the body is
+ * validated but not compared), and the current holder.
  */
 export const leaseRoutes: RouteFamily = (app, ctx) => {
   const leases = new LeaseManager(ctx.pool, { schema: ctx.schema });
@@ -82,8 +83,8 @@ export const leaseRoutes: RouteFamily = (app, ctx) => {
         schema: routeSchema({
           summary:
             op === 'renew'
-              ? 'Extend a held lease by ttlMs from now; 409 PGCOORD_STALE_TOKEN when lost'
-              : 'Give a held lease up; 409 PGCOORD_STALE_TOKEN when lost',
+              ? 'Extend a held lease by ttlMs from now; 409 PGCOORD_STALE_TOKEN when lost. Acts on name and token: owner, if given, is not compared; the reply has the recorded owner'
+              : 'Give a held lease up; 409 PGCOORD_STALE_TOKEN when lost. Acts on name and token: owner, if given, is not compared',
           tags,
           params: nameParams,
           body: {
@@ -106,11 +107,12 @@ export const leaseRoutes: RouteFamily = (app, ctx) => {
       },
       async (request) => {
         const body = request.body;
-        const lease: Lease = {
+        // Name and token identify the lease; a given owner is validated, not compared, and
+        // the reply carries the owner recorded at acquire.
+        const lease: LeaseHandle = {
           name: request.params.name,
-          owner: body.owner ?? '',
           token: BigInt(body.token),
-          expiresAt: new Date(0),
+          ...(body.owner === undefined ? {} : { owner: body.owner }),
         };
         if (op === 'renew') {
           return leaseJson(

@@ -339,3 +339,220 @@ describe('when the database goes away', () => {
     }
   });
 });
+
+describe('a lease granted after waiting for the row', () => {
+  /**
+   * Runs `call` on a client of its own and resolves once the server shows that client blocked
+   * on a lock, with the server time seen then (after the blocked statement began).
+   */
+  async function blockedCall<T>(
+    call: (client: pg.PoolClient) => Promise<T>,
+  ): Promise<{ result: Promise<T>; seenAt: Date }> {
+    const client = await db.pool.connect();
+    const pid = (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!
+      .pid;
+    const result = call(client).finally(() => client.release());
+    result.catch(() => undefined);
+    const seenAt = await waitFor(async () => {
+      const { rows } = await db.pool.query<{ at: Date }>(
+        `SELECT clock_timestamp() AS at FROM pg_stat_activity
+          WHERE pid = $1 AND wait_event_type = 'Lock'`,
+        [pid],
+      );
+      return rows[0]?.at;
+    });
+    return { result, seenAt };
+  }
+
+  /** Waits until the server clock is past `at` + `ms`. */
+  async function serverClockPast(at: Date, ms: number): Promise<void> {
+    await waitFor(
+      async () =>
+        (
+          await db.pool.query<{ past: boolean }>(
+            `SELECT clock_timestamp() > $1::timestamptz + $2::int * interval '1 millisecond' AS past`,
+            [at, ms],
+          )
+        ).rows[0]!.past,
+      { intervalMs: 10 },
+    );
+  }
+
+  /** Ends the blocker's transaction; returns the server time just before. */
+  async function endBlocker(blocker: pg.PoolClient): Promise<Date> {
+    const at = (await blocker.query<{ at: Date }>('SELECT clock_timestamp() AS at')).rows[0]!.at;
+    await blocker.query('ROLLBACK');
+    return at;
+  }
+
+  it('counts the ttl from the grant, not from the start of the statement (row locked by a failed acquire)', async () => {
+    const a = new LeaseManager(db.pool, { owner: 'a' });
+    const b = new LeaseManager(db.pool, { owner: 'b' });
+    const held = (await a.acquire('granted-late', { ttlMs: 150 }))!;
+    const x = await db.pool.connect();
+    try {
+      await x.query('BEGIN');
+      // Fails (a holds it) but keeps the row locked until x ends.
+      expect(
+        await new LeaseManager(db.pool, { owner: 'x' }).acquire('granted-late', { tx: x }),
+      ).toBeUndefined();
+      const { result, seenAt } = await blockedCall((tx) =>
+        b.acquire('granted-late', { ttlMs: 300, tx }),
+      );
+      await serverClockPast(seenAt, 300);
+      const releasedAt = await endBlocker(x);
+      const lease = await result;
+      expect(lease).toMatchObject({ owner: 'b', token: held.token + 1n });
+      expect(lease!.expiresAt.getTime()).toBeGreaterThanOrEqual(releasedAt.getTime() + 300);
+      expect(await a.holder('granted-late')).toMatchObject({ owner: 'b', token: lease!.token });
+      await b.renew(lease!);
+      await b.release(lease!);
+    } finally {
+      x.release();
+    }
+  });
+
+  it('counts the ttl from the grant when it waited for a first insert that rolled back', async () => {
+    const b = new LeaseManager(db.pool, { owner: 'b' });
+    const x = await db.pool.connect();
+    try {
+      await x.query('BEGIN');
+      const first = await new LeaseManager(db.pool, { owner: 'x' }).acquire('granted-fresh', {
+        tx: x,
+      });
+      expect(first?.token).toBe(1n);
+      const { result, seenAt } = await blockedCall((tx) =>
+        b.acquire('granted-fresh', { ttlMs: 300, tx }),
+      );
+      await serverClockPast(seenAt, 300);
+      const releasedAt = await endBlocker(x);
+      const lease = await result;
+      expect(lease).toMatchObject({ owner: 'b', token: 1n });
+      expect(lease!.expiresAt.getTime()).toBeGreaterThanOrEqual(releasedAt.getTime() + 300);
+      expect(await b.holder('granted-fresh')).toMatchObject({ owner: 'b', token: 1n });
+    } finally {
+      x.release();
+    }
+  });
+
+  it('renews from the moment it holds the row', async () => {
+    const m = new LeaseManager(db.pool, { owner: 'r' });
+    const lease = (await m.acquire('renew-wait', { ttlMs: 60_000 }))!;
+    const x = await db.pool.connect();
+    try {
+      await x.query('BEGIN');
+      await x.query(`SELECT 1 FROM pgcoord.leases WHERE name = 'renew-wait' FOR UPDATE`);
+      const { result, seenAt } = await blockedCall((tx) => m.renew(lease, { ttlMs: 300, tx }));
+      await serverClockPast(seenAt, 300);
+      const releasedAt = await endBlocker(x);
+      const renewed = await result;
+      expect(renewed.expiresAt.getTime()).toBeGreaterThanOrEqual(releasedAt.getTime() + 300);
+    } finally {
+      x.release();
+    }
+  });
+
+  it.each([
+    ['renew', (m: LeaseManager, l: Lease, tx: pg.PoolClient) => m.renew(l, { tx })],
+    ['release', (m: LeaseManager, l: Lease, tx: pg.PoolClient) => m.release(l, { tx })],
+  ])('%s refuses a lease that expired while it waited for the row', async (op, call) => {
+    const m = new LeaseManager(db.pool, { owner: 'r' });
+    const name = `expired-while-waiting-${op}`;
+    const lease = (await m.acquire(name, { ttlMs: 60_000 }))!;
+    const expiresAt = (
+      await db.pool.query<{ at: Date }>(
+        `UPDATE pgcoord.leases SET expires_at = clock_timestamp() + interval '1 second'
+          WHERE name = $1 RETURNING expires_at AS at`,
+        [name],
+      )
+    ).rows[0]!.at;
+    const x = await db.pool.connect();
+    try {
+      await x.query('BEGIN');
+      await x.query(`SELECT 1 FROM pgcoord.leases WHERE name = $1 FOR UPDATE`, [name]);
+      const { result, seenAt } = await blockedCall<unknown>((tx) => call(m, lease, tx));
+      // It was live when the call began waiting...
+      expect(seenAt.getTime()).toBeLessThan(expiresAt.getTime());
+      // ...and had run out by the time the call got the row.
+      await serverClockPast(expiresAt, 0);
+      await endBlocker(x);
+      await expect(result).rejects.toBeInstanceOf(StaleTokenError);
+    } finally {
+      x.release();
+    }
+  });
+});
+
+describe('withLease local deadline', () => {
+  it('starts before the acquire request: a reply that arrives after the lease ran out never runs fn', async () => {
+    // The reply to acquire is held back (a paused process, a slow network) until the lease has
+    // expired on the server and another owner has taken it.
+    let releaseReply!: () => void;
+    const replyHeld = new Promise<void>((resolve) => (releaseReply = resolve));
+    let held = false;
+    const slow = {
+      query: async (text: string, values?: unknown[]) => {
+        const result = await db.pool.query(text, values);
+        if (/lease_acquire|INSERT INTO .*leases/s.test(text)) {
+          held = true;
+          await replyHeld;
+        }
+        return result;
+      },
+      connect: () => db.pool.connect(),
+    } as unknown as pg.Pool;
+    const paused = new LeaseManager(slow, { owner: 'paused' });
+    const thief = new LeaseManager(db.pool, { owner: 'thief' });
+    let ran = false;
+    const outcome = paused
+      .withLease(
+        'paused-reply',
+        () => {
+          ran = true;
+        },
+        { ttlMs: 100, renewIntervalMs: 30 },
+      )
+      .then(
+        () => 'resolved',
+        (err: unknown) => err,
+      );
+    await waitFor(() => held);
+    const stolen = await waitFor(() => thief.acquire('paused-reply', { ttlMs: 60_000 }));
+    releaseReply();
+    expect(await outcome).toBeInstanceOf(StaleTokenError);
+    expect(ran).toBe(false);
+    expect(await thief.holder('paused-reply')).toMatchObject({
+      owner: 'thief',
+      token: stolen.token,
+    });
+  });
+});
+
+describe('renew and release act on name and token', () => {
+  it('answer with the stored owner, never the one given', async () => {
+    const m = new LeaseManager(db.pool, { owner: 'real' });
+    const lease = (await m.acquire('owner-echo', { ttlMs: 60_000 }))!;
+    const renewed = await m.renew({ ...lease, owner: 'mallory' });
+    expect(renewed.owner).toBe('real');
+    expect(renewed.token).toBe(lease.token);
+    expect(await m.holder('owner-echo')).toMatchObject({ owner: 'real' });
+    await m.release({ ...lease, owner: 'mallory' });
+    expect(await m.holder('owner-echo')).toBeUndefined();
+  });
+
+  it.each([
+    ['renew', (m: LeaseManager, l: Lease) => m.renew(l)],
+    ['release', (m: LeaseManager, l: Lease) => m.release(l)],
+  ])('%s refuses an owner acquire would refuse, before any SQL', async (_op, call) => {
+    const m = new LeaseManager(db.pool, { owner: 'o' });
+    const lease = (await m.acquire(`owner-limit`, { ttlMs: 60_000 }))!;
+    try {
+      for (const owner of ['x'.repeat(1024 * 1024), 'a\u0000', 42 as unknown as string]) {
+        await expect(call(m, { ...lease, owner })).rejects.toBeInstanceOf(ValidationError);
+      }
+      expect(await m.holder('owner-limit')).toMatchObject({ token: lease.token });
+    } finally {
+      await m.release(lease);
+    }
+  });
+});

@@ -3,6 +3,8 @@ import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import {
   ConnectionError,
+  MAX_PERIOD_MS,
+  MAX_RATE_LIMIT_UNITS,
   RATE_LIMIT_ALGORITHMS,
   RateLimiter,
   ValidationError,
@@ -29,7 +31,9 @@ function modelDecide(
   now: number,
   cost: number,
 ): RateLimitDecision {
-  const eps = 1e-6;
+  // A cost is allowed when it is at most available / (1 - eps); remaining is that, floored.
+  const eps = 1e-12;
+  const fits = (available: number) => available / (1 - eps);
   const pre: ModelState[] = [];
   let allowed = true;
   let retry = 0;
@@ -53,7 +57,7 @@ function modelDecide(
           Object.assign(s, { b: k === 1 ? s.a : 0, a: 0, t: s.t + k * P });
         }
         const est = s.b! * (1 - (now - s.t!) / P) + s.a!;
-        ok = est + cost <= L + eps;
+        ok = cost <= fits(L - est);
         if (ok) r = 0;
         else if (s.a! + cost <= L) r = s.t! + (1 - (L - s.a! - cost) / s.b!) * P - now;
         else r = s.t! + P + Math.max(0, 1 - (L - cost) / s.a!) * P - now;
@@ -63,7 +67,7 @@ function modelDecide(
         const rate = L / P;
         s.a = s.t === undefined ? B : Math.min(B, s.a! + Math.max(0, now - s.t) * rate);
         s.t = now;
-        ok = s.a + eps >= cost;
+        ok = cost <= fits(s.a);
         r = (cost - s.a) / rate;
         break;
       }
@@ -71,7 +75,7 @@ function modelDecide(
         const rate = L / P;
         s.a = s.t === undefined ? 0 : Math.max(0, s.a! - Math.max(0, now - s.t) * rate);
         s.t = now;
-        ok = s.a + cost <= B + eps;
+        ok = cost <= fits(B - s.a);
         r = (s.a + cost - B) / rate;
         break;
       }
@@ -79,7 +83,7 @@ function modelDecide(
         const T = P / L;
         s.a = s.t === undefined ? 0 : Math.max(0, s.a! - Math.max(0, now - s.t));
         s.t = now;
-        ok = s.a + cost * T <= B * T + eps;
+        ok = cost <= fits(B - s.a / T);
         r = s.a + cost * T - B * T;
         break;
       }
@@ -107,34 +111,36 @@ function modelDecide(
     switch (algo) {
       case 'fixed-window':
         rem = L - s.a!;
-        rs = s.t! + P - now;
+        rs = s.a! > 0 ? s.t! + P - now : 0;
         break;
       case 'sliding-window':
-        rem = Math.floor(L - (s.b! * (1 - (now - s.t!) / P) + s.a!) + 1e-6);
+        rem = Math.floor(fits(L - (s.b! * (1 - (now - s.t!) / P) + s.a!)));
         rs = s.a! > 0 ? s.t! + 2 * P - now : s.b! > 0 ? s.t! + P - now : 0;
         break;
       case 'token-bucket':
-        rem = Math.floor(s.a! + 1e-6);
+        rem = Math.floor(fits(s.a!));
         rs = (B - s.a!) / (L / P);
         break;
       case 'leaky-bucket':
-        rem = Math.floor(B - s.a! + 1e-6);
+        rem = Math.floor(fits(B - s.a!));
         rs = s.a! / (L / P);
         break;
       case 'gcra':
-        rem = Math.floor((B * (P / L) - s.a!) / (P / L) + 1e-6);
+        rem = Math.floor(fits(B - s.a! / (P / L)));
         rs = s.a!;
         break;
     }
     remaining = Math.min(remaining, Math.max(0, rem));
     reset = Math.max(reset, rs);
-    states[i] = s;
+    if (allowed) states[i] = s; // a denial writes nothing
   });
+  // Whole ms, rounded up after rounding to the microsecond; a denial never says "retry now".
+  const ms = (x: number) => Math.ceil(Math.round(Math.max(0, x) * 1000) / 1000);
   return {
     allowed,
     remaining,
-    retryAfterMs: allowed ? 0 : Math.ceil(Math.max(0, retry)),
-    resetAfterMs: Math.ceil(Math.max(0, reset)),
+    retryAfterMs: allowed ? 0 : Math.max(1, ms(retry)),
+    resetAfterMs: ms(reset),
   };
 }
 
@@ -515,5 +521,235 @@ describe('RateLimiter', () => {
     ['NUL name', { name: 'a\u0000', limit: 1, periodMs: 1 }],
   ])('refuses options with %s', (_label, options) => {
     expect(() => new RateLimiter(db.pool, options as never)).toThrow(ValidationError);
+  });
+});
+
+describe('at the extremes of the documented ranges', () => {
+  const P = MAX_PERIOD_MS;
+  const U = MAX_RATE_LIMIT_UNITS;
+  const BURST_ALGORITHMS = RATE_LIMIT_ALGORITHMS.filter(
+    (a) => a !== 'fixed-window' && a !== 'sliding-window',
+  );
+
+  /** `count` calls at one instant, spread over several limiters (each coalescing its own) and direct statements. */
+  async function admittedAtOnce(
+    options: ConstructorParameters<typeof RateLimiter>[1],
+    count: number,
+    cost = 1,
+  ): Promise<RateLimitDecision[]> {
+    const limiters = Array.from({ length: 4 }, () => new RateLimiter(db.pool, options));
+    const results = await Promise.all(
+      Array.from({ length: count }, (_, i) =>
+        i % 8 === 7
+          ? limiters[0]!.consume('hot', { cost, nowMs: T0, tx: db.pool })
+          : limiters[i % 4]!.consume('hot', { cost, nowMs: T0 }),
+      ),
+    );
+    return results.filter((r) => r.allowed);
+  }
+
+  it.each(
+    BURST_ALGORITHMS.flatMap((a) =>
+      [1e9, 1e7].flatMap((limit) => [1, 5].map((burst) => [a, limit, burst] as const)),
+    ),
+  )(
+    '%s at %d per 1 ms admits exactly its burst %d of 300 simultaneous calls',
+    async (algorithm, limit, burst) => {
+      const admitted = await admittedAtOnce(
+        { algorithm, name: `fast-${algorithm}-${limit}-${burst}`, limit, periodMs: 1, burst },
+        300,
+      );
+      expect(admitted).toHaveLength(burst);
+    },
+  );
+
+  it.each(RATE_LIMIT_ALGORITHMS.map((a) => [a]))(
+    '%s with the largest units admits exactly floor(capacity / cost) of 64 simultaneous calls',
+    async (algorithm) => {
+      const admitted = await admittedAtOnce(
+        { algorithm, name: `big-${algorithm}`, limit: U, periodMs: P },
+        64,
+        U / 2 - 1,
+      );
+      expect(admitted).toHaveLength(2);
+    },
+  );
+
+  it.each(RATE_LIMIT_ALGORITHMS.map((a) => [a]))(
+    '%s at 1 per 366 days is not admitted 1 ms early',
+    async (algorithm) => {
+      const limiter = new RateLimiter(db.pool, {
+        algorithm,
+        name: `slow-${algorithm}`,
+        limit: 1,
+        periodMs: P,
+      });
+      expect((await limiter.consume('k', { nowMs: T0 })).allowed).toBe(true);
+      // The sliding window weighs the previous window's count for one more period.
+      const due = T0 + (algorithm === 'sliding-window' ? 2 * P : P);
+      for (const early of [30_000, 1]) {
+        const d = await limiter.consume('k', { nowMs: due - early });
+        expect(d, `${early} ms early`).toEqual({
+          allowed: false,
+          remaining: 0,
+          retryAfterMs: early,
+          resetAfterMs: algorithm === 'fixed-window' ? early : expect.any(Number),
+        });
+      }
+      expect(await limiter.consume('k', { nowMs: due })).toMatchObject({ allowed: true });
+    },
+  );
+
+  it.each(BURST_ALGORITHMS.map((a) => [a]))(
+    '%s at the smallest period decides fractions of a millisecond',
+    async (algorithm) => {
+      const limiter = new RateLimiter(db.pool, {
+        algorithm,
+        name: `tiny-${algorithm}`,
+        limit: 1,
+        periodMs: 1,
+        burst: 1,
+      });
+      expect((await limiter.consume('k', { nowMs: T0 })).allowed).toBe(true);
+      expect(await limiter.consume('k', { nowMs: T0 + 0.5 })).toMatchObject({
+        allowed: false,
+        remaining: 0,
+        retryAfterMs: 1,
+      });
+      expect((await limiter.consume('k', { nowMs: T0 + 1 })).allowed).toBe(true);
+    },
+  );
+
+  it('gcra never answers a denial of cost 1 with remaining 1', async () => {
+    // 1 per 366 days, burst 2: spend both, then ask 1 ms before one unit is back.
+    const limiter = new RateLimiter(db.pool, {
+      algorithm: 'gcra',
+      name: 'gcra-remaining',
+      limit: 1,
+      periodMs: P,
+      burst: 2,
+    });
+    expect((await limiter.consume('k', { cost: 2, nowMs: T0 })).allowed).toBe(true);
+    expect(await limiter.consume('k', { nowMs: T0 + P - 1 })).toMatchObject({
+      allowed: false,
+      remaining: 0,
+      retryAfterMs: 1,
+    });
+  });
+
+  it.each(RATE_LIMIT_ALGORITHMS.map((a) => [a]))(
+    '%s: remaining is exactly the largest cost allowed at that instant',
+    async (algorithm) => {
+      const windows = algorithm === 'fixed-window' || algorithm === 'sliding-window';
+      const quotas: RateLimitQuota[] = [
+        { limit: 1, periodMs: P, burst: windows ? undefined : 2 },
+        { limit: U, periodMs: 1, burst: windows ? undefined : 3 },
+        { limit: U, periodMs: P },
+        { limit: 7, periodMs: 1000, burst: windows ? undefined : 3 },
+        { limit: 3, periodMs: 7, burst: windows ? undefined : 5 },
+      ];
+      let run = 0;
+      await fc.assert(
+        fc.asyncProperty(
+          fc.constantFrom(...quotas),
+          fc.array(
+            fc.tuple(
+              fc.double({ min: 0, max: 1, noNaN: true }),
+              fc.double({ min: 0, max: 1, noNaN: true }),
+            ),
+            {
+              minLength: 1,
+              maxLength: 6,
+            },
+          ),
+          async (quota, steps) => {
+            const capacity = quota.burst ?? quota.limit;
+            const limiter = new RateLimiter(db.pool, {
+              algorithm,
+              name: `consistent-${algorithm}`,
+              ...quota,
+            });
+            const key = `run-${run++}`;
+            let now = T0;
+            for (const [dt, c] of steps) {
+              now += Math.round(dt * 2 * quota.periodMs * 1000) / 1000;
+              const cost = Math.max(1, Math.ceil(c * capacity));
+              const d = await limiter.consume(key, { cost, nowMs: now });
+              const where = `${JSON.stringify(quota)} ${key} cost ${cost} at +${now - T0}`;
+              if (!d.allowed) {
+                expect(d.remaining, where).toBeLessThan(cost);
+                expect(d.retryAfterMs, where).toBeGreaterThan(0);
+              }
+              if (d.remaining >= 1) {
+                expect(
+                  (await limiter.peek(key, { cost: Math.min(d.remaining, capacity), nowMs: now }))
+                    .allowed,
+                  where,
+                ).toBe(true);
+              }
+              if (d.remaining < capacity) {
+                expect(
+                  (await limiter.peek(key, { cost: d.remaining + 1, nowMs: now })).allowed,
+                  where,
+                ).toBe(false);
+              }
+            }
+          },
+        ),
+        { numRuns: 25 },
+      );
+    },
+  );
+});
+
+describe('retryAfterMs and resetAfterMs', () => {
+  it.each([
+    // 10 per second, burst 20: spend 20, ask for 1 at +74 ms: 26 ms to the next unit, 1926 ms to full.
+    ['token-bucket', 26, 1926],
+    ['leaky-bucket', 26, 1926],
+    ['gcra', 26, 1926],
+  ] as const)(
+    '%s reports whole milliseconds exactly (no floating error before rounding up)',
+    async (algorithm, retry, reset) => {
+      const limiter = new RateLimiter(db.pool, {
+        algorithm,
+        name: `exact-${algorithm}`,
+        limit: 10,
+        periodMs: 1000,
+        burst: 20,
+      });
+      expect((await limiter.consume('k', { cost: 20, nowMs: T0 })).allowed).toBe(true);
+      const want = { allowed: false, remaining: 0, retryAfterMs: retry, resetAfterMs: reset };
+      expect(await limiter.peek('k', { nowMs: T0 + 74 })).toEqual(want); // the general function
+      expect(await limiter.consume('k', { nowMs: T0 + 74 })).toEqual(want); // the set-based statement
+    },
+  );
+
+  it('a call denied by one fixed-window quota neither opens a window in another nor reports its period', async () => {
+    const limiter = new RateLimiter(db.pool, {
+      name: 'two-windows',
+      quotas: [
+        { limit: 1, periodMs: 1000 },
+        { limit: 2, periodMs: 10_000 },
+      ],
+    });
+    const at = (dt: number) => limiter.consume('k', { nowMs: T0 + dt });
+    expect((await at(0)).allowed).toBe(true);
+    expect((await at(1000)).allowed).toBe(true); // the 1 s quota's second window; 10 s quota full
+    // Denied by the 10 s quota (300 ms left); the 1 s quota's window ended at 2000 and it is full.
+    expect(await at(9700)).toEqual({
+      allowed: false,
+      remaining: 0,
+      retryAfterMs: 300,
+      resetAfterMs: 300,
+    });
+    const { rows } = await db.pool.query<{ a: number; t: number }>(
+      `SELECT a, t FROM pgcoord.rate_limits WHERE key = $1`,
+      ['11:two-windows:0:k'],
+    );
+    expect(rows[0]).toEqual({ a: 1, t: T0 + 1000 });
+    // The next window of the 1 s quota opens at the next allowed call, not at the denial.
+    expect((await at(10_000)).allowed).toBe(true);
+    expect(await at(10_500)).toMatchObject({ allowed: false, retryAfterMs: 500 });
   });
 });

@@ -26,6 +26,8 @@ const PINNED: Readonly<Record<string, string>> = {
     'c1681e652c3f4e554ff1a4d8fc705e83b35de06ffb32d581b46d317c8a7c486e',
   '0009_rate_limits_set_based.sql':
     'f35904f8ceb8f47a347a1b24f9dda6b8535780656f7ef355165b932dd1b47fc5',
+  '0010_leases_rate_limits_exact.sql':
+    '4f19415892486f7553069263f5ebdf0e0af5d36d9f24ba1048d51daf3959c5b0',
   '0011_schema_literal_repair.sql':
     '97f8d5a405630acb7235fd6af2a28ad24bc32c86a571f50d5cebaaa57a58ee39',
 };

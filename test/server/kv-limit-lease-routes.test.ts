@@ -121,4 +121,27 @@ describe('/v1/leases', () => {
     expect(BigInt(b.json.token as string)).toBeGreaterThan(BigInt(a.json.token as string));
     expect((await api('GET', '/v1/leases/free-one')).status).toBe(404);
   });
+
+  it('renew and release act on name and token: the reply carries the stored owner, never the given one', async () => {
+    const a = await api('POST', '/v1/leases/echo/acquire', { owner: 'a', ttlMs: 60_000 });
+    const renewed = await api('POST', '/v1/leases/echo/renew', {
+      token: a.json.token,
+      owner: 'mallory',
+    });
+    expect(renewed.status).toBe(200);
+    expect(renewed.json).toMatchObject({ owner: 'a', token: a.json.token });
+    expect((await api('GET', '/v1/leases/echo')).json).toMatchObject({ owner: 'a' });
+    // An owner acquire would refuse is refused here too, and nothing changes.
+    for (const op of ['renew', 'release']) {
+      const big = await api('POST', `/v1/leases/echo/${op}`, {
+        token: a.json.token,
+        owner: 'm'.repeat(100_000),
+      });
+      expect(big.status).toBe(400);
+      expect(big.json).toMatchObject({ error: { code: 'PGCOORD_VALIDATION' } });
+    }
+    expect((await api('GET', '/v1/leases/echo')).json).toMatchObject({ owner: 'a' });
+    const released = await api('POST', '/v1/leases/echo/release', { token: a.json.token });
+    expect(released.json).toEqual({ released: true });
+  });
 });
