@@ -106,6 +106,7 @@ export async function serve(options: ServeOptions): Promise<void> {
       routes: options.routes,
     });
     const base = await server.listen();
+    embedded?.announce(base);
     print(`pgcoord serving ${base} (OpenAPI at ${base}/openapi.json)`);
     print(`DATABASE_URL=${embedded ? databaseUrl : redactConnectionString(databaseUrl)}`);
     if (embedded) {
