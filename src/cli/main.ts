@@ -10,6 +10,7 @@ import { listsCommand } from './lists-commands.js';
 import { listenCommand, notifyCommand } from './notify-commands.js';
 import { parseCount, parsePort, type GlobalOptions } from './options.js';
 import { out } from './output.js';
+import { packageVersion } from './package-version.js';
 import { topologyCommand } from './topology-command.js';
 import { watchCommand } from './watch-command.js';
 
@@ -33,6 +34,7 @@ export function buildProgram(): Command {
         'PGCOORD_SCHEMA',
       ),
     )
+    .version(packageVersion(), '-V, --version', 'print the version of pgcoord')
     .option('--json', 'print results as JSON (read commands)')
     .option('--verbose', 'print stack traces of errors')
     .showHelpAfterError('(run with --help for usage)')
@@ -40,8 +42,9 @@ export function buildProgram(): Command {
       'after',
       `
 Exit codes: 0 ok, 1 failure, 2 usage or invalid input (nothing written), 3 not found,
-4 conflict (CAS mismatch, stale token), 5 database unavailable, 6 timeout, 7 unsupported,
-130 interrupted.
+4 conflict (CAS mismatch, stale token, limit denied, data folder owned by a running serve),
+5 database unavailable, 6 timeout, 7 unsupported, 130 interrupted (SIGINT: Ctrl-C),
+143 terminated (SIGTERM). serve exits 0 once a signal has stopped it cleanly.
 
 Example:
   $ npx pgcoord serve          # HTTP on 127.0.0.1:8080, embedded PostgreSQL in ./.pgcoord
@@ -153,14 +156,13 @@ export async function main(argv: string[]): Promise<number> {
     return EXIT.OK;
   } catch (err) {
     if (err instanceof CommanderError) {
-      if (
+      // Help asked for (--help, `help <command>`) or --version: 0. Help shown because a command
+      // group got no subcommand (`pgcoord lists`) has a non-zero exitCode: a usage error.
+      const asked =
         err.code === 'commander.helpDisplayed' ||
-        err.code === 'commander.help' ||
-        err.code === 'commander.version'
-      ) {
-        return EXIT.OK;
-      }
-      return EXIT.USAGE;
+        err.code === 'commander.version' ||
+        (err.code === 'commander.help' && err.exitCode === 0);
+      return asked ? EXIT.OK : EXIT.USAGE;
     }
     const verbose = argv.includes('--verbose');
     const message = describeError(err);

@@ -2,6 +2,8 @@ import { Command } from 'commander';
 import { Listener } from '../listen/index.js';
 import { notify } from '../listen/index.js';
 import { chooseDatabase, withPool } from './database.js';
+import { CliError } from './exit-codes.js';
+import { nextStopRequest, signalExitCode, type StopSignal } from './stop-requests.js';
 import type { GlobalOptions } from './options.js';
 import { out, printJson } from './output.js';
 
@@ -9,7 +11,7 @@ import { out, printJson } from './output.js';
 export function listenCommand(): Command {
   return new Command('listen')
     .description(
-      'print notifications of channels as they arrive until Ctrl-C (reconnects by itself)',
+      'print notifications of channels as they arrive until Ctrl-C (exit 130; reconnects by itself)',
     )
     .argument('<channels...>', 'channel names, used exactly (case kept)')
     .addHelpText(
@@ -33,14 +35,18 @@ export function listenCommand(): Command {
           else out(channels.length > 1 ? `${n.channel}\t${payload}` : payload);
         });
       }
-      let stop!: () => void;
-      const stopped = new Promise<void>((resolve) => (stop = resolve));
-      process.once('SIGINT', stop);
-      process.once('SIGTERM', stop);
-      await listener.start();
-      process.stderr.write(`listening on ${channels.join(', ')}\n`);
-      await stopped;
-      await listener.stop();
+      const { stopped, dispose } = nextStopRequest();
+      let signal: StopSignal;
+      try {
+        await listener.start();
+        process.stderr.write(`listening on ${channels.join(', ')}\n`);
+        signal = await stopped;
+      } finally {
+        dispose();
+        await listener.stop();
+      }
+      // Interrupted is how this command ends: 130 for Ctrl-C, 143 for SIGTERM, like `tail -f`.
+      throw new CliError('', signalExitCode(signal));
     });
 }
 

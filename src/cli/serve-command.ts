@@ -1,10 +1,12 @@
 import type pg from 'pg';
 import { createPool, redactConnectionString } from '../core/index.js';
 import { migrate } from '../core/index.js';
-import { createLogger, createServer } from '../server/index.js';
+import { createLogger, createServer, resolveServerSettings } from '../server/index.js';
 import { ClusterPool } from '../cluster/index.js';
 import type { RouteFamily, ServicePool } from '../server/index.js';
+import { checkDatabaseUrl } from './database.js';
 import { EmbeddedDatabase } from './embedded-database.js';
+import { onStopRequest, signalExitCode, type StopSignal } from './stop-requests.js';
 
 /** Options of `pgcoord serve`. */
 export interface ServeOptions {
@@ -21,32 +23,41 @@ export interface ServeOptions {
 }
 
 /**
- * Runs the HTTP service until SIGINT or SIGTERM: on the server at `databaseUrl` (or
- * `DATABASE_URL`), else on an embedded PostgreSQL in `dataDir`. Shutdown order: stop accepting
- * HTTP, drain in-flight requests, close the pool, stop the embedded database.
+ * Runs the HTTP service until SIGINT or SIGTERM (or, when npm launched it, until npm exits): on
+ * the server at `databaseUrl` (or `DATABASE_URL`), else on an embedded PostgreSQL in `dataDir`,
+ * which a second `serve` on the same folder refuses to touch while this one runs. Shutdown order:
+ * stop accepting HTTP, drain in-flight requests, close the pool, stop the embedded database.
  */
 export async function serve(options: ServeOptions): Promise<void> {
   const print = options.print ?? ((line: string) => process.stdout.write(line + '\n'));
+  const url = options.databaseUrl
+    ? checkDatabaseUrl('--database-url', options.databaseUrl)
+    : process.env.DATABASE_URL
+      ? checkDatabaseUrl('DATABASE_URL', process.env.DATABASE_URL)
+      : undefined;
+  // Settings refused (a public --host without a token) before anything starts.
+  resolveServerSettings({ host: options.host, port: options.port, schema: options.schema });
   const logger = createLogger();
-  const url = options.databaseUrl || process.env.DATABASE_URL || undefined;
 
   let embedded: EmbeddedDatabase | undefined;
   let pool: (ServicePool & { end(): Promise<void> }) | undefined;
   let stopRequested = false;
   let wake: (() => void) | undefined;
   const stopped = new Promise<void>((resolve) => (wake = resolve));
-  const onSignal = (signal: NodeJS.Signals) => {
+  const onSignal = (signal: StopSignal) => {
     if (stopRequested) {
       logger.warn({ signal }, 'second signal: exiting now');
-      void embedded?.stop(1_000).finally(() => process.exit(130));
+      // With no embedded database there is nothing to stop: exit at once all the same.
+      void (embedded?.stop(1_000) ?? Promise.resolve()).finally(() =>
+        process.exit(signalExitCode(signal)),
+      );
       return;
     }
     stopRequested = true;
     logger.info({ signal }, 'shutting down');
     wake?.();
   };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const stopListening = onStopRequest(onSignal);
   try {
     let databaseUrl: string;
     if (url) {
@@ -95,6 +106,7 @@ export async function serve(options: ServeOptions): Promise<void> {
       routes: options.routes,
     });
     const base = await server.listen();
+    embedded?.announce(base);
     print(`pgcoord serving ${base} (OpenAPI at ${base}/openapi.json)`);
     print(`DATABASE_URL=${embedded ? databaseUrl : redactConnectionString(databaseUrl)}`);
     if (embedded) {
@@ -107,9 +119,9 @@ export async function serve(options: ServeOptions): Promise<void> {
   } finally {
     await pool?.end().catch(() => undefined);
     await embedded?.stop();
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-    logger.info('stopped');
+    stopListening();
+    // Nothing to report when nothing started (a refused start says why on stderr).
+    if (pool || embedded) logger.info('stopped');
     logger.flush();
   }
 }

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { useTestDatabase } from '../helpers/db.js';
 import { waitFor } from '../helpers/wait-for.js';
-import { runCli, startCli } from '../support/cli.js';
+import { repoRoot, runCli, startCli } from '../support/cli.js';
 
 const db = useTestDatabase();
 const run = (args: string[], input?: string) =>
@@ -112,7 +112,15 @@ describe('pgcoord CLI', () => {
     } finally {
       listen.child.kill('SIGINT');
     }
-    expect(await listen.exited).toBe(0);
+    // Interrupted, as the README's exit codes say (128 + SIGINT), like `tail -f`.
+    expect(await listen.exited).toBe(130);
+  });
+
+  it('exits 143 when listen is stopped with SIGTERM', async () => {
+    const listen = startCli(['--database-url', db.url, 'listen', 'cli-term']);
+    await waitFor(() => listen.stderr().includes('listening on'), { timeoutMs: 30_000 });
+    listen.child.kill('SIGTERM');
+    expect(await listen.exited).toBe(143);
   });
 
   it('watches the changes of a table live', async () => {
@@ -129,12 +137,121 @@ describe('pgcoord CLI', () => {
     } finally {
       watch.child.kill('SIGINT');
     }
-    expect(await watch.exited).toBe(0);
+    expect(await watch.exited).toBe(130);
     // The throw-away group is gone.
     const { rows } = await db.pool.query(
       `SELECT count(*)::int AS n FROM pgcoord.change_groups WHERE group_name LIKE 'pgcoord-watch-%'`,
     );
     expect(rows[0].n).toBe(0);
+  });
+
+  it('refuses to watch a table that is not tracked, with exit 3, without --track too', async () => {
+    for (const args of [
+      ['watch', 'no_such_table'],
+      ['watch', 'no_such_table', '--track'],
+    ]) {
+      const r = await run(args);
+      expect(r.code, args.join(' ')).toBe(3);
+      expect(r.stderr, args.join(' ')).toMatch(/^pgcoord: .*no_such_table.*\n$/);
+      expect(r.stderr).not.toMatch(/watching/);
+    }
+    // An existing table whose capture is not installed: the same, with the way out in the message.
+    await db.pool.query('CREATE TABLE untracked_t (id int PRIMARY KEY)');
+    const r = await run(['watch', 'untracked_t']);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/public\.untracked_t.*--track/);
+    const { rows } = await db.pool.query(
+      `SELECT count(*)::int AS n FROM pgcoord.change_groups WHERE group_name LIKE 'pgcoord-watch-%'`,
+    );
+    expect(rows[0].n).toBe(0);
+  });
+
+  it('imports from a missing file with a one-line error and exit 2', async () => {
+    const r = await run(['lists', 'import', 'L', '/nonexistent/items.txt']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^pgcoord: .*\/nonexistent\/items\.txt.*\n$/);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect((await run(['lists', 'stats', 'L'])).stdout).toBe('L\t0\n');
+  });
+
+  it('treats a malformed --database-url or DATABASE_URL as a usage error (exit 2)', async () => {
+    const r = await runCli(['--database-url', 'not a url', 'kv', 'get', 'k']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^pgcoord: --database-url: .*\[PGCOORD_VALIDATION\]\n$/);
+    const env = { ...process.env, DATABASE_URL: 'http://example.com/x' };
+    const fromEnv = await runCli(['lists', 'stats'], { env });
+    expect(fromEnv.code).toBe(2);
+    expect(fromEnv.stderr).toMatch(/^pgcoord: DATABASE_URL: /);
+    const serve = await runCli(['serve', '--port', '0', '--database-url', 'not a url']);
+    expect(serve.code).toBe(2);
+    // A socket folder is a valid connection string (node-postgres reads it as the host): tried.
+    const socket = await runCli(['--database-url', '/nonexistent-socket-dir', 'kv', 'get', 'k']);
+    expect(socket.code).not.toBe(2);
+    expect(socket.stderr).toMatch(/\/nonexistent-socket-dir\/\.s\.PGSQL\.5432/);
+  });
+
+  it('prints its version with --version and -V', async () => {
+    const pkg = JSON.parse(fs.readFileSync(path.join(repoRoot, 'package.json'), 'utf8'));
+    for (const flag of ['--version', '-V']) {
+      const r = await runCli([flag]);
+      expect(r.code, flag).toBe(0);
+      expect(r.stdout, flag).toBe(`${pkg.version}\n`);
+    }
+  });
+
+  it('prints help on stderr and exits 2 for a command group without a subcommand', async () => {
+    for (const args of [[], ['lists'], ['kv']]) {
+      const r = await runCli(args);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stdout, args.join(' ')).toBe('');
+      expect(r.stderr, args.join(' ')).toMatch(/^Usage: pgcoord/);
+    }
+    // Asking for help is not an error.
+    const help = await runCli(['help', 'lists']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(/^Usage: pgcoord lists/);
+  });
+
+  it('serve on a database of its own exits at once on a second SIGINT while stopping', async () => {
+    const env: NodeJS.ProcessEnv = { ...process.env, PGCOORD_LOG_LEVEL: 'info' };
+    const serve = startCli(['--database-url', db.url, 'serve', '--port', '0'], { env });
+    const blocker = await db.pool.connect();
+    try {
+      const base = await waitFor(() => /serving (http:\/\/\S+)/.exec(serve.stdout())?.[1], {
+        timeoutMs: 30_000,
+      });
+      const put = (value: string) =>
+        fetch(`${base}/v1/kv/held`, {
+          method: 'PUT',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ value }),
+        });
+      expect((await put('a')).status).toBe(200);
+      // A write of the service waits for a row lock this test holds: stopping cannot finish.
+      await blocker.query('BEGIN');
+      await blocker.query(`SELECT 1 FROM pgcoord.kv WHERE key = 'held' FOR UPDATE`);
+      const blocked = put('b').catch(() => undefined);
+      await waitFor(async () => {
+        const { rows } = await db.pool.query(
+          `SELECT 1 FROM pg_stat_activity
+            WHERE application_name = 'pgcoord-serve' AND wait_event_type = 'Lock'`,
+        );
+        return rows.length > 0;
+      });
+      serve.child.kill('SIGINT');
+      await waitFor(() => serve.stderr().includes('shutting down'), { timeoutMs: 10_000 });
+      expect(serve.child.exitCode).toBeNull();
+      serve.child.kill('SIGINT');
+      // Exits while the lock is still held, that is, without waiting for the stuck write.
+      await waitFor(() => serve.child.exitCode !== null, { timeoutMs: 15_000 });
+      expect(await serve.exited).toBe(130);
+      await blocked;
+    } finally {
+      await blocker.query('ROLLBACK').catch(() => undefined);
+      blocker.release();
+      if (serve.child.exitCode === null) serve.child.kill('SIGKILL');
+      await serve.exited;
+    }
   });
 
   it("prints the cluster pool's topology", async () => {

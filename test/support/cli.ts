@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -47,10 +48,15 @@ export interface CliProcess {
 
 export function startCli(
   args: string[],
-  options: { env?: NodeJS.ProcessEnv; cwd?: string } = {},
+  options: { env?: NodeJS.ProcessEnv; cwd?: string; via?: 'node' | 'npx' } = {},
 ): CliProcess {
-  const child = spawn(process.execPath, [bin, ...args], {
-    cwd: options.cwd ?? repoRoot,
+  // Through npx, as a user runs it from a checkout: npm resolves the package in the folder.
+  const [cmd, argv] =
+    options.via === 'npx'
+      ? ['npx', ['--offline', 'pgcoord', ...args]]
+      : [process.execPath, [bin, ...args]];
+  const child = spawn(cmd, argv, {
+    cwd: options.via === 'npx' ? repoRoot : (options.cwd ?? repoRoot),
     env: childEnv(options.env),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -70,4 +76,33 @@ export function startCli(
  */
 function childEnv(env: NodeJS.ProcessEnv | undefined): NodeJS.ProcessEnv {
   return { ...(env ?? process.env), PGCOORD_LOG_LEVEL: env?.PGCOORD_LOG_LEVEL ?? 'warn' };
+}
+
+/** Whether a process runs (from /proc: a zombie, exited but not reaped, does not). */
+export function isRunning(pid: number): boolean {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
+    return state !== 'Z' && state !== 'X';
+  } catch {
+    return false;
+  }
+}
+
+/** A process and all its running descendants (from /proc), parents first. */
+export function processTree(root: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      children.set(ppid, [...(children.get(ppid) ?? []), Number(entry)]);
+    } catch {
+      // Exited while we looked.
+    }
+  }
+  const tree = [root];
+  for (let i = 0; i < tree.length; i++) tree.push(...(children.get(tree[i]!) ?? []));
+  return tree.filter(isRunning);
 }
