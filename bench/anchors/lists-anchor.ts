@@ -1,4 +1,4 @@
-// Pieces shared by the lists anchors (pg-boss, graphile-worker), run under Node 22; kept free of
+// Pieces shared by the lists anchors (pg-boss, graphile-worker), run on Node >= 22.12; kept free of
 // pgcoord and vitest imports so an anchor loads only its own system and pg.
 import pg from 'pg';
 

@@ -1,4 +1,4 @@
-// pg-boss anchor for lists-import / lists-claim, run under Node 22 (pg-boss 12 needs it).
+// pg-boss anchor for lists-import / lists-claim, run on Node >= 22.12 (pg-boss 12 needs it).
 // Usage: pg-boss-lists.ts <insert|work> <connectionString> <count>
 // Prints one JSON line: { items_per_s, count, ms }.
 import { PgBoss } from 'pg-boss';

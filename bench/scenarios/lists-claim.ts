@@ -2,7 +2,13 @@
 // loop against pg-boss, graphile-worker and the bare SKIP LOCKED DELETE loop; plus pgcoord's
 // claim rate with 10k vs 1M items waiting, and after 500k were completed (dead tuples).
 import { AttemptList, migrate } from '../../src/index.js';
-import { packageVersion, quantile, type BenchResult, type Scenario } from '../lib.js';
+import {
+  packageVersion,
+  quantile,
+  requireAnchorNode,
+  type BenchResult,
+  type Scenario,
+} from '../lib.js';
 import {
   drainBare,
   drainWithPgcoord,
@@ -20,6 +26,7 @@ const scenario: Scenario = {
   description:
     'claim + complete N items (200,000; --quick 10,000), 4 workers, batches of 100: pgcoord vs pg-boss, graphile-worker, bare SKIP LOCKED loop; claim rate at 10k vs 1M waiting',
   async run(ctx) {
+    requireAnchorNode(); // before any work: the pg-boss and graphile-worker rows need it
     const n = ctx.quick ? 10_000 : 200_000;
     const results: BenchResult[] = [];
     const size = `${n.toLocaleString('en-US')} items, ${WORKERS} workers x ${BATCH}`;
@@ -80,7 +87,7 @@ const scenario: Scenario = {
           script: 'bench/anchors/pg-boss-lists.ts',
           mode: 'work',
           database: 'lists_claim_pgboss',
-          note: `pg-boss ${packageVersion('pg-boss')}: work() batchSize 100, localConcurrency 4, burstWhenBatchFull; Node 22`,
+          note: `pg-boss ${packageVersion('pg-boss')}: work() batchSize 100, localConcurrency 4, burstWhenBatchFull; Node ${process.versions.node}`,
         },
         n,
       ),
@@ -91,7 +98,7 @@ const scenario: Scenario = {
           script: 'bench/anchors/graphile-worker-lists.ts',
           mode: 'work',
           database: 'lists_claim_graphile',
-          note: `graphile-worker ${packageVersion('graphile-worker')}: concurrentJobs 24, localQueue 500, completeJobBatchDelay 0 (its published perf setup); Node 22`,
+          note: `graphile-worker ${packageVersion('graphile-worker')}: concurrentJobs 24, localQueue 500, completeJobBatchDelay 0 (its published perf setup); Node ${process.versions.node}`,
         },
         n,
       ),

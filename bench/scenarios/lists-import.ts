@@ -1,7 +1,13 @@
 // lists-import: bulk-load items. pgcoord's COPY import against pg-boss's batch insert,
 // graphile-worker's addJobs and a bare COPY of the same rows; plus keyset paging on the result.
 import { AttemptList, migrate } from '../../src/index.js';
-import { packageVersion, quantile, type BenchResult, type Scenario } from '../lib.js';
+import {
+  packageVersion,
+  quantile,
+  requireAnchorNode,
+  type BenchResult,
+  type Scenario,
+} from '../lib.js';
 import { bareCopy, itemName, items, roundRatio, runListsAnchor, spread } from '../lists-workers.js';
 
 const scenario: Scenario = {
@@ -9,6 +15,7 @@ const scenario: Scenario = {
   description:
     'import N items (1,000,000; --quick 20,000): pgcoord COPY import vs pg-boss insert, graphile-worker addJobs, bare COPY; keyset page of 1,000 p50',
   async run(ctx) {
+    requireAnchorNode(); // before any work: the pg-boss and graphile-worker rows need it
     const n = ctx.quick ? 20_000 : 1_000_000;
     const results: BenchResult[] = [];
     const size = `${n.toLocaleString('en-US')} items`;
@@ -70,7 +77,7 @@ const scenario: Scenario = {
           script: 'bench/anchors/pg-boss-lists.ts',
           mode: 'insert',
           database: 'lists_import_pgboss',
-          note: `pg-boss ${packageVersion('pg-boss')} insert() of 5,000 per call, Node 22`,
+          note: `pg-boss ${packageVersion('pg-boss')} insert() of 5,000 per call, Node ${process.versions.node}`,
         },
         n,
       ),
@@ -81,7 +88,7 @@ const scenario: Scenario = {
           script: 'bench/anchors/graphile-worker-lists.ts',
           mode: 'add',
           database: 'lists_import_graphile',
-          note: `graphile-worker ${packageVersion('graphile-worker')} addJobs() of 5,000 per call, Node 22`,
+          note: `graphile-worker ${packageVersion('graphile-worker')} addJobs() of 5,000 per call, Node ${process.versions.node}`,
         },
         n,
       ),

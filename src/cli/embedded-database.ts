@@ -14,6 +14,7 @@ import {
   UnsupportedError,
 } from '../core/index.js';
 import { FolderLock, type FolderOwner } from './folder-lock.js';
+import { EMBEDDED_PEERS, requireOptionalPeers } from './optional-dependency.js';
 import { spawnSupervised } from './postgres-supervisor.js';
 import { isRunning } from './process-info.js';
 
@@ -274,6 +275,7 @@ async function findBinaries(): Promise<Binaries> {
     try {
       resolved = require.resolve(name);
     } catch (err) {
+      requireOptionalPeers('an embedded PostgreSQL', EMBEDDED_PEERS);
       throw new UnsupportedError(
         `no embedded PostgreSQL binaries for ${process.platform}-${process.arch} (${name} is not installed); set DATABASE_URL to use a server of your own`,
         { cause: err },

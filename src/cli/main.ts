@@ -8,6 +8,7 @@ import { kvCommand } from './kv-commands.js';
 import { limitCommand } from './limit-command.js';
 import { listsCommand } from './lists-commands.js';
 import { listenCommand, notifyCommand } from './notify-commands.js';
+import { loadServe, ownPackage } from './optional-dependency.js';
 import { parseCount, parsePort, type GlobalOptions } from './options.js';
 import { out } from './output.js';
 import { packageVersion } from './package-version.js';
@@ -18,6 +19,7 @@ import { watchCommand } from './watch-command.js';
 export function buildProgram(): Command {
   const program = new Command('pgcoord')
     .description('Coordinate processes through PostgreSQL: the pgcoord command line.')
+    .version(ownPackage().version, '-V, --version', 'print the pgcoord version')
     .addOption(
       new Option(
         '--database-url <url>',
@@ -87,8 +89,9 @@ Example:
         cmd: Command,
       ) => {
         const g = cmd.optsWithGlobals<GlobalOptions>();
-        // Loaded on demand: Fastify is most of the startup time of the other commands.
-        const { serve } = await import('./serve-command.js');
+        // Loaded on demand: Fastify is most of the startup time of the other commands, and it
+        // is an optional peer dependency (a missing one is named, with the command to add it).
+        const serve = await loadServe(!(g.databaseUrl || process.env.DATABASE_URL));
         await serve({
           host: opts.host,
           port: typeof opts.port === 'string' ? parsePort(opts.port) : opts.port,
