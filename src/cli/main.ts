@@ -8,7 +8,7 @@ import { kvCommand } from './kv-commands.js';
 import { limitCommand } from './limit-command.js';
 import { listsCommand } from './lists-commands.js';
 import { listenCommand, notifyCommand } from './notify-commands.js';
-import { loadServe, ownPackage } from './optional-dependency.js';
+import { loadServe } from './optional-dependency.js';
 import { parseCount, parsePort, type GlobalOptions } from './options.js';
 import { out } from './output.js';
 import { packageVersion } from './package-version.js';
@@ -19,7 +19,6 @@ import { watchCommand } from './watch-command.js';
 export function buildProgram(): Command {
   const program = new Command('pgcoord')
     .description('Coordinate processes through PostgreSQL: the pgcoord command line.')
-    .version(ownPackage().version, '-V, --version', 'print the pgcoord version')
     .addOption(
       new Option(
         '--database-url <url>',

@@ -222,7 +222,7 @@ describe('error mapping', () => {
       '42P01',
     );
     expect(toHttpError(new Error('secret internals')).body.error.message).not.toMatch(/secret/);
-    expect(Object.keys(STATUS_BY_CODE)).toHaveLength(17);
+    expect(Object.keys(STATUS_BY_CODE)).toHaveLength(19);
   });
 });
 
