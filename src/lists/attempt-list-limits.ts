@@ -41,14 +41,17 @@ const tooBig = (digits: string) => digits.length === 19 && digits > MAX_TOKEN;
 
 const ITEM_RULE = { maxBytes: ATTEMPT_LIST_LIMITS.maxItemBytes };
 
+/** A list name: non-empty text of at most {@link ATTEMPT_LIST_LIMITS}.maxListBytes. */
 export function checkList(value: unknown, argument = 'list'): string {
   return checkText(argument, value, { maxBytes: ATTEMPT_LIST_LIMITS.maxListBytes });
 }
 
+/** An item: non-empty text of at most {@link ATTEMPT_LIST_LIMITS}.maxItemBytes. */
 export function checkItem(value: unknown, argument = 'item'): string {
   return checkText(argument, value, { maxBytes: ATTEMPT_LIST_LIMITS.maxItemBytes });
 }
 
+/** A batch of items, each as {@link checkItem}, at most {@link ATTEMPT_LIST_LIMITS}.maxBatchItems. */
 export function checkItems(value: unknown, argument = 'items'): string[] {
   return checkTextArray(argument, value, {
     maxBytes: ATTEMPT_LIST_LIMITS.maxItemBytes,
