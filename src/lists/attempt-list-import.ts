@@ -4,7 +4,7 @@ import { StringDecoder } from 'node:string_decoder';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { ATTEMPT_LIST_LIMITS, checkItem } from './attempt-list-limits.js';
-import { coerceError, ValidationError } from '../core/index.js';
+import { ValidationError } from '../core/index.js';
 import { dollarQuote, quoteIdent } from '../core/index.js';
 import { withTransaction, type Queryable } from '../core/index.js';
 import { checkInt, describe } from '../core/index.js';
@@ -59,6 +59,8 @@ export async function refreshStatistics(q: Queryable, table: string): Promise<vo
  * its savepoint and re-sent as `INSERT ... ON CONFLICT DO NOTHING`; from then on every chunk
  * takes that path (a source with one duplicate tends to have more, and a failed COPY wastes the
  * work done before the clash). Everything runs in one transaction, so the import is atomic.
+ * Failures come out as thrown: AttemptList.import runs this through its StatementRunner, which
+ * classifies them.
  */
 export async function importItems(
   q: Queryable,
@@ -82,55 +84,51 @@ export async function importItems(
   const copySql = `COPY ${t} (list, item) FROM STDIN`;
   const insertSql = `INSERT INTO ${t} (list, item) SELECT $1::text, unnest($2::text[]) ON CONFLICT DO NOTHING`;
   const listField = escapeCopy(list);
-  try {
-    return await withTransaction(q, async (tx) => {
-      const client = tx as pg.ClientBase;
-      const result: ImportResult = { read: 0, inserted: 0 };
-      const source = iterate(items);
-      let useCopy = true;
-      for (;;) {
-        const first = await pull(source);
-        if (first === undefined) break;
-        const chunk = [first.item];
-        let inserted: number | undefined;
-        if (useCopy) {
-          await client.query('SAVEPOINT pgcoord_import');
-          try {
-            inserted = await copyChunk(
-              client,
-              copySql,
-              listField,
-              first.field,
-              chunk,
-              chunkSize,
-              source,
-            );
-            await client.query('RELEASE SAVEPOINT pgcoord_import');
-          } catch (err) {
-            await client.query('ROLLBACK TO SAVEPOINT pgcoord_import');
-            if ((err as { code?: unknown }).code !== '23505') throw err;
-            useCopy = false;
-          }
+  return withTransaction(q, async (tx) => {
+    const client = tx as pg.ClientBase;
+    const result: ImportResult = { read: 0, inserted: 0 };
+    const source = iterate(items);
+    let useCopy = true;
+    for (;;) {
+      const first = await pull(source);
+      if (first === undefined) break;
+      const chunk = [first.item];
+      let inserted: number | undefined;
+      if (useCopy) {
+        await client.query('SAVEPOINT pgcoord_import');
+        try {
+          inserted = await copyChunk(
+            client,
+            copySql,
+            listField,
+            first.field,
+            chunk,
+            chunkSize,
+            source,
+          );
+          await client.query('RELEASE SAVEPOINT pgcoord_import');
+        } catch (err) {
+          await client.query('ROLLBACK TO SAVEPOINT pgcoord_import');
+          if ((err as { code?: unknown }).code !== '23505') throw err;
+          useCopy = false;
         }
-        if (inserted === undefined) {
-          // INSERT path: read the rest of the chunk (a failed COPY stopped reading mid-chunk).
-          while (chunk.length < chunkSize) {
-            const next = await pull(source);
-            if (next === undefined) break;
-            chunk.push(next.item);
-          }
-          inserted = (await client.query(insertSql, [list, chunk])).rowCount ?? 0;
-        }
-        result.read += chunk.length;
-        result.inserted += inserted;
-        options.onProgress?.({ ...result });
       }
-      if (result.inserted >= ANALYZE_AFTER_ROWS) await refreshStatistics(client, t);
-      return result;
-    });
-  } catch (err) {
-    throw coerceError(err);
-  }
+      if (inserted === undefined) {
+        // INSERT path: read the rest of the chunk (a failed COPY stopped reading mid-chunk).
+        while (chunk.length < chunkSize) {
+          const next = await pull(source);
+          if (next === undefined) break;
+          chunk.push(next.item);
+        }
+        inserted = (await client.query(insertSql, [list, chunk])).rowCount ?? 0;
+      }
+      result.read += chunk.length;
+      result.inserted += inserted;
+      options.onProgress?.({ ...result });
+    }
+    if (result.inserted >= ANALYZE_AFTER_ROWS) await refreshStatistics(client, t);
+    return result;
+  });
 }
 
 interface SourceItem {

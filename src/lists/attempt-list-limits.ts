@@ -1,6 +1,7 @@
 import { ValidationError } from '../core/index.js';
-import type { Claim } from './attempt-list-types.js';
+import type { ClaimRef } from './attempt-list-types.js';
 import { NO_CTID } from './attempt-list-sql.js';
+import { IssuedClaim } from './issued-claim.js';
 import { checkText, checkTextArray, describe, MAX_BIGINT, textProblem } from '../core/index.js';
 
 /**
@@ -32,13 +33,6 @@ export const ATTEMPT_LIST_LIMITS = Object.freeze({
 /** Items per statement inside one batch call: big enough to amortize round trips, small enough to keep each bind message a few MB. */
 export const CHUNK_ITEMS = 20_000;
 
-/** A claim handle: what complete / fail / release / extend need to prove the caller holds the item. */
-export interface ClaimRef {
-  item: string;
-  /** The token of the claim that handed out the item (a decimal bigint string). */
-  token: string;
-}
-
 const TOKEN_PATTERN = /^[0-9]{1,19}$/;
 /** Tokens come from a bigint sequence; a longer or larger one cannot be current. */
 const MAX_TOKEN = String(MAX_BIGINT);
@@ -47,54 +41,22 @@ const tooBig = (digits: string) => digits.length === 19 && digits > MAX_TOKEN;
 
 const ITEM_RULE = { maxBytes: ATTEMPT_LIST_LIMITS.maxItemBytes };
 
+/** A list name: non-empty text of at most {@link ATTEMPT_LIST_LIMITS}.maxListBytes. */
 export function checkList(value: unknown, argument = 'list'): string {
   return checkText(argument, value, { maxBytes: ATTEMPT_LIST_LIMITS.maxListBytes });
 }
 
+/** An item: non-empty text of at most {@link ATTEMPT_LIST_LIMITS}.maxItemBytes. */
 export function checkItem(value: unknown, argument = 'item'): string {
   return checkText(argument, value, { maxBytes: ATTEMPT_LIST_LIMITS.maxItemBytes });
 }
 
+/** A batch of items, each as {@link checkItem}, at most {@link ATTEMPT_LIST_LIMITS}.maxBatchItems. */
 export function checkItems(value: unknown, argument = 'items'): string[] {
   return checkTextArray(argument, value, {
     maxBytes: ATTEMPT_LIST_LIMITS.maxItemBytes,
     maxLength: ATTEMPT_LIST_LIMITS.maxBatchItems,
   });
-}
-
-/**
- * A claim as pgcoord hands it out: the public fields of {@link Claim}, plus where the claimed
- * row version is (its ctid) in a private field. The ctid is a hint only, never part of the API:
- * complete, completeAndClaim, release, fail and extend pass it back so the server reaches the row
- * without a primary-key probe (migration 0008 for completions), and an extend points it at the
- * row's new version. A claim without one (copied, spread, rebuilt from JSON), or whose row moved
- * since, takes the primary-key path. (A private field, not a WeakMap keyed by the claim: a busy
- * worker makes 100s of claims per round trip, and WeakMap entries cost ~4x the claim itself.)
- */
-export class IssuedClaim implements Claim {
-  item: string;
-  token: string;
-  attempts: number;
-  leaseUntil: Date;
-  #ctid: string;
-
-  constructor(item: string, token: string, attempts: number, leaseUntil: Date, ctid: string) {
-    this.item = item;
-    this.token = token;
-    this.attempts = attempts;
-    this.leaseUntil = leaseUntil;
-    this.#ctid = ctid;
-  }
-
-  /** The ctid hint of a claim pgcoord handed out, else undefined. */
-  static hintOf(claim: object): string | undefined {
-    return #ctid in claim ? (claim as IssuedClaim).#ctid : undefined;
-  }
-
-  /** Points a handed-out claim's hint at its row's new version (after an extend). */
-  static rehint(claim: object, ctid: string): void {
-    if (#ctid in claim) (claim as IssuedClaim).#ctid = ctid;
-  }
 }
 
 /**
@@ -146,6 +108,3 @@ export function checkClaims(
   }
   return { items, tokens: tokens.join(' '), ctids: ctids.join(' ') };
 }
-
-/** The optional caller transaction of a write: the shared check of core. */
-export { checkTx } from '../core/index.js';

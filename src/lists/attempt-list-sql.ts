@@ -99,3 +99,6 @@ export function buildSql(schema: string) {
       WHERE list = $1::text AND item = ANY($2::text[]) AND run_at IS NULL`,
   };
 }
+
+/** The statements of one schema's attempt lists (see {@link buildSql}). */
+export type AttemptListSql = ReturnType<typeof buildSql>;

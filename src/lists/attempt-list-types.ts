@@ -1,7 +1,6 @@
-import type { ClaimRef } from './attempt-list-limits.js';
 import type { Queryable } from '../core/index.js';
 
-// Options, results and events of AttemptList (src/attempt-list.ts).
+// Options, results and events of AttemptList (attempt-list.ts), and the claim handles it deals in.
 
 /** Options of {@link AttemptList}. */
 export interface AttemptListOptions {
@@ -25,7 +24,10 @@ export interface AttemptListEvents {
   'claim:dead': [{ list: string; items: string[] }];
 }
 
-/** Options of every write: run it inside the caller's transaction. */
+/**
+ * Options of every write and of the reads without paging (getOne, count, stats, lists): run it
+ * inside the caller's transaction.
+ */
 export interface WriteOptions {
   /** A client inside the caller's transaction; the statements run there instead of on the list's queryable. */
   tx?: Queryable;
@@ -45,9 +47,11 @@ export interface ListStats {
   dead: number;
 }
 
-/** One entry of a page. */
+/** One entry of a page ({@link AttemptList.getBatch}, {@link AttemptList.dead}). */
 export interface ListEntry {
+  /** The item. */
   item: string;
+  /** Its failed attempts so far (an expired lease counts as one). */
   attempts: number;
 }
 
@@ -59,6 +63,14 @@ export interface PageOptions {
   count?: number;
   /** Read inside the caller's transaction. */
   tx?: Queryable;
+}
+
+/** A claim handle: what complete / fail / release / extend need to prove the caller holds the item. */
+export interface ClaimRef {
+  /** The claimed item. */
+  item: string;
+  /** The token of the claim that handed out the item (a decimal bigint string). */
+  token: string;
 }
 
 /** One item handed to a worker by a claim. */
@@ -82,7 +94,10 @@ export interface ClaimOptions extends WriteOptions {
   maxAttempts?: number;
 }
 
-/** Result of complete / release: how many were applied and which items' tokens were stale. */
+/**
+ * Result of {@link AttemptList.complete} and {@link AttemptList.release}: how many were applied
+ * and which items' tokens were stale.
+ */
 export interface SettleResult {
   /** Claims applied. */
   count: number;
@@ -108,7 +123,10 @@ export interface CompleteAndClaimResult extends SettleResult {
   claims: Claim[];
 }
 
-/** Options of complete / release / extend / fail batches. */
+/**
+ * Options of {@link AttemptList.complete}, {@link AttemptList.release}, {@link AttemptList.extend}
+ * and {@link AttemptList.fail}.
+ */
 export interface SettleOptions extends WriteOptions {
   /** Throw {@link StaleTokenError} (and apply nothing) when any token is stale. Default false. */
   strict?: boolean;

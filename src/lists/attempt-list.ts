@@ -1,17 +1,6 @@
 import { EventEmitter } from 'node:events';
-import type pg from 'pg';
 import type { Readable } from 'node:stream';
-import {
-  ATTEMPT_LIST_LIMITS,
-  CHUNK_ITEMS,
-  checkClaims,
-  IssuedClaim,
-  checkItem,
-  checkItems,
-  checkList,
-  checkTx,
-  type ClaimRef,
-} from './attempt-list-limits.js';
+import { AttemptListClaims } from './attempt-list-claims.js';
 import {
   ANALYZE_AFTER_ROWS,
   refreshStatistics,
@@ -19,13 +8,27 @@ import {
   type ImportOptions,
   type ImportResult,
 } from './attempt-list-import.js';
-import { coerceError, StaleTokenError, ValidationError } from '../core/index.js';
-import { checkSchemaName, DEFAULT_SCHEMA } from '../core/index.js';
-import { buildSql, unpack } from './attempt-list-sql.js';
-import { ensureMigrated } from '../core/index.js';
-import { withTransaction, type Queryable } from '../core/index.js';
-import { checkInt, checkOptions, checkText, describe, optionalInt } from '../core/index.js';
-
+import {
+  ATTEMPT_LIST_LIMITS,
+  CHUNK_ITEMS,
+  checkItem,
+  checkItems,
+  checkList,
+} from './attempt-list-limits.js';
+import { buildSql, type AttemptListSql } from './attempt-list-sql.js';
+import {
+  checkOptions,
+  checkQueryable,
+  checkSchemaName,
+  checkText,
+  checkTx,
+  DEFAULT_SCHEMA,
+  optionalInt,
+  optionsTx,
+  StatementRunner,
+  withTransaction,
+  type Queryable,
+} from '../core/index.js';
 import type {
   AttemptListOptions,
   AttemptListEvents,
@@ -35,6 +38,7 @@ import type {
   PageOptions,
   Claim,
   ClaimOptions,
+  ClaimRef,
   SettleResult,
   FailResult,
   ExtendResult,
@@ -42,7 +46,6 @@ import type {
   SettleOptions,
   FailOptions,
   CompleteAndClaimOptions,
-  ClaimRow,
 } from './attempt-list-types.js';
 
 const NO_LIMIT = ATTEMPT_LIST_LIMITS.maxAttempts;
@@ -68,33 +71,29 @@ const L = ATTEMPT_LIST_LIMITS;
  * }
  */
 export class AttemptList extends EventEmitter<AttemptListEvents> {
-  private readonly q: Queryable;
-  private readonly schema: string;
-  private readonly maxAttempts: number;
-  private readonly sql: ReturnType<typeof buildSql>;
+  private readonly statements: StatementRunner;
+  private readonly sql: AttemptListSql;
+  /** claim, completeAndClaim and the settlements, on their own fast path. */
+  private readonly claiming: AttemptListClaims;
 
   /**
    * @param queryable a `pg.Pool` (or client); never closed by the list.
    * @param options `schema` (default `pgcoord`), `maxAttempts` (default: no limit).
    */
   constructor(queryable: Queryable, options: AttemptListOptions = {}) {
-    if (typeof (queryable as Partial<Queryable> | undefined)?.query !== 'function') {
-      throw new ValidationError(
-        'queryable',
-        `must have a query() method, got ${describe(queryable)}`,
-      );
-    }
+    checkQueryable('queryable', queryable);
     super();
     const o = checkOptions('options', options);
-    this.q = queryable;
-    this.schema = checkSchemaName(o.schema ?? DEFAULT_SCHEMA);
-    this.maxAttempts = optionalInt(
+    const schema = checkSchemaName(o.schema ?? DEFAULT_SCHEMA);
+    const maxAttempts = optionalInt(
       'options.maxAttempts',
       o.maxAttempts,
       { min: 1, max: NO_LIMIT },
       NO_LIMIT,
     );
-    this.sql = buildSql(this.schema);
+    this.statements = new StatementRunner(queryable, schema);
+    this.sql = buildSql(schema);
+    this.claiming = new AttemptListClaims(queryable, schema, this.sql, maxAttempts, this);
   }
 
   /** Inserts one item. Idempotent: an existing item keeps its attempts. Returns 1 if new, else 0. */
@@ -110,7 +109,7 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
   async insertBatch(list: string, items: string[], options?: WriteOptions): Promise<number> {
     checkList(list);
     checkItems(items);
-    const tx = writeTx(options);
+    const tx = optionsTx(options);
     if (items.length === 0) return 0;
     return this.chunked(tx, list, items, this.sql.insert, this.sql.table);
   }
@@ -123,11 +122,14 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
   ): Promise<number | undefined> {
     checkList(list);
     checkItem(item);
-    const tx = writeTx(options);
-    return this.run(tx, async (q) => {
-      const { rows } = await q.query<{ attempts: number }>(this.sql.getOne, [list, item]);
-      return rows[0]?.attempts;
-    });
+    const tx = optionsTx(options);
+    return this.statements.run(
+      async (q) => {
+        const { rows } = await q.query<{ attempts: number }>(this.sql.getOne, [list, item]);
+        return rows[0]?.attempts;
+      },
+      { tx },
+    );
   }
 
   /**
@@ -161,43 +163,52 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
   /** Number of items in a list (every state: ready, leased, waiting, dead). O(size of the list). */
   async count(list: string, options?: { tx?: Queryable }): Promise<number> {
     checkList(list);
-    const tx = writeTx(options);
-    return this.run(tx, async (q) => {
-      const { rows } = await q.query<{ n: string }>(this.sql.count, [list]);
-      return Number(rows[0]?.n ?? 0);
-    });
+    const tx = optionsTx(options);
+    return this.statements.run(
+      async (q) => {
+        const { rows } = await q.query<{ n: string }>(this.sql.count, [list]);
+        return Number(rows[0]?.n ?? 0);
+      },
+      { tx },
+    );
   }
 
   /** Counts of a list's items by state (claimable, leased, delayed, dead), on the server clock. O(size of the list). */
   async stats(list: string, options?: { tx?: Queryable }): Promise<ListStats> {
     checkList(list);
-    const tx = writeTx(options);
-    return this.run(tx, async (q) => {
-      const { rows } = await q.query<Record<keyof ListStats, string>>(this.sql.stats, [list]);
-      const r = rows[0]!;
-      return {
-        total: Number(r.total),
-        claimable: Number(r.claimable),
-        leased: Number(r.leased),
-        delayed: Number(r.delayed),
-        dead: Number(r.dead),
-      };
-    });
+    const tx = optionsTx(options);
+    return this.statements.run(
+      async (q) => {
+        const { rows } = await q.query<Record<keyof ListStats, string>>(this.sql.stats, [list]);
+        const r = rows[0]!;
+        return {
+          total: Number(r.total),
+          claimable: Number(r.claimable),
+          leased: Number(r.leased),
+          delayed: Number(r.delayed),
+          dead: Number(r.dead),
+        };
+      },
+      { tx },
+    );
   }
 
   /** Every non-empty list of this schema with its size, by name in byte order. O(rows). */
   async lists(options?: { tx?: Queryable }): Promise<Array<{ list: string; size: number }>> {
-    const tx = writeTx(options);
-    return this.run(tx, async (q) => {
-      const { rows } = await q.query<{ list: string; size: string }>(this.sql.lists);
-      return rows.map((r) => ({ list: r.list, size: Number(r.size) }));
-    });
+    const tx = optionsTx(options);
+    return this.statements.run(
+      async (q) => {
+        const { rows } = await q.query<{ list: string; size: string }>(this.sql.lists);
+        return rows.map((r) => ({ list: r.list, size: Number(r.size) }));
+      },
+      { tx },
+    );
   }
 
   /** Deletes every item of every list of this schema (other schemas untouched). Returns rows deleted. */
   async nuke(options?: WriteOptions): Promise<number> {
-    const tx = writeTx(options);
-    return this.run(tx, async (q) => (await q.query(this.sql.nuke)).rowCount ?? 0);
+    const tx = optionsTx(options);
+    return this.statements.run(async (q) => (await q.query(this.sql.nuke)).rowCount ?? 0, { tx });
   }
 
   /**
@@ -213,9 +224,9 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
   ): Promise<ImportResult> {
     checkList(list);
     const o = checkOptions('options', options);
-    const tx = checkTx(o.tx);
-    await this.ready();
-    return importItems(tx ?? this.q, this.schema, list, source, o);
+    return this.statements.run((q) => importItems(q, this.statements.schema, list, source, o), {
+      tx: o.tx,
+    });
   }
 
   /**
@@ -230,129 +241,50 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
    * // ... process each claim.item within its lease, then:
    * await list.complete('downloads', claims);
    */
-  async claim(list: string, options: ClaimOptions): Promise<Claim[]> {
-    checkList(list);
-    const o = checkOptions('options', options);
-    const limit = checkInt('options.limit', o.limit, { min: 1, max: L.maxClaimLimit });
-    const { leaseMs, maxAttempts, tx } = this.checkClaimOptions(o);
-    return this.run(tx, (q) =>
-      this.claimOn(q, tx === undefined, list, limit, leaseMs, maxAttempts),
-    );
+  claim(list: string, options: ClaimOptions): Promise<Claim[]> {
+    return this.claiming.claim(list, options);
   }
 
   /**
    * Completes (deletes) `done` and claims the next batch in one statement, one round trip: the
    * loop of a busy worker. Stale tokens among `done` are reported, never applied.
    */
-  async completeAndClaim(
+  completeAndClaim(
     list: string,
     done: ClaimRef[],
     options: CompleteAndClaimOptions,
   ): Promise<CompleteAndClaimResult> {
-    checkList(list);
-    const { items, tokens, ctids } = checkClaims(done, 'done');
-    const o = checkOptions('options', options);
-    const limit = checkInt('options.limit', o.limit, { min: 0, max: L.maxClaimLimit });
-    const { leaseMs, maxAttempts, tx } = this.checkClaimOptions(o);
-    return this.run(tx, async (q) => {
-      const { rows } = await query<ClaimRow>(q, tx === undefined, this.sql.completeAndClaim, [
-        list,
-        items,
-        tokens,
-        ctids,
-        limit,
-        leaseMs,
-        maxAttempts,
-      ]);
-      const row = rows[0]!;
-      const claims = toClaims(row);
-      this.observe(list, row);
-      let died = row.dead.length;
-      // Items retired as dead left gaps in the batch: fill them (bounded, so a list full of
-      // dead-on-arrival items cannot keep us here).
-      for (let round = 0; died > 0 && claims.length < limit && round < 10; round++) {
-        const more = await this.claimOnce(
-          q,
-          tx === undefined,
-          list,
-          limit - claims.length,
-          leaseMs,
-          maxAttempts,
-        );
-        claims.push(...more.claims);
-        died = more.died;
-      }
-      // The items are distinct (checkClaims), and so are the completed ones among them.
-      return { count: row.completed.length, stale: stale(items, row.completed), claims };
-    });
+    return this.claiming.completeAndClaim(list, done, options);
   }
 
   /** Deletes claimed items whose token is current. Stale tokens are reported in `stale`, never applied. */
-  async complete(
-    list: string,
-    claims: ClaimRef[],
-    options: SettleOptions = {},
-  ): Promise<SettleResult> {
-    const r = await this.settle(list, claims, options, this.sql.complete, []);
-    return { count: r.count, stale: r.stale };
+  complete(list: string, claims: ClaimRef[], options: SettleOptions = {}): Promise<SettleResult> {
+    return this.claiming.complete(list, claims, options);
   }
 
   /**
    * Gives claimed items back untouched (attempts unchanged), claimable at once.
    * Stale tokens are reported in `stale`, never applied.
    */
-  async release(
-    list: string,
-    claims: ClaimRef[],
-    options: SettleOptions = {},
-  ): Promise<SettleResult> {
-    const r = await this.settle(list, claims, options, this.sql.release, []);
-    return { count: r.count, stale: r.stale };
+  release(list: string, claims: ClaimRef[], options: SettleOptions = {}): Promise<SettleResult> {
+    return this.claiming.release(list, claims, options);
   }
 
   /**
    * Records a failed attempt: attempts + 1 and the item is released, claimable again after
    * `retryDelayMs`; one reaching `maxAttempts` becomes dead. Stale tokens are never applied.
    */
-  async fail(list: string, claims: ClaimRef[], options: FailOptions = {}): Promise<FailResult> {
-    const o = checkOptions('options', options);
-    const retryDelayMs = optionalInt(
-      'options.retryDelayMs',
-      o.retryDelayMs,
-      { min: 0, max: L.maxLeaseMs },
-      0,
-    );
-    const maxAttempts = optionalInt(
-      'options.maxAttempts',
-      o.maxAttempts,
-      { min: 1, max: NO_LIMIT },
-      this.maxAttempts,
-    );
-    const r = await this.settle(list, claims, o, this.sql.fail, [retryDelayMs, maxAttempts]);
-    return {
-      count: r.count,
-      stale: r.stale,
-      dead: r.rows.filter((x) => x.dead).map((x) => x.item),
-    };
+  fail(list: string, claims: ClaimRef[], options: FailOptions = {}): Promise<FailResult> {
+    return this.claiming.fail(list, claims, options);
   }
 
   /** Renews the lease of claimed items to `leaseMs` from now (server clock). Stale tokens are never applied. */
-  async extend(
+  extend(
     list: string,
     claims: ClaimRef[],
     options: SettleOptions & { leaseMs: number },
   ): Promise<ExtendResult> {
-    const o = checkOptions('options', options);
-    const leaseMs = checkInt('options.leaseMs', o.leaseMs, { min: 1, max: L.maxLeaseMs });
-    const r = await this.settle(list, claims, o, this.sql.extend, [leaseMs]);
-    // The extend wrote new row versions: point the claims' hints at them, so a later complete
-    // still reaches its rows directly.
-    const moved = new Map(r.rows.map((x) => [x.item, x.ctid]));
-    for (const c of claims) {
-      const ctid = moved.get(c.item);
-      if (ctid !== undefined) IssuedClaim.rehint(c, ctid);
-    }
-    return { count: r.count, stale: r.stale, leaseUntil: r.rows[0]?.run_at ?? undefined };
+    return this.claiming.extend(list, claims, options);
   }
 
   /** A keyset page of the dead items of a list (attempts reached maxAttempts), in byte order. */
@@ -367,8 +299,11 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
   async requeue(list: string, items?: string[], options?: WriteOptions): Promise<number> {
     if (items !== undefined) return this.writeBatch(this.sql.requeue, list, items, options);
     checkList(list);
-    const tx = writeTx(options);
-    return this.run(tx, async (q) => (await q.query(this.sql.requeueAll, [list])).rowCount ?? 0);
+    const tx = optionsTx(options);
+    return this.statements.run(
+      async (q) => (await q.query(this.sql.requeueAll, [list])).rowCount ?? 0,
+      { tx },
+    );
   }
 
   /** One item through a one-array statement (insert, increment, delete); returns its rowCount. */
@@ -380,8 +315,10 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
   ): Promise<number> {
     checkList(list);
     checkItem(item);
-    const tx = writeTx(options);
-    return this.run(tx, async (q) => (await q.query(sql, [list, [item]])).rowCount ?? 0);
+    const tx = optionsTx(options);
+    return this.statements.run(async (q) => (await q.query(sql, [list, [item]])).rowCount ?? 0, {
+      tx,
+    });
   }
 
   /** Distinct items of a batch through a one-array statement, chunked; returns rows touched. */
@@ -393,7 +330,7 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
   ): Promise<number> {
     checkList(list);
     checkItems(items);
-    const tx = writeTx(options);
+    const tx = optionsTx(options);
     if (items.length === 0) return 0;
     return this.chunked(tx, list, [...new Set(items)], sql);
   }
@@ -402,100 +339,10 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
   private async page(sql: string, list: string, options: PageOptions): Promise<ListEntry[]> {
     checkList(list);
     const { after, count, tx } = checkPage(options);
-    return this.run(tx, async (q) => (await q.query<ListEntry>(sql, [list, after, count])).rows);
-  }
-
-  private checkClaimOptions(o: { leaseMs?: unknown; maxAttempts?: unknown; tx?: unknown }) {
-    return {
-      leaseMs: checkInt('options.leaseMs', o.leaseMs, { min: 1, max: L.maxLeaseMs }),
-      maxAttempts: optionalInt(
-        'options.maxAttempts',
-        o.maxAttempts,
-        { min: 1, max: NO_LIMIT },
-        this.maxAttempts,
-      ),
-      tx: checkTx(o.tx),
-    };
-  }
-
-  private async claimOn(
-    q: Queryable,
-    retry: boolean,
-    list: string,
-    limit: number,
-    leaseMs: number,
-    maxAttempts: number,
-  ): Promise<Claim[]> {
-    const claims: Claim[] = [];
-    for (let round = 0; round < 10 && claims.length < limit; round++) {
-      const r = await this.claimOnce(q, retry, list, limit - claims.length, leaseMs, maxAttempts);
-      claims.push(...r.claims);
-      if (r.died === 0) break;
-    }
-    return claims;
-  }
-
-  private async claimOnce(
-    q: Queryable,
-    retry: boolean,
-    list: string,
-    limit: number,
-    leaseMs: number,
-    maxAttempts: number,
-  ) {
-    const { rows } = await query<ClaimRow>(q, retry, this.sql.claim, [
-      list,
-      [],
-      '',
-      '',
-      limit,
-      leaseMs,
-      maxAttempts,
-    ]);
-    const row = rows[0]!;
-    this.observe(list, row);
-    return { claims: toClaims(row), died: row.dead.length };
-  }
-
-  private async settle(
-    list: string,
-    claims: ClaimRef[],
-    options: SettleOptions,
-    sql: string,
-    /** Parameters after the claims' ($1 list, $2 items, $3 tokens, $4 ctid hints). */
-    extra: unknown[],
-  ): Promise<SettleResult & { rows: SettleRow[] }> {
-    checkList(list);
-    const { items, tokens, ctids } = checkClaims(claims);
-    const o = checkOptions('options', options);
-    const tx = checkTx(o.tx);
-    if (o.strict !== undefined && typeof o.strict !== 'boolean') {
-      throw new ValidationError('options.strict', `must be a boolean, got ${describe(o.strict)}`);
-    }
-    if (items.length === 0) return { count: 0, stale: [], rows: [] };
-    const apply = async (q: Queryable, retry = false) => {
-      const { rows } = await query<SettleRow>(q, retry, sql, [
-        list,
-        items,
-        tokens,
-        ctids,
-        ...extra,
-      ]);
-      const missed = stale(
-        items,
-        rows.map((r) => r.item),
-      );
-      if (o.strict && missed.length > 0) {
-        throw new StaleTokenError(
-          `${missed.length} of ${items.length} claims are stale (first: ${JSON.stringify(missed[0]!.slice(0, 100))}); nothing was applied`,
-        );
-      }
-      return { count: rows.length, stale: missed, rows };
-    };
-    // strict needs all-or-nothing: run it in a transaction (a savepoint inside the caller's).
-    return o.strict
-      ? this.run(tx, (q) => withTransaction(q, (t) => apply(t)))
-      : this.run(tx, (q) => apply(q, tx === undefined));
+    return this.statements.run(
+      async (q) => (await q.query<ListEntry>(sql, [list, after, count])).rows,
+      { tx },
+    );
   }
 
   /** Runs `items` through a one-array statement in chunks, all inside one transaction; sums rowCount. */
@@ -507,85 +354,23 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
     /** The table to refresh statistics of after a big load. */
     analyze?: string,
   ): Promise<number> {
-    return this.run(tx, async (q) => {
-      const once = async (on: Queryable, chunk: string[]) =>
-        (await on.query(sql, [list, chunk])).rowCount ?? 0;
-      if (items.length <= CHUNK_ITEMS) return once(q, items);
-      return withTransaction(q, async (t) => {
-        let n = 0;
-        for (let i = 0; i < items.length; i += CHUNK_ITEMS)
-          n += await once(t, items.slice(i, i + CHUNK_ITEMS));
-        // A big load refreshes the statistics at once (see ANALYZE_AFTER_ROWS).
-        if (analyze !== undefined && n >= ANALYZE_AFTER_ROWS) await refreshStatistics(t, analyze);
-        return n;
-      });
-    });
+    return this.statements.run(
+      async (q) => {
+        const once = async (on: Queryable, chunk: string[]) =>
+          (await on.query(sql, [list, chunk])).rowCount ?? 0;
+        if (items.length <= CHUNK_ITEMS) return once(q, items);
+        return withTransaction(q, async (t) => {
+          let n = 0;
+          for (let i = 0; i < items.length; i += CHUNK_ITEMS)
+            n += await once(t, items.slice(i, i + CHUNK_ITEMS));
+          // A big load refreshes the statistics at once (see ANALYZE_AFTER_ROWS).
+          if (analyze !== undefined && n >= ANALYZE_AFTER_ROWS) await refreshStatistics(t, analyze);
+          return n;
+        });
+      },
+      { tx },
+    );
   }
-
-  /** Emits what a claim statement saw: taken-over expired leases, items retired as dead. */
-  private observe(list: string, row: ClaimRow): void {
-    if (row.expired.length > 0) this.emit('claim:expired', { list, items: row.expired });
-    if (row.dead.length > 0) this.emit('claim:dead', { list, items: row.dead });
-  }
-
-  private ready(): Promise<void> {
-    return ensureMigrated(this.q, this.schema);
-  }
-
-  /** Migrates on first use, runs `fn` on the caller's transaction or the list's queryable, classifies errors. */
-  private async run<T>(tx: Queryable | undefined, fn: (q: Queryable) => Promise<T>): Promise<T> {
-    try {
-      await this.ready();
-      return await fn(tx ?? this.q);
-    } catch (err) {
-      throw coerceError(err);
-    }
-  }
-}
-
-/**
- * Runs one statement; when it is the whole transaction (no caller transaction), retries it after a
- * deadlock. Claims lock rows with SKIP LOCKED, but PostgreSQL still waits, whatever the wait
- * policy, when it locks a row whose newer version another transaction holds ("while locking
- * updated version of tuple"), and two claimers can each hold what the other waits for. The
- * statement rolled back as a whole, so running it again is safe.
- */
-async function query<R extends pg.QueryResultRow>(
-  q: Queryable,
-  retry: boolean,
-  sql: string,
-  values: unknown[],
-): Promise<pg.QueryResult<R>> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await q.query<R>(sql, values);
-    } catch (err) {
-      const deadlock = (err as { code?: unknown }).code === '40P01';
-      if (!retry || !deadlock || attempt >= DEADLOCK_RETRIES) throw err;
-      await new Promise((resolve) => setTimeout(resolve, 5 * attempt + Math.random() * 20));
-    }
-  }
-}
-
-const DEADLOCK_RETRIES = 5;
-
-/** The items of `sent` (distinct) missing from `applied` (a subset of them). */
-function stale(sent: string[], applied: string[]): string[] {
-  if (applied.length === sent.length) return [];
-  const done = new Set(applied);
-  return sent.filter((i) => !done.has(i));
-}
-
-/** A row a settle statement applied to (fail adds `dead`, extend the new lease end and ctid). */
-interface SettleRow extends pg.QueryResultRow {
-  item: string;
-  dead?: boolean;
-  run_at?: Date | null;
-  ctid?: string;
-}
-
-function writeTx(options: { tx?: Queryable } | undefined): Queryable | undefined {
-  return checkTx(checkOptions('options', options).tx);
 }
 
 function checkPage(options: PageOptions) {
@@ -598,15 +383,4 @@ function checkPage(options: PageOptions) {
     count: optionalInt('options.count', o.count, { min: 1, max: L.maxPageCount }, 1000),
     tx: checkTx(o.tx),
   };
-}
-
-function toClaims(row: ClaimRow): Claim[] {
-  const { items, token, lease_until: leaseUntil } = row;
-  if (items.length === 0) return []; // nothing claimed: no token, no lease end
-  const ctids = unpack(row.ctids);
-  const attempts = unpack(row.attempts);
-  const until = leaseUntil.getTime();
-  return items.map(
-    (item, i) => new IssuedClaim(item, token, Number(attempts[i]), new Date(until), ctids[i]!),
-  );
 }

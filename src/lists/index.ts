@@ -3,12 +3,12 @@
 export { AttemptList } from './attempt-list.js';
 export type { ImportOptions, ImportResult } from './attempt-list-import.js';
 export { ATTEMPT_LIST_LIMITS } from './attempt-list-limits.js';
-export type { ClaimRef } from './attempt-list-limits.js';
 export type {
   AttemptListEvents,
   AttemptListOptions,
   Claim,
   ClaimOptions,
+  ClaimRef,
   CompleteAndClaimOptions,
   CompleteAndClaimResult,
   ExtendResult,

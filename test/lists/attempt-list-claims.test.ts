@@ -442,6 +442,47 @@ describe('AttemptList claims under concurrency and faults', () => {
     }
   });
 
+  it('a settlement the server picks as a deadlock victim is run again and applied', async () => {
+    // The list's statements check for deadlocks after 50 ms, the test's transaction X after a
+    // minute: when both wait on each other, the server always rolls the list's statement back.
+    const pool = db.newPool({ max: 2, options: '-c deadlock_timeout=50' });
+    const list = new AttemptList(pool);
+    const l = fresh('victim');
+    await list.insertBatch(l, ['v1', 'v2']);
+    const claims = await list.claim(l, { limit: 2, leaseMs: 60_000 });
+    const [first, second] = [...claims].sort((a, b) => a.item.localeCompare(b.item));
+    const x = await db.pool.connect();
+    try {
+      await x.query('BEGIN');
+      await x.query(`SET LOCAL deadlock_timeout = '1min'`);
+      const lock = (item: string, wait = '') =>
+        `SELECT 1 FROM pgcoord.list_items WHERE list = '${l}' AND item = '${item}' FOR UPDATE ${wait}`;
+      await x.query(lock(second!.item));
+      // The release locks v1, then waits for v2, which X holds.
+      const pending = list.release(l, [first!, second!]);
+      await waitFor(
+        async () => {
+          try {
+            await db.pool.query(lock(first!.item, 'NOWAIT'));
+            return false;
+          } catch (err) {
+            if ((err as { code?: string }).code !== '55P03') throw err;
+            return true;
+          }
+        },
+        { timeoutMs: 10_000, message: 'the release to hold v1 and wait for v2' },
+      );
+      // X now waits for v1: a deadlock, and the release is its victim.
+      await x.query(lock(first!.item));
+      await x.query('COMMIT');
+      expect(await pending).toEqual({ count: 2, stale: [] });
+      expect((await list.stats(l)).claimable).toBe(2);
+    } finally {
+      await x.query('ROLLBACK').catch(() => undefined);
+      x.release();
+    }
+  });
+
   it('8 concurrent claimers: every item claimed exactly once, none lost', async () => {
     const pool = db.newPool({ max: 8 });
     const list = new AttemptList(pool);
