@@ -1,5 +1,6 @@
-// npm run bench:readme: rewrites the README's benchmark tables from bench/results/*.json, so the
-// README always shows the figures of the latest recorded run of each scenario, never hand-copied.
+// npm run bench:readme: rewrites the benchmark tables of docs/benchmarks.md from
+// bench/results/*.json, so the page always shows the figures of the latest recorded run of each
+// scenario, never hand-copied. The text around the generated section (the targets table) is kept.
 import fs from 'node:fs';
 import path from 'node:path';
 import { formatTable, root, type BenchResult } from './lib.js';
@@ -43,17 +44,19 @@ const parts = [
 ];
 for (const f of files) {
   const when = f.date ? f.date.slice(0, 16).replace('T', ' ') + ' UTC' : 'undated';
-  parts.push('', `### ${f.scenario}`, '', `${f.quick ? 'Quick' : 'Full'} run, ${when}.`, '');
+  parts.push('', `## ${f.scenario}`, '', `${f.quick ? 'Quick' : 'Full'} run, ${when}.`, '');
   parts.push(formatTable(f.results));
 }
 parts.push('<!-- /section:bench -->');
 
-const readmePath = path.join(root, 'README.md');
-const readme = fs.readFileSync(readmePath, 'utf8');
-const start = readme.indexOf('<!-- section:bench -->');
-const end = readme.indexOf('<!-- /section:bench -->');
-if (start === -1 || end === -1) throw new Error('README.md has no <!-- section:bench --> block');
+const pagePath = path.join(root, 'docs/benchmarks.md');
+const page = fs.readFileSync(pagePath, 'utf8');
+const start = page.indexOf('<!-- section:bench -->');
+const end = page.indexOf('<!-- /section:bench -->');
+if (start === -1 || end === -1) {
+  throw new Error('docs/benchmarks.md has no <!-- section:bench --> block');
+}
 const next =
-  readme.slice(0, start) + parts.join('\n') + readme.slice(end + '<!-- /section:bench -->'.length);
-fs.writeFileSync(readmePath, next);
-console.log(`README.md: ${files.length} benchmark tables written`);
+  page.slice(0, start) + parts.join('\n') + page.slice(end + '<!-- /section:bench -->'.length);
+fs.writeFileSync(pagePath, next);
+console.log(`docs/benchmarks.md: ${files.length} benchmark tables written`);

@@ -17,7 +17,7 @@ import { quoteIdent } from '../core/index.js';
 export type RateLimitAlgorithm =
   'fixed-window' | 'sliding-window' | 'token-bucket' | 'leaky-bucket' | 'gcra';
 
-/** Every algorithm, in the order of the README table. */
+/** Every algorithm, in the order of the table in docs/coordination.md. */
 export const RATE_LIMIT_ALGORITHMS: readonly RateLimitAlgorithm[] = [
   'fixed-window',
   'sliding-window',

@@ -5,7 +5,7 @@ import { isRetryableErrno, isSqlState, retryReason } from './retryable.js';
  * on the subclass (`instanceof ValidationError`) or on `code`; messages are for humans and may change.
  */
 
-/** Stable error codes. Documented in the README, one row each. */
+/** Stable error codes. Documented in docs/cli-and-service.md (Errors), one row each. */
 export type ErrorCode =
   | 'PGCOORD_VALIDATION'
   | 'PGCOORD_CONNECTION'
@@ -30,7 +30,7 @@ export type ErrorCode =
 
 /** Base class of every error pgcoord throws. */
 export class PgcoordError extends Error {
-  /** Stable machine-readable code; see the README's error table. */
+  /** Stable machine-readable code; see the error table of docs/cli-and-service.md. */
   readonly code: ErrorCode;
   /** Whether retrying the same call later may succeed (connectivity, timeouts). */
   readonly retryable: boolean;

@@ -8,8 +8,8 @@ import { routeSchema } from './openapi.js';
 import type { RouteFamily } from './route-context.js';
 
 /**
- * iidy's HTTP face under `/iidy/v1/` (REFERENCE.md section 1): same paths, same replies
- * (`ADDED n`, `INCREMENTED n`, `DELETED n`, `Not found.`, lines of `item attempts`,
+ * iidy's HTTP face under `/iidy/v1/` (https://github.com/manniwood/iidy, as its README shows it):
+ * same paths, same replies (`ADDED n`, `INCREMENTED n`, `DELETED n`, `Not found.`, lines of `item attempts`,
  * `X-IIDY-Last-Item`), text/plain or JSON picked by the request's Content-Type, without its flaws:
  * an item may contain `/` (the item is the rest of the path), a bad `count` is a 400, and a
  * database error is a 5xx, never an empty list.

@@ -112,7 +112,7 @@ describe('pgcoord CLI', () => {
     } finally {
       listen.child.kill('SIGINT');
     }
-    // Interrupted, as the README's exit codes say (128 + SIGINT), like `tail -f`.
+    // Interrupted, as the exit codes of docs/cli-and-service.md say (128 + SIGINT), like `tail -f`.
     expect(await listen.exited).toBe(130);
   });
 

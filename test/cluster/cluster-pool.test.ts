@@ -16,6 +16,7 @@ import {
   withTransaction,
 } from '../../src/index.js';
 import { pgCtlAsync, startCluster, type TestCluster } from '../helpers/cluster.js';
+import { readmeExample } from '../helpers/readme-example.js';
 import { nextEvent, waitFor } from '../helpers/wait-for.js';
 
 // A real primary and two streaming standbys on loopback, started once for the file. The failover
@@ -442,13 +443,8 @@ describe('ClusterPool on a primary and two standbys', () => {
     await expect(pool.query('SELECT 1')).rejects.toBeInstanceOf(ClosedError);
   });
 
-  it('runs the README example', async () => {
-    const readme = fs.readFileSync(path.join(import.meta.dirname, '../..', 'README.md'), 'utf8');
-    const section = readme.slice(
-      readme.indexOf('<!-- section:cluster-pool -->'),
-      readme.indexOf('<!-- /section:cluster-pool -->'),
-    );
-    const example = /```ts\n([\s\S]*?)```/.exec(section)![1]!;
+  it('runs the example of docs/cluster-pool.md', async () => {
+    const example = readmeExample('cluster-pool');
     expect(example).toContain(
       "'postgres://app@db1:5432,db2:5432,db3:5432/app?application_name=api'",
     );

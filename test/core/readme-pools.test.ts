@@ -1,22 +1,12 @@
-// The README's examples are what users copy: each one that opens a pool ends it (or the process
+// The examples of the README and docs/ are what users copy: each one that opens a pool ends it (or the process
 // lingers until the idle connections time out), and no pool is left without an 'error' listener
 // (an idle connection dropped by the server would end the process).
-import fs from 'node:fs';
-import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { useTestDatabase } from '../helpers/db.js';
-import { readmeExample, runReadmeExample } from '../helpers/readme-example.js';
-import { repoRoot } from '../support/cli.js';
+import { docExamples, readmeExample, runReadmeExample } from '../helpers/readme-example.js';
 
 const db = useTestDatabase();
-
-function examples(): { line: number; code: string }[] {
-  const readme = fs.readFileSync(path.join(repoRoot, 'README.md'), 'utf8');
-  return [...readme.matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => ({
-    line: readme.slice(0, m.index).split('\n').length,
-    code: m[1]!,
-  }));
-}
+const examples = docExamples;
 
 describe('README examples and their pools', () => {
   it('every example that opens a pool ends it and handles its errors', () => {
@@ -25,11 +15,11 @@ describe('README examples and their pools', () => {
     );
     expect(opening.length).toBeGreaterThan(5);
     const problems: string[] = [];
-    for (const { line, code } of opening) {
-      if (!/\bpool\.end\(\)/.test(code)) problems.push(`README.md:${line}: no pool.end()`);
+    for (const { file, line, code } of opening) {
+      if (!/\bpool\.end\(\)/.test(code)) problems.push(`${file}:${line}: no pool.end()`);
       // createPool and ClusterPool attach their own 'error' listener; a bare pg.Pool needs one.
       if (/new pg\.Pool\(/.test(code) && !/\.on\('error'/.test(code)) {
-        problems.push(`README.md:${line}: a pg.Pool without an 'error' listener`);
+        problems.push(`${file}:${line}: a pg.Pool without an 'error' listener`);
       }
     }
     expect(problems).toEqual([]);

@@ -14,7 +14,7 @@ describe('HTTP fuzz', () => {
   it('round-trips any valid item through the iidy single-item routes', async () => {
     await fc.assert(
       // "." and ".." cannot travel as a path segment: URL parsers (fetch included) resolve them,
-      // even percent-encoded, before the request leaves. The README sends them to the batch routes.
+      // even percent-encoded, before the request leaves. docs/cli-and-service.md sends them to the batch routes.
       fc.asyncProperty(
         validItem.filter((i) => i !== '.' && i !== '..'),
         async (item) => {

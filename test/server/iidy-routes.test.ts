@@ -1,5 +1,5 @@
-// iidy's HTTP face under /iidy/v1/, against the replies of REFERENCE.md section 1, through the
-// real service on a real database.
+// iidy's HTTP face under /iidy/v1/, against the replies of iidy's README
+// (https://github.com/manniwood/iidy), through the real service on a real database.
 import { describe, expect, it } from 'vitest';
 import { createServer } from '../../src/server/index.js';
 import { useTestService } from '../support/service.js';
