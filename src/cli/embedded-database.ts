@@ -464,7 +464,8 @@ function serverEnv(): NodeJS.ProcessEnv {
   return env;
 }
 
-async function canConnect(url: string): Promise<boolean> {
+/** Whether a server answers a query at `url` (2 s to connect); never throws. */
+export async function canConnect(url: string): Promise<boolean> {
   const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2_000 });
   client.on('error', () => undefined);
   try {

@@ -1,8 +1,8 @@
 import fc from 'fast-check';
-import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { ChangeCapture, quoteIdent, ValidationError } from '../../src/index.js';
 import { useTestDatabase } from '../helpers/db.js';
+import { sessionPools, type SessionSetting } from '../helpers/sessions.js';
 
 const db = useTestDatabase();
 
@@ -11,24 +11,10 @@ const db = useTestDatabase();
  * a plain '' literal as an escape; `check_function_bodies = off` creates a function without
  * parsing its body (so a body that ends early runs what follows it as statements).
  */
-type Setting = 'on' | 'off' | 'off-nocheck';
+type Setting = SessionSetting;
 // The most dangerous first: before the fix, tracking there ran the injected DROP.
 const settings: Setting[] = ['off-nocheck', 'off', 'on'];
-const pools = new Map<Setting, pg.Pool>();
-function sessions(setting: Setting): pg.Pool {
-  let pool = pools.get(setting);
-  if (!pool) {
-    const options =
-      setting === 'on'
-        ? '-c standard_conforming_strings=on'
-        : setting === 'off'
-          ? '-c standard_conforming_strings=off'
-          : '-c standard_conforming_strings=off -c check_function_bodies=off';
-    pool = db.newPool({ max: 2, options });
-    pools.set(setting, pool);
-  }
-  return pool;
-}
+const sessions = sessionPools(db);
 
 async function lastChangeId(): Promise<string> {
   const { rows } = await db.pool.query(

@@ -1,23 +1,14 @@
 import fc from 'fast-check';
-import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { dollarQuote, quoteIdent, quoteLiteral } from '../../src/core/index.js';
 import { Listener, loadMigrations, migrate, notify, ValidationError } from '../../src/index.js';
 import { useTestDatabase } from '../helpers/db.js';
+import { sessionPools } from '../helpers/sessions.js';
 import { waitFor } from '../helpers/wait-for.js';
 
 const db = useTestDatabase({ migrate: false });
 
-type Setting = 'on' | 'off';
-const pools = new Map<Setting, pg.Pool>();
-function sessions(setting: Setting): pg.Pool {
-  let pool = pools.get(setting);
-  if (!pool) {
-    pool = db.newPool({ max: 2, options: `-c standard_conforming_strings=${setting}` });
-    pools.set(setting, pool);
-  }
-  return pool;
-}
+const sessions = sessionPools(db);
 
 /** Text made of pieces that open or end quotes, escapes, dollar quotes and comments. */
 const hostileText = fc

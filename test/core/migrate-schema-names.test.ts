@@ -14,20 +14,13 @@ import {
   ValidationError,
 } from '../../src/index.js';
 import { useTestDatabase } from '../helpers/db.js';
+import { sessionPools, type SessionSetting } from '../helpers/sessions.js';
 
 const db = useTestDatabase({ migrate: false });
 
 /** `standard_conforming_strings` of a session: `off` reads a backslash in a '' literal as an escape. */
-type Setting = 'on' | 'off';
-const pools = new Map<Setting, pg.Pool>();
-function sessions(setting: Setting): pg.Pool {
-  let pool = pools.get(setting);
-  if (!pool) {
-    pool = db.newPool({ max: 2, options: `-c standard_conforming_strings=${setting}` });
-    pools.set(setting, pool);
-  }
-  return pool;
-}
+type Setting = Exclude<SessionSetting, 'off-nocheck'>;
+const sessions = sessionPools(db);
 const other = (s: Setting): Setting => (s === 'on' ? 'off' : 'on');
 
 /** Every relation and function in a schema, by name and kind. */

@@ -6,28 +6,14 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { EmbeddedDatabase } from '../../src/cli/embedded-database.js';
+import { canConnect, EmbeddedDatabase } from '../../src/cli/embedded-database.js';
 import { redactConnectionString } from '../../src/core/connection.js';
 
 const LOCAL_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
 
-async function answers(url: string): Promise<boolean> {
-  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5_000 });
-  client.on('error', () => undefined);
-  try {
-    await client.connect();
-    await client.query('SELECT 1');
-    return true;
-  } catch {
-    return false;
-  } finally {
-    await client.end().catch(() => undefined);
-  }
-}
-
 export default async function setup(): Promise<(() => Promise<void>) | void> {
   if (process.env.DATABASE_URL) return;
-  if (await answers(LOCAL_URL)) return;
+  if (await canConnect(LOCAL_URL)) return;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgcoord-test-pg-'));
   // The server may run as another OS user (postgres, when the suite runs as root).
   fs.chmodSync(dir, 0o755);
