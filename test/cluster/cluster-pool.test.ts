@@ -628,4 +628,32 @@ describe('ClusterPool options', () => {
       () => new ClusterPool({ connectionString: 'postgres://h1,h2/db?target_session_attrs=rw' }),
     ).toThrow(/target_session_attrs/);
   });
+
+  it('never backs an instance off for longer than maxRetryBackoffMs', async () => {
+    // Eight instances nobody listens on: each is tried, fails once, and is backed off. The cap
+    // is the whole back-off (the doubled delay with jitter), not a base jitter may exceed.
+    const ports = [1, 2, 3, 4, 5, 6, 7, 9];
+    const capMs = 60_000;
+    const pool = new ClusterPool({
+      hosts: ['127.0.0.1:1'],
+      source: async () =>
+        ports.map((port) => ({ host: '127.0.0.1', port, role: 'primary' as const })),
+      retryBackoffMs: capMs,
+      maxRetryBackoffMs: capMs,
+      failoverTimeoutMs: 2_000,
+      connectTimeoutMs: 1_000,
+    });
+    try {
+      const before = Date.now();
+      await expect(pool.query('SELECT 1')).rejects.toBeInstanceOf(TimeoutError);
+      const views = pool.topology();
+      expect(views.map((v) => v.failures)).toEqual(ports.map(() => 1));
+      for (const v of views) {
+        expect(v.retryAtMs! - before).toBeGreaterThanOrEqual(capMs / 2);
+        expect(v.retryAtMs! - before).toBeLessThanOrEqual(capMs + (Date.now() - before));
+      }
+    } finally {
+      await pool.end();
+    }
+  });
 });
