@@ -81,7 +81,7 @@ export async function serve(options: ServeOptions): Promise<void> {
       const cluster = new ClusterPool({
         connectionString: databaseUrl,
         maxConnectionsPerInstance: options.poolMax ?? 20,
-        logger: (e) => logger[e.level]({ instance: e.instance }, e.message),
+        logger,
       });
       cluster.on('error', onPoolError);
       pool = cluster;

@@ -2,6 +2,7 @@ import type pg from 'pg';
 import { resolveConnectionConfig } from '../core/index.js';
 import { ValidationError } from '../core/index.js';
 import { checkOptions, describe, optionalInt } from '../core/index.js';
+import { resolveLogger, type Logger } from '../core/index.js';
 import { createBalancer, type Balancer, type StrategyName } from './balancer.js';
 import {
   parseMultiHostUrl,
@@ -16,7 +17,7 @@ import {
   type TopologySource,
 } from './topology.js';
 
-/** A log line from the cluster pool. */
+/** A log line from the cluster pool, as a function `logger` receives it. */
 export interface ClusterLogEntry {
   level: 'debug' | 'info' | 'warn';
   message: string;
@@ -61,7 +62,7 @@ export interface ClusterPoolOptions {
    * failover) before it fails with a TimeoutError, in milliseconds. Default 30000.
    */
   failoverTimeoutMs?: number;
-  /** First back-off after an instance fails, in milliseconds; doubles per failure, jittered. Default 500. */
+  /** First back-off after an instance fails, in milliseconds; doubles per failure up to `maxRetryBackoffMs`, and each wait is drawn between half of that and all of it. Default 500. */
   retryBackoffMs?: number;
   /** Cap of that back-off, in milliseconds. Default 10000. */
   maxRetryBackoffMs?: number;
@@ -69,8 +70,12 @@ export interface ClusterPoolOptions {
   maxLagBytes?: number;
   /** An idle connection is closed after this many milliseconds. Default 10000. */
   idleTimeoutMs?: number;
-  /** Receives what the pool does (instances down/up, failovers, discovery errors). Default: nothing. */
-  logger?: (entry: ClusterLogEntry) => void;
+  /**
+   * Receives what the pool does (instances down/up, failovers, discovery errors): a pino-style
+   * {@link Logger} (`logger.warn({ instance, err }, message)`; missing methods are skipped), or a
+   * function of a {@link ClusterLogEntry}. Default: nothing.
+   */
+  logger?: Partial<Logger> | ((entry: ClusterLogEntry) => void);
 }
 
 /** {@link ClusterPoolOptions} with every default applied and every value checked. */
@@ -90,7 +95,7 @@ export interface ResolvedClusterOptions {
   maxRetryBackoffMs: number;
   maxLagBytes: number;
   idleTimeoutMs: number;
-  logger: (entry: ClusterLogEntry) => void;
+  logger: Logger;
 }
 
 const STRATEGIES: readonly StrategyName[] = ['round-robin', 'random', 'least-busy', 'in-order'];
@@ -209,9 +214,7 @@ export function resolveClusterOptions(
       'must be a strategy name or an object with pick()',
     );
   }
-  if (o.logger !== undefined && typeof o.logger !== 'function') {
-    throw new ValidationError('options.logger', 'must be a function');
-  }
+  const logger = resolveLogger(o.logger);
 
   const retryBackoffMs = optionalInt(
     'options.retryBackoffMs',
@@ -273,6 +276,6 @@ export function resolveClusterOptions(
       { min: 0, max: DAY_MS },
       10_000,
     ),
-    logger: o.logger ?? (() => undefined),
+    logger,
   };
 }

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import pg from 'pg';
-import { ClosedError, coerceError, ConnectionError, TimeoutError } from '../core/index.js';
+import { coerceError } from '../core/index.js';
 import type { ConnectableQueryable } from '../core/index.js';
 import type { Intent } from './balancer.js';
 import {
@@ -8,8 +8,6 @@ import {
   type ClusterPoolOptions,
   type ResolvedClusterOptions,
 } from './cluster-options.js';
-import { selectCandidates } from './candidates.js';
-import { DiscoveryConnections } from './discovery-connections.js';
 import {
   FORWARDED_EVENTS,
   InstancePool,
@@ -17,21 +15,10 @@ import {
   type ForwardedEvent,
 } from './instance-pool.js';
 import type { TargetSessionAttrs } from './multi-host-url.js';
-import { signal } from './signal.js';
-import {
-  instanceKey,
-  type DiscoveredInstance,
-  type DiscoveryContext,
-  type InstanceView,
-} from './topology.js';
+import type { InstanceView } from './topology.js';
+import { TopologyTracker, type TopologyChange } from './topology-tracker.js';
 
-/** What changed in a topology refresh (`host:port` keys). */
-export interface TopologyChange {
-  added: string[];
-  removed: string[];
-  /** Role, health or read-only state changed. */
-  changed: string[];
-}
+export type { TopologyChange } from './topology-tracker.js';
 
 /** Events of {@link ClusterPool}; `connect`, `acquire`, `release`, `remove`, `error` are pg.Pool's. */
 export interface ClusterPoolEvents {
@@ -59,9 +46,6 @@ export interface ClusterReader extends ConnectableQueryable {
   connect(): Promise<pg.PoolClient>;
 }
 
-/** Shortest gap between two topology reads triggered by failures, in milliseconds. */
-const MIN_REFRESH_GAP_MS = 100;
-
 /**
  * One pool over several PostgreSQL-compatible instances, with the `pg.Pool` surface (`query`,
  * `connect`, `end`, events) so every block runs on it unchanged. Writers (`query`, `connect`) go
@@ -87,57 +71,20 @@ export class ClusterPool extends EventEmitter<ClusterPoolEvents> implements Conn
   /** Reads that may go to standbys (`readerSessionAttrs`, default `prefer-standby`). */
   readonly reader: ClusterReader;
   private readonly options: ResolvedClusterOptions;
-  private readonly instances = new Map<string, InstancePool>();
-  /** Pools of removed instances still draining. */
-  private readonly closing = new Set<Promise<void>>();
-  private readonly service: DiscoveryConnections;
-  private readonly candidates = new Map<TargetSessionAttrs, InstancePool[]>();
-  private readonly readCandidates = new Map<TargetSessionAttrs, InstancePool[]>();
-  /** Earliest back-off end among instances, after which the candidate cache is stale. */
-  private cacheExpiresAt = Infinity;
-  private primaryKey: string | undefined;
-  private started: Promise<void> | undefined;
-  private ready = false;
-  private ended: Promise<void> | undefined;
-  private refreshing: Promise<void> | undefined;
-  private refreshAgain = false;
-  private lastRefreshAt = 0;
-  private timer: NodeJS.Timeout | undefined;
-  private changed = signal();
-  private readonly discovery: DiscoveryContext;
+  private readonly tracker: TopologyTracker;
 
   constructor(options: ClusterPoolOptions) {
     super();
     this.options = resolveClusterOptions(options);
+    this.tracker = new TopologyTracker(this.options, this);
     (this as EventEmitter).on('newListener', (name: string | symbol) => {
       if ((FORWARDED_EVENTS as readonly (string | symbol)[]).includes(name)) {
-        for (const inst of this.instances.values()) inst.forward(name as ForwardedEvent);
+        for (const inst of this.tracker.instances.values()) inst.forward(name as ForwardedEvent);
       }
-    });
-    this.service = new DiscoveryConnections({
-      clientConfig: this.options.clientConfig,
-      timeoutMs: this.options.connectTimeoutMs,
     });
     this.reader = {
       query: (text, values) => this.run(this.options.readerAttrs, 'read', text, values),
       connect: () => this.connectAs(this.options.readerAttrs, 'read'),
-    };
-    const instances = this.instances;
-    this.discovery = {
-      seeds: this.options.seeds,
-      get known() {
-        return [...instances.values()].map((i) => ({ host: i.host, port: i.port }));
-      },
-      timeoutMs: this.options.connectTimeoutMs,
-      queryInstance: (target, text, values) => this.service.query(target, text, values),
-      queryAny: (text, values) => {
-        // Healthy known instances first, then the rest, then the seeds.
-        const now = Date.now();
-        const known = [...instances.values()].sort(
-          (a, b) => Number(b.eligible(now)) - Number(a.eligible(now)),
-        );
-        return this.service.queryAny([...known, ...this.options.seeds], text, values);
-      },
     };
   }
 
@@ -158,7 +105,7 @@ export class ClusterPool extends EventEmitter<ClusterPoolEvents> implements Conn
 
   /** Whether `end()` was called. */
   get ending(): boolean {
-    return this.ended !== undefined;
+    return this.tracker.ended;
   }
 
   /** Runs one statement on a writer instance (`targetSessionAttrs`). */
@@ -187,7 +134,7 @@ export class ClusterPool extends EventEmitter<ClusterPoolEvents> implements Conn
   async connectPrimaryClient(): Promise<pg.Client> {
     const deadline = Date.now() + this.options.failoverTimeoutMs;
     for (;;) {
-      const inst = await this.pick('read-write', 'write', deadline);
+      const inst = await this.tracker.pick('read-write', 'write', deadline);
       const client = new TrackedClient({
         ...this.options.clientConfig(inst),
         connectionTimeoutMillis: this.options.connectTimeoutMs,
@@ -197,35 +144,28 @@ export class ClusterPool extends EventEmitter<ClusterPoolEvents> implements Conn
       try {
         await client.connect();
       } catch (err) {
-        if (this.instances.get(inst.key) === inst) this.instanceFailed(inst, err);
+        if (this.tracker.current(inst)) this.tracker.instanceFailed(inst, err);
         continue;
       }
       if (client.readOnly) {
         await client.end().catch(() => undefined);
-        this.writeRefused(inst);
+        this.tracker.writeRefused(inst);
         continue;
       }
       inst.refusalReported = false;
-      this.instanceWorked(inst);
+      this.tracker.instanceWorked(inst);
       return client;
     }
   }
 
   /** The current view of every instance: role, health, lag, connections. */
   topology(): InstanceView[] {
-    const now = Date.now();
-    return [...this.instances.values()].map((i) => i.view(now));
+    return this.tracker.views();
   }
 
   /** Reads the topology now (starting the pool if needed) and resolves when it is applied. */
   async refresh(): Promise<InstanceView[]> {
-    if (this.ended) throw new ClosedError('the cluster pool was ended');
-    if (!this.ready) await this.start();
-    else {
-      // A read already in flight may have started before what the caller wants to see.
-      if (this.refreshing) await this.refreshing.catch(() => undefined);
-      await this.refreshNow();
-    }
+    await this.tracker.refresh();
     return this.topology();
   }
 
@@ -234,32 +174,13 @@ export class ClusterPool extends EventEmitter<ClusterPoolEvents> implements Conn
    * and stops the poller. Idempotent; calls after it fail with ClosedError.
    */
   end(): Promise<void> {
-    this.ended ??= (async () => {
-      if (this.timer) clearTimeout(this.timer);
-      this.timer = undefined;
-      this.changed.resolve();
-      await this.started?.catch(() => undefined);
-      await this.refreshing?.catch(() => undefined);
-      if (this.timer) clearTimeout(this.timer);
-      const pools = [...this.instances.values()];
-      this.instances.clear();
-      this.candidates.clear();
-      await Promise.all([...pools.map((p) => p.close()), ...this.closing, this.service.closeAll()]);
-    })();
-    return this.ended;
+    return this.tracker.stop();
   }
 
   private sum(f: (p: pg.Pool) => number): number {
     let n = 0;
-    for (const i of this.instances.values()) n += f(i.pool);
+    for (const i of this.tracker.instances.values()) n += f(i.pool);
     return n;
-  }
-
-  private start(): Promise<void> {
-    this.started ??= this.refreshNow().then(() => {
-      this.ready = true;
-    });
-    return this.started;
   }
 
   /**
@@ -273,7 +194,8 @@ export class ClusterPool extends EventEmitter<ClusterPoolEvents> implements Conn
     text: string | pg.QueryConfig,
     values: unknown[] | undefined,
   ): Promise<pg.QueryResult<R>> {
-    const inst = this.ready && !this.ended ? this.pickNow(attrs, intent) : undefined;
+    const tracker = this.tracker;
+    const inst = tracker.ready && !tracker.ended ? tracker.pickNow(attrs, intent) : undefined;
     if (inst === undefined || inst.failures > 0 || inst.pool.idleCount === 0) {
       // The balancer has chosen already: the slow path starts with that choice, not a new pick.
       return this.runSlow<R>(attrs, intent, text, values, inst);
@@ -285,7 +207,7 @@ export class ClusterPool extends EventEmitter<ClusterPoolEvents> implements Conn
         if (err || !client) return void slow();
         if (writer && (client as unknown as TrackedClient).readOnly) {
           release(new Error('discarded: read-only connection offered to a writer'));
-          this.writeRefused(inst);
+          this.tracker.writeRefused(inst);
           return void slow();
         }
         const sentToStandby = inst.role === 'standby';
@@ -350,7 +272,7 @@ export class ClusterPool extends EventEmitter<ClusterPoolEvents> implements Conn
       const serverReadOnly = await this.serverReadOnly(client);
       client.release(err as Error);
       if (serverReadOnly) {
-        this.writeRefused(inst);
+        this.tracker.writeRefused(inst);
         if (Date.now() < deadline) return;
       }
       throw coerceError(err);
@@ -359,7 +281,7 @@ export class ClusterPool extends EventEmitter<ClusterPoolEvents> implements Conn
     const connectionLost = pe.code === 'PGCOORD_CONNECTION';
     client.release(connectionLost ? (err as Error) : undefined);
     if (connectionLost) {
-      this.requestRefresh();
+      this.tracker.requestRefresh();
       // Safe to send again: pg refuses before sending on a client it knows is broken, and a
       // standby cannot have written anything. What counts is the role when the statement was
       // sent: a primary demoted while it ran may have applied it, so that outcome is unknown
@@ -398,7 +320,7 @@ export class ClusterPool extends EventEmitter<ClusterPoolEvents> implements Conn
     client.release = (err?: Error | boolean) => {
       if (err === undefined && intent === 'write' && tracked.readOnly) {
         // Answered 25006, or the session turned read-only: never back into a writer's hands.
-        if (tracked.refusedWrite) this.writeRefused(inst);
+        if (tracked.refusedWrite) this.tracker.writeRefused(inst);
         return release.call(client, new Error('discarded: read-only connection'));
       }
       return release.call(client, err);
@@ -415,287 +337,26 @@ export class ClusterPool extends EventEmitter<ClusterPoolEvents> implements Conn
     const writer = attrs === 'read-write' || attrs === 'primary';
     for (;;) {
       const inst =
-        chosen ?? this.pickNow(attrs, intent) ?? (await this.pick(attrs, intent, deadline));
+        chosen ??
+        this.tracker.pickNow(attrs, intent) ??
+        (await this.tracker.pick(attrs, intent, deadline));
       chosen = undefined;
       let client: pg.PoolClient;
       try {
         client = await inst.acquire();
       } catch (err) {
         // An instance removed meanwhile did not fail: its caller just goes elsewhere.
-        if (this.instances.get(inst.key) === inst) this.instanceFailed(inst, err);
+        if (this.tracker.current(inst)) this.tracker.instanceFailed(inst, err);
         continue;
       }
       if (writer && (client as unknown as TrackedClient).readOnly) {
         client.release(new Error('discarded: read-only connection offered to a writer'));
-        this.writeRefused(inst);
+        this.tracker.writeRefused(inst);
         continue;
       }
       if (writer) inst.refusalReported = false;
-      if (inst.failures > 0) this.instanceWorked(inst);
+      if (inst.failures > 0) this.tracker.instanceWorked(inst);
       return { client, inst };
-    }
-  }
-
-  /** An eligible instance for `attrs`, waiting (until `deadline`) for the topology to offer one. */
-  private async pick(
-    attrs: TargetSessionAttrs,
-    intent: Intent,
-    deadline: number,
-  ): Promise<InstancePool> {
-    for (;;) {
-      if (!this.ready && !this.ended) await this.start();
-      const inst = this.pickNow(attrs, intent);
-      if (inst) return inst;
-      const now = Date.now();
-      if (now >= deadline) {
-        throw new TimeoutError(
-          `no ${attrs} instance became available within ${this.options.failoverTimeoutMs} ms ` +
-            `(instances: ${this.describeInstances()})`,
-        );
-      }
-      this.requestRefresh();
-      const wake = Math.min(deadline, this.cacheExpiresAt) - now;
-      await this.changed.wait(Math.max(1, wake));
-    }
-  }
-
-  /** The balancer's pick among eligible instances right now, without waiting (the hot path). */
-  private pickNow(attrs: TargetSessionAttrs, intent: Intent): InstancePool | undefined {
-    if (this.ended) throw new ClosedError('the cluster pool was ended');
-    if (!this.ready) return undefined;
-    const list = this.candidateList(attrs, intent);
-    if (list.length === 0) return undefined;
-    const chosen = this.options.balancer.pick(list, intent);
-    if (chosen instanceof InstancePool && this.instances.get(chosen.key) === chosen) return chosen;
-    return chosen ? this.instances.get(chosen.key) : undefined;
-  }
-
-  private candidateList(attrs: TargetSessionAttrs, intent: Intent): InstancePool[] {
-    // Date.now() only while some instance is in back-off: the cache expires when it ends.
-    if (this.cacheExpiresAt !== Infinity && Date.now() >= this.cacheExpiresAt) this.invalidate();
-    const cache = intent === 'read' ? this.readCandidates : this.candidates;
-    let list = cache.get(attrs);
-    if (list) return list;
-    list = selectCandidates(
-      [...this.instances.values()],
-      attrs,
-      intent,
-      Date.now(),
-      this.options.maxLagBytes,
-    );
-    cache.set(attrs, list);
-    return list;
-  }
-
-  /** Routing facts changed: drop cached candidate lists and wake waiting callers. */
-  private invalidate(): void {
-    this.candidates.clear();
-    this.readCandidates.clear();
-    const now = Date.now();
-    let next = Infinity;
-    for (const i of this.instances.values()) if (i.retryAt > now) next = Math.min(next, i.retryAt);
-    this.cacheExpiresAt = next;
-    const s = this.changed;
-    this.changed = signal();
-    s.resolve();
-  }
-
-  private describeInstances(): string {
-    const views = this.topology();
-    if (views.length === 0) return 'none discovered';
-    return views.map((v) => `${v.key} ${v.role} ${v.health}`).join(', ');
-  }
-
-  /**
-   * The instance stopped being the primary: its sessions are the old primary's. Statements still
-   * running there would otherwise wait as long as that server or the network lets them (no
-   * answer ever comes from a frozen or vanished host before TCP keepalive gives up, hours by
-   * default); they fail now with a ConnectionError, their outcome unknown, and are not re-sent.
-   */
-  private dropSessions(inst: InstancePool): void {
-    const err = new ConnectionError(
-      `connection terminated by the pool: ${inst.key} is no longer the primary ` +
-        '(a statement in flight there may or may not have been applied)',
-    );
-    const n = inst.destroyConnections(err);
-    if (n > 0) {
-      this.options.logger({
-        level: 'warn',
-        message: `closed ${n} connection(s) to the former primary`,
-        instance: inst.key,
-      });
-    }
-  }
-
-  private instanceFailed(inst: InstancePool, err: unknown): void {
-    inst.failed(Date.now());
-    if (!inst.reportedDown) {
-      inst.reportedDown = true;
-      const e = coerceError(err);
-      this.options.logger({ level: 'warn', message: 'instance down', instance: inst.key, err: e });
-      this.emit('instance:down', { instance: inst.key, err: e });
-    }
-    this.invalidate();
-    this.requestRefresh();
-  }
-
-  private instanceWorked(inst: InstancePool): void {
-    inst.worked();
-    if (inst.reportedDown) {
-      inst.reportedDown = false;
-      this.options.logger({ level: 'info', message: 'instance up', instance: inst.key });
-      this.emit('instance:up', { instance: inst.key });
-    }
-    this.invalidate();
-  }
-
-  private writeRefused(inst: InstancePool): void {
-    if (!inst.writeRefused) {
-      inst.writeRefused = true;
-      if (!inst.refusalReported) {
-        inst.refusalReported = true;
-        this.options.logger({
-          level: 'warn',
-          message: 'instance refused a write; waiting for the topology',
-          instance: inst.key,
-        });
-      }
-      this.invalidate();
-    }
-    this.requestRefresh();
-  }
-
-  /** A refresh soon (at most one every MIN_REFRESH_GAP_MS), coalesced with one in flight. */
-  private requestRefresh(): void {
-    if (this.ended || !this.started) return;
-    if (this.refreshing) {
-      this.refreshAgain = true;
-      return;
-    }
-    const wait = this.lastRefreshAt + MIN_REFRESH_GAP_MS - Date.now();
-    this.schedule(Math.max(0, wait), true);
-  }
-
-  private schedule(delayMs: number, sooner = false): void {
-    if (this.ended) return;
-    if (this.timer) {
-      if (!sooner) return;
-      clearTimeout(this.timer);
-    }
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      void this.refreshNow();
-    }, delayMs);
-    this.timer.unref();
-  }
-
-  private refreshNow(): Promise<void> {
-    if (this.refreshing) {
-      this.refreshAgain = true;
-      return this.refreshing;
-    }
-    this.refreshAgain = false;
-    this.lastRefreshAt = Date.now();
-    this.refreshing = this.discoverOnce().finally(() => {
-      this.refreshing = undefined;
-      if (this.ended) return;
-      if (this.refreshAgain) {
-        this.refreshAgain = false;
-        this.requestRefresh();
-      } else this.schedule(this.options.refreshIntervalMs);
-    });
-    return this.refreshing;
-  }
-
-  private async discoverOnce(): Promise<void> {
-    let found: DiscoveredInstance[];
-    try {
-      found = await this.options.source.discover(this.discovery);
-      if (!Array.isArray(found)) throw new TypeError('the topology source did not return an array');
-    } catch (err) {
-      const e = err instanceof Error ? err : new Error(String(err));
-      this.options.logger({ level: 'warn', message: 'topology source failed', err: e });
-      this.emit('topology:error', e);
-      return;
-    }
-    if (this.ended) return;
-    this.apply(found);
-  }
-
-  private apply(found: DiscoveredInstance[]): void {
-    const change: TopologyChange = { added: [], removed: [], changed: [] };
-    const seen = new Set<string>();
-    /** Instances that were the primary and no longer are (demoted, removed, failed over from). */
-    const demoted = new Set<InstancePool>();
-    for (const d of found) {
-      if (!d || typeof d.host !== 'string' || !Number.isInteger(d.port)) continue;
-      const key = instanceKey(d);
-      if (seen.has(key)) continue; // one pool per instance, whatever the source repeats
-      seen.add(key);
-      let inst = this.instances.get(key);
-      const wasPrimary = inst?.role === 'primary';
-      if (!inst) {
-        inst = new InstancePool(d, {
-          max: this.options.maxConnectionsPerInstance,
-          idleTimeoutMs: this.options.idleTimeoutMs,
-          connectTimeoutMs: this.options.connectTimeoutMs,
-          retryBackoffMs: this.options.retryBackoffMs,
-          maxRetryBackoffMs: this.options.maxRetryBackoffMs,
-          clientConfig: this.options.clientConfig,
-          events: this as EventEmitter,
-        });
-        this.instances.set(key, inst);
-        inst.update(d);
-        change.added.push(key);
-      } else if (inst.update(d)) change.changed.push(key);
-      if (wasPrimary && inst.role === 'standby') demoted.add(inst);
-      const up = d.up ?? true;
-      if (!up && !inst.reportedDown) {
-        inst.reportedDown = true;
-        this.emit('instance:down', { instance: key });
-      } else if (up && d.reachable) {
-        // The source just reached it: whatever failed before works now.
-        if (inst.failures > 0 || inst.reportedDown) this.instanceWorked(inst);
-      } else if (up && inst.reportedDown && inst.failures === 0) {
-        inst.reportedDown = false;
-        this.emit('instance:up', { instance: key });
-      }
-    }
-    for (const [key, inst] of this.instances) {
-      if (seen.has(key)) continue;
-      this.instances.delete(key);
-      change.removed.push(key);
-      if (inst.role === 'primary') demoted.add(inst);
-      // Drained: connections in use close when released; callers queued on it retry elsewhere.
-      const closing = inst.close().finally(() => this.closing.delete(closing));
-      this.closing.add(closing);
-      void this.service.close(key);
-    }
-    // A failover is the single writable primary moving; multi-writer engines (Picodata,
-    // YugabyteDB) have several and no failover in this sense.
-    const primaries = [...this.instances.values()].filter(
-      (i) => i.role === 'primary' && i.sourceUp && !i.readOnly,
-    );
-    if (primaries.length === 1 && primaries[0]!.key !== this.primaryKey) {
-      const from = this.primaryKey;
-      const to = primaries[0]!.key;
-      this.primaryKey = to;
-      const old = from === undefined ? undefined : this.instances.get(from);
-      if (old) demoted.add(old);
-      if (from !== undefined) {
-        this.options.logger({ level: 'info', message: `failover ${from} -> ${to}` });
-        this.emit('failover', { from, to });
-      }
-    }
-    for (const inst of demoted) this.dropSessions(inst);
-    this.invalidate();
-    if (change.added.length + change.removed.length + change.changed.length > 0) {
-      this.options.logger({
-        level: 'debug',
-        message: `topology: +${change.added.length} -${change.removed.length} ~${change.changed.length}`,
-      });
-      const views = this.topology();
-      this.emit('topology', views, change);
     }
   }
 }

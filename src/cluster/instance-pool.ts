@@ -1,5 +1,6 @@
 import type { EventEmitter } from 'node:events';
 import pg from 'pg';
+import { backoffDelayMs } from '../core/index.js';
 import type { BalancerCandidate } from './balancer.js';
 import {
   instanceKey,
@@ -198,14 +199,19 @@ export class InstancePool implements BalancerCandidate {
     return this.retryAt > now ? 'backoff' : 'up';
   }
 
-  /** Records a failure and sets the jittered exponential back-off. */
+  /**
+   * Records a failure and sets the back-off: the core policy's exponential delay with equal
+   * jitter (half fixed, half random), so instances that failed together are not all retried at once.
+   */
   failed(now: number): void {
     this.failures++;
-    const base = Math.min(
-      this.settings.maxRetryBackoffMs,
-      this.settings.retryBackoffMs * 2 ** Math.min(this.failures - 1, 20),
-    );
-    this.retryAt = now + Math.round(base * (0.8 + Math.random() * 0.4));
+    this.retryAt =
+      now +
+      backoffDelayMs(this.failures, {
+        baseMs: this.settings.retryBackoffMs,
+        maxMs: this.settings.maxRetryBackoffMs,
+        jitter: 'equal',
+      });
   }
 
   /** Records that it worked: back-off cleared. Returns whether it was failing. */

@@ -187,10 +187,8 @@ export const changeRoutes: RouteFamily = (app, ctx) => {
         // A reconnecting client takes the group over soon after the previous one left.
         leaseMs: 3_000,
         pruneIntervalMs: 0,
-        logger: {
-          warn: (m, meta) => request.log.warn(meta ?? {}, m),
-          error: (m, meta) => request.log.error(meta ?? {}, m),
-        },
+        // A pino logger is taken as it is: (fields, message).
+        logger: request.log,
         handler: async (changes: Change[]) => {
           for (const change of changes) {
             if (BigInt(change.id) <= lastSeen) continue;

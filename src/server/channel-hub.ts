@@ -1,5 +1,6 @@
-import type { ListenerConnection } from './route-context.js';
+import { ClosedError, Lifecycle } from '../core/index.js';
 import { Listener, type Notification } from '../listen/index.js';
+import type { ListenerDialOptions } from './route-context.js';
 
 type Subscriber = (n: Notification) => void;
 
@@ -18,8 +19,25 @@ export class ChannelHub {
   /** Notifications delivered to subscribers. */
   delivered = 0;
 
+  /** The listener exists while the hub runs: from the first subscribe to stop(). */
+  private readonly lifecycle = new Lifecycle(
+    { name: 'channel hub' },
+    {
+      start: () => {
+        this.listener = this.newListener();
+      },
+      stop: async () => {
+        this.subscribers.clear();
+        this.ready.clear();
+        const l = this.listener;
+        this.listener = undefined;
+        await l?.stop();
+      },
+    },
+  );
+
   constructor(
-    private readonly dial: ListenerConnection,
+    private readonly dial: ListenerDialOptions,
     private readonly schema: string,
   ) {}
 
@@ -35,7 +53,10 @@ export class ChannelHub {
    * after this resolves is delivered). Returns the unsubscribe function.
    */
   async subscribe(channel: string, fn: Subscriber): Promise<() => void> {
-    const listener = this.ensureListener();
+    await this.lifecycle.start();
+    const listener = this.listener;
+    // A stop() that began while this subscribe waited.
+    if (!listener) throw new ClosedError('the channel hub was stopped');
     let set = this.subscribers.get(channel);
     if (!set) {
       set = new Set();
@@ -70,26 +91,20 @@ export class ChannelHub {
   }
 
   /** Stops the listener; subscribers get nothing more. Idempotent. */
-  async stop(): Promise<void> {
-    this.subscribers.clear();
-    this.ready.clear();
-    const l = this.listener;
-    this.listener = undefined;
-    await l?.stop();
+  stop(): Promise<void> {
+    return this.lifecycle.stop();
   }
 
-  private ensureListener(): Listener {
-    if (!this.listener) {
-      this.listener = new Listener({
-        ...(this.dial.connect
-          ? { connect: this.dial.connect }
-          : { connection: this.dial.connection }),
-        schema: this.schema,
-        applicationName: 'pgcoord-serve-listener',
-      });
-      this.listener.on('reconnect', () => this.reconnects++);
-      this.listener.on('error', () => undefined);
-    }
-    return this.listener;
+  private newListener(): Listener {
+    const listener = new Listener({
+      ...(this.dial.connect
+        ? { connect: this.dial.connect }
+        : { connection: this.dial.connection }),
+      schema: this.schema,
+      applicationName: 'pgcoord-serve-listener',
+    });
+    listener.on('reconnect', () => this.reconnects++);
+    listener.on('error', () => undefined);
+    return listener;
   }
 }

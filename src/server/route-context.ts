@@ -11,8 +11,11 @@ export interface ServicePool extends ConnectableQueryable {
   readonly waitingCount: number;
 }
 
-/** How the service dials its dedicated LISTEN connection. */
-export interface ListenerConnection {
+/**
+ * Where the service's dedicated LISTEN connection dials (settings, or a function that dials),
+ * not the connection itself (that is the listener's own `ListenerConnection`).
+ */
+export interface ListenerDialOptions {
   /** Connection settings (a pg.Pool's own). */
   connection?: ConnectionInput;
   /** Or a function that dials a fresh client each time (a ClusterPool's primary). */
@@ -26,8 +29,8 @@ export interface RouteContext {
   /** Schema of the pgcoord tables. */
   schema: string;
   metrics: Metrics;
-  /** Where the dedicated LISTEN connection dials. */
-  listenerConnection: ListenerConnection;
+  /** Where the dedicated LISTEN connection dials (the field keeps its name: RouteContext is public). */
+  listenerConnection: ListenerDialOptions;
 }
 
 /** A family of routes (one file each): registers its routes, collectors and close hooks. */

@@ -18,7 +18,7 @@ import { Metrics } from './metrics.js';
 import { RouteTable } from './route-table.js';
 import { buildOpenApi, type RouteDoc, type RouteSchema } from './openapi.js';
 import type {
-  ListenerConnection,
+  ListenerDialOptions,
   RouteContext,
   RouteFamily,
   ServicePool,
@@ -147,7 +147,7 @@ export async function createServer(options: ServerOptions): Promise<PgcoordServe
     pool: options.pool,
     schema: settings.schema,
     metrics,
-    listenerConnection: listenerConnectionOf(options),
+    listenerConnection: listenerDialOf(options),
   };
   const routes: RouteDoc[] = [];
   const publicRoutes = new Set<string>();
@@ -257,7 +257,7 @@ export async function createServer(options: ServerOptions): Promise<PgcoordServe
   };
 }
 
-function listenerConnectionOf(options: ServerOptions): ListenerConnection {
+function listenerDialOf(options: ServerOptions): ListenerDialOptions {
   if (options.connection !== undefined) return { connection: options.connection };
   const cluster = options.pool as Partial<{ connectPrimaryClient(): Promise<pg.Client> }>;
   if (typeof cluster.connectPrimaryClient === 'function') {

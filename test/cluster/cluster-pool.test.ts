@@ -624,4 +624,66 @@ describe('ClusterPool options', () => {
       () => new ClusterPool({ connectionString: 'postgres://h1,h2/db?target_session_attrs=rw' }),
     ).toThrow(/target_session_attrs/);
   });
+
+  it('logs to a pino-style logger as (fields, message), and to a function as one entry', async () => {
+    const failure = new Error('no topology today');
+    const source = async (): Promise<DiscoveredInstance[]> => {
+      throw failure;
+    };
+    const lines: Array<{ level: string; fields: object; message: string | undefined }> = [];
+    const pinoStyle = new ClusterPool({
+      hosts: ['127.0.0.1:1'],
+      source,
+      // No debug or info method: the levels it lacks are skipped.
+      logger: { warn: (fields, message) => lines.push({ level: 'warn', fields, message }) },
+    });
+    expect(await pinoStyle.refresh()).toEqual([]);
+    await pinoStyle.end();
+    expect(lines).toEqual([
+      { level: 'warn', fields: { err: failure }, message: 'topology source failed' },
+    ]);
+
+    const entries: unknown[] = [];
+    const fnLogged = new ClusterPool({
+      hosts: ['127.0.0.1:1'],
+      source,
+      logger: (entry) => entries.push(entry),
+    });
+    await fnLogged.refresh();
+    await fnLogged.end();
+    expect(entries).toEqual([{ level: 'warn', message: 'topology source failed', err: failure }]);
+    await expect(fnLogged.refresh()).rejects.toBeInstanceOf(ClosedError);
+    await expect(fnLogged.query('SELECT 1')).rejects.toBeInstanceOf(ClosedError);
+    expect(() => new ClusterPool({ hosts: ['h'], logger: { warn: 1 } as never })).toThrow(
+      /options\.logger\.warn/,
+    );
+  });
+
+  it('never backs an instance off for longer than maxRetryBackoffMs', async () => {
+    // Eight instances nobody listens on: each is tried, fails once, and is backed off. The cap
+    // is the whole back-off (the doubled delay with jitter), not a base jitter may exceed.
+    const ports = [1, 2, 3, 4, 5, 6, 7, 9];
+    const capMs = 60_000;
+    const pool = new ClusterPool({
+      hosts: ['127.0.0.1:1'],
+      source: async () =>
+        ports.map((port) => ({ host: '127.0.0.1', port, role: 'primary' as const })),
+      retryBackoffMs: capMs,
+      maxRetryBackoffMs: capMs,
+      failoverTimeoutMs: 2_000,
+      connectTimeoutMs: 1_000,
+    });
+    try {
+      const before = Date.now();
+      await expect(pool.query('SELECT 1')).rejects.toBeInstanceOf(TimeoutError);
+      const views = pool.topology();
+      expect(views.map((v) => v.failures)).toEqual(ports.map(() => 1));
+      for (const v of views) {
+        expect(v.retryAtMs! - before).toBeGreaterThanOrEqual(capMs / 2);
+        expect(v.retryAtMs! - before).toBeLessThanOrEqual(capMs + (Date.now() - before));
+      }
+    } finally {
+      await pool.end();
+    }
+  });
 });
