@@ -29,7 +29,7 @@ export {
   renderMigration,
 } from './migrator.js';
 export type { MigrateOptions, MigrateResult, Migration } from './migrator.js';
-export { preparedQuery } from './prepared-query.js';
+export { checkPreparedStatements, preparedQuery } from './prepared-query.js';
 export { isConnectable, withClient, withTransaction } from './queryable.js';
 export type { ConnectableQueryable, Queryable } from './queryable.js';
 export {
