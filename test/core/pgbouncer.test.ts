@@ -9,6 +9,7 @@ import {
   LeaseManager,
   Listener,
   RateLimiter,
+  UnsupportedError,
   migrate,
   notify,
   withTransaction,
@@ -218,6 +219,38 @@ describe.skipIf(unavailable !== undefined)('through PgBouncer in transaction mod
       expect([...applied].sort((x, y) => x - y)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
     } finally {
       await consumer.stop();
+    }
+  });
+
+  it('Listener: refuses to start with a clear UnsupportedError', async () => {
+    const listener = new Listener({ connectionString: bouncer!.url(db.name) });
+    listener.on('error', () => undefined);
+    listener.handle('anything', () => undefined);
+    const err = await listener.start().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(UnsupportedError);
+    expect((err as Error).message).toMatch(/transaction.*pool/i);
+    expect(listener.listening).toBe(false);
+    await listener.stop();
+  });
+});
+
+describe.skipIf(unavailable !== undefined)('through PgBouncer in session mode', () => {
+  it('the Listener works (a pooler is not refused, only transaction pooling)', async () => {
+    const session = await startPgBouncer({ poolMode: 'session', poolSize: 3 });
+    const listener = new Listener({ connectionString: session.url(db.name) });
+    try {
+      const got: string[] = [];
+      listener.handle('session', (payload) => void got.push(payload));
+      await listener.start();
+      await notify(pool, 'session', 'through the session pooler');
+      await waitFor(() => got.length === 1);
+      expect(got).toEqual(['through the session pooler']);
+    } finally {
+      await listener.stop();
+      await session.stop();
     }
   });
 });
