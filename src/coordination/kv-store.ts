@@ -5,7 +5,7 @@ import { checkSchemaName, DEFAULT_SCHEMA, quoteIdent } from '../core/index.js';
 import { ensureMigrated } from '../core/index.js';
 import type { Queryable } from '../core/index.js';
 import { checkPreparedStatements, preparedQuery } from '../core/index.js';
-import { checkOptions, checkText, describe, optionalInt } from '../core/index.js';
+import { checkOptions, checkText, describe, optionalInt, toJsonText } from '../core/index.js';
 
 /** Largest key, in UTF-8 bytes (a B-tree entry must fit in a third of a page). */
 export const MAX_KV_KEY_BYTES = 1024;
@@ -299,13 +299,12 @@ export class KvStore extends EventEmitter<KvStoreEvents> {
     return raw === undefined ? undefined : (JSON.parse(raw) as T);
   }
 
-  /** Stores `JSON.stringify(value)` (which must not be undefined) under `key`. */
+  /**
+   * Stores `JSON.stringify(value)` under `key`. A value JSON cannot carry (undefined, a function,
+   * a cycle, a BigInt, NaN or ±Infinity anywhere in it) is refused with a ValidationError.
+   */
   async setJson(key: string, value: unknown, options: KvWriteOptions = {}): Promise<void> {
-    const text = JSON.stringify(value) as string | undefined;
-    if (text === undefined) {
-      throw new ValidationError('value', `must be JSON-serializable, got ${describe(value)}`);
-    }
-    await this.set(key, text, options);
+    await this.set(key, toJsonText('value', value), options);
   }
 
   /**

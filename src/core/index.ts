@@ -42,4 +42,5 @@ export {
   describe,
   optionalInt,
   textProblem,
+  toJsonText,
 } from './validate.js';

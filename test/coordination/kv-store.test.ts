@@ -123,6 +123,21 @@ describe('KvStore', () => {
     await expect(store.setJson('j', undefined)).rejects.toBeInstanceOf(ValidationError);
   });
 
+  it('refuses a value JSON cannot carry (a cycle, BigInt, NaN, Infinity) with a ValidationError', async () => {
+    const store = kv();
+    const cyclic: Record<string, unknown> = { a: 1 };
+    cyclic.self = cyclic;
+    for (const value of [cyclic, 1n, { n: 2n }, NaN, Infinity, { a: [-Infinity] }, () => 1]) {
+      const err = await store.setJson('bad-json', value).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err, String(value)).toBeInstanceOf(ValidationError);
+      expect((err as ValidationError).argument).toBe('value');
+    }
+    expect(await store.get('bad-json')).toBeUndefined();
+  });
+
   it('sends named prepared statements on a pool unless told not to, never on a client', async () => {
     const named = async (q: pg.Pool | pg.Client) =>
       Number(
