@@ -20,7 +20,7 @@ const CLASH = new Set(['42P05' /* already exists */, '26000' /* does not exist *
 /**
  * Runs `text` with `values`. With `prepare` on and `q` a node-postgres pool, as a named prepared
  * statement, so each server connection parses and plans it once (the rate limiter's set-based
- * statement costs more to plan than to run: unnamed, its decisions ran 2 to 5 times slower). When
+ * statement costs more to plan than to run: unnamed, its decisions ran up to 1.7 times slower). When
  * the server answers that a statement already exists or does not exist, which is what a
  * transaction pooler does to named statements, the statement is sent again unnamed (it had not
  * run) and the pool gets unnamed statements from then on. On a single client (a caller's
