@@ -4,7 +4,7 @@ import { coerceError, ValidationError, type PgcoordError } from '../core/index.j
 import { checkSchemaName, DEFAULT_SCHEMA, quoteIdent } from '../core/index.js';
 import { ensureMigrated } from '../core/index.js';
 import type { Queryable } from '../core/index.js';
-import { preparedQuery } from '../core/index.js';
+import { checkPreparedStatements, preparedQuery } from '../core/index.js';
 import {
   checkInt,
   checkOptions,
@@ -12,6 +12,7 @@ import {
   checkTextArray,
   describe,
   optionalInt,
+  toJsonText,
 } from '../core/index.js';
 import { checkQueryable, checkTx } from '../core/index.js';
 
@@ -33,6 +34,14 @@ export interface KvStoreOptions {
   reapBatch?: number;
   /** Receives reaper failures (which are also emitted as `'error'` when someone listens). */
   logger?: { warn(message: string, fields?: Record<string, unknown>): void };
+  /**
+   * Send get/set/checkAndSet as named prepared statements on a `pg.Pool`, planned once per server
+   * connection. Default true. Behind a transaction pooler that does not track prepared
+   * statements (PgBouncer before 1.21, or without `max_prepared_statements`) the first clash
+   * turns them off for that pool and the statement is re-sent unnamed; false never sends them.
+   * Statements on a client (`tx`) are always unnamed.
+   */
+  preparedStatements?: boolean;
 }
 
 /** Options of a write. */
@@ -87,6 +96,7 @@ export class KvStore extends EventEmitter<KvStoreEvents> {
   private readonly reapIntervalMs: number;
   private readonly reapBatch: number;
   private readonly logger: KvStoreOptions['logger'];
+  private readonly prepare: boolean;
   private readonly updates: Coalescer<UpdateItem, string>;
   private timer: NodeJS.Timeout | undefined;
   private reaping: Promise<void> | undefined;
@@ -106,6 +116,7 @@ export class KvStore extends EventEmitter<KvStoreEvents> {
     );
     this.reapBatch = optionalInt('options.reapBatch', o.reapBatch, { min: 1, max: 100_000 }, 1000);
     this.logger = o.logger;
+    this.prepare = checkPreparedStatements('options.preparedStatements', o.preparedStatements);
     this.updates = new Coalescer((items) => this.flushUpdates(items), {
       maxBatch: 1000,
       maxInFlight: 1,
@@ -122,6 +133,7 @@ export class KvStore extends EventEmitter<KvStoreEvents> {
         `SELECT value FROM ${this.table}
           WHERE key = $1::text AND (expires_at IS NULL OR expires_at > clock_timestamp())`,
         [key],
+        this.prepare,
       );
       return rows[0]?.value;
     });
@@ -139,6 +151,7 @@ export class KvStore extends EventEmitter<KvStoreEvents> {
          VALUES ($1::text, $2::text, clock_timestamp() + $3::float8 * interval '1 millisecond')
          ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at`,
         [key, value, ttlMs ?? null],
+        this.prepare,
       );
     });
   }
@@ -182,6 +195,7 @@ export class KvStore extends EventEmitter<KvStoreEvents> {
                ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at
                WHERE t.expires_at IS NOT NULL AND t.expires_at <= clock_timestamp()`,
               [key, next, ttlMs ?? null],
+              this.prepare,
             )
           : await preparedQuery(
               q,
@@ -189,6 +203,7 @@ export class KvStore extends EventEmitter<KvStoreEvents> {
                 WHERE key = $1::text AND value = $4::text
                   AND (expires_at IS NULL OR expires_at > clock_timestamp())`,
               [key, next, ttlMs ?? null, expected],
+              this.prepare,
             );
       return (res.rowCount ?? 0) === 1;
     });
@@ -293,13 +308,12 @@ export class KvStore extends EventEmitter<KvStoreEvents> {
     return raw === undefined ? undefined : (JSON.parse(raw) as T);
   }
 
-  /** Stores `JSON.stringify(value)` (which must not be undefined) under `key`. */
+  /**
+   * Stores `JSON.stringify(value)` under `key`. A value JSON cannot carry (undefined, a function,
+   * a cycle, a BigInt, NaN or ±Infinity anywhere in it) is refused with a ValidationError.
+   */
   async setJson(key: string, value: unknown, options: KvWriteOptions = {}): Promise<void> {
-    const text = JSON.stringify(value) as string | undefined;
-    if (text === undefined) {
-      throw new ValidationError('value', `must be JSON-serializable, got ${describe(value)}`);
-    }
-    await this.set(key, text, options);
+    await this.set(key, toJsonText('value', value), options);
   }
 
   /**

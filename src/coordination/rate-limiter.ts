@@ -12,7 +12,7 @@ import {
   stateTable,
   type RateLimitAlgorithm,
 } from './rate-limit-algorithms.js';
-import { preparedQuery } from '../core/index.js';
+import { checkPreparedStatements, preparedQuery } from '../core/index.js';
 import { checkInt, checkOptions, checkText, describe, optionalInt } from '../core/index.js';
 import { checkBoolean, checkQueryable, checkTx, frozen, optionsTx } from '../core/index.js';
 
@@ -65,6 +65,14 @@ export interface RateLimiterOptions {
   maxBatch?: number;
   /** Decision statements in flight at once (connections used). Default 4: with durable commits, callers waiting for a free slot cost more latency than a few more statements cost CPU (measured at concurrency 16). Keep it below the pool size. */
   maxInFlight?: number;
+  /**
+   * Send decisions as named prepared statements on a `pg.Pool`, planned once per server
+   * connection. Default true. Behind a transaction pooler that does not track prepared
+   * statements (PgBouncer before 1.21, or without `max_prepared_statements`) the first clash
+   * turns them off for that pool and the statement is re-sent unnamed; false never sends them.
+   * Statements on a client (`tx`) are always unnamed.
+   */
+  preparedStatements?: boolean;
 }
 
 export interface ConsumeOptions {
@@ -105,6 +113,7 @@ interface ResolvedOptions {
   unlogged: boolean;
   maxBatch: number;
   maxInFlight: number;
+  preparedStatements: boolean;
 }
 
 interface Item {
@@ -288,18 +297,23 @@ export class RateLimiter {
   }
 
   private async decide(q: Queryable, items: Item[], write: boolean): Promise<RateLimitDecision[]> {
-    const { quotas, unlogged, algorithm } = this.options;
+    const { quotas, unlogged, algorithm, preparedStatements } = this.options;
     if (write && quotas.length === 1 && sameCostPerKey(items)) {
       // Common case: one set-based statement, one write per key (see setDecideSql).
       const quota = quotas[0]!;
-      const res = await preparedQuery<DecisionRow>(q, this.setSql, [
-        items.map((x) => this.rowKey(0, x.key)),
-        items.map((x) => x.cost),
-        items[0]!.nowMs ?? null,
-        quota.limit,
-        quota.periodMs,
-        quota.burst,
-      ]);
+      const res = await preparedQuery<DecisionRow>(
+        q,
+        this.setSql,
+        [
+          items.map((x) => this.rowKey(0, x.key)),
+          items.map((x) => x.cost),
+          items[0]!.nowMs ?? null,
+          quota.limit,
+          quota.periodMs,
+          quota.burst,
+        ],
+        preparedStatements,
+      );
       return toDecisions(res.rows, items.length);
     }
     const keys: string[] = [];
@@ -317,18 +331,23 @@ export class RateLimiter {
         slots.push(s);
       }
     }
-    const res = await preparedQuery<DecisionRow>(q, this.sql, [
-      unlogged,
-      write,
-      ALGORITHM_CODE[algorithm],
-      quotas.map((x) => x.limit),
-      quotas.map((x) => x.periodMs),
-      quotas.map((x) => x.burst),
-      keys,
-      slots,
-      items.map((x) => x.cost),
-      items[0]!.nowMs ?? null,
-    ]);
+    const res = await preparedQuery<DecisionRow>(
+      q,
+      this.sql,
+      [
+        unlogged,
+        write,
+        ALGORITHM_CODE[algorithm],
+        quotas.map((x) => x.limit),
+        quotas.map((x) => x.periodMs),
+        quotas.map((x) => x.burst),
+        keys,
+        slots,
+        items.map((x) => x.cost),
+        items[0]!.nowMs ?? null,
+      ],
+      preparedStatements,
+    );
     return toDecisions(res.rows, items.length);
   }
 }
@@ -418,5 +437,6 @@ function resolveOptions(options: RateLimiterOptions): ResolvedOptions {
     unlogged: checkBoolean('options.unlogged', o.unlogged, false),
     maxBatch: optionalInt('options.maxBatch', o.maxBatch, { min: 1, max: 10_000 }, 500),
     maxInFlight: optionalInt('options.maxInFlight', o.maxInFlight, { min: 1, max: 64 }, 4),
+    preparedStatements: checkPreparedStatements('options.preparedStatements', o.preparedStatements),
   });
 }

@@ -91,7 +91,7 @@ export {
   frozen,
   optionsTx,
 } from './options.js';
-export { preparedQuery } from './prepared-query.js';
+export { checkPreparedStatements, preparedQuery } from './prepared-query.js';
 export { isConnectable, withClient, withTransaction } from './queryable.js';
 export type { ConnectableQueryable, Queryable } from './queryable.js';
 export { STATEMENT_RETRY, StatementRunner, runStatement } from './statement.js';
@@ -106,4 +106,5 @@ export {
   describe,
   optionalInt,
   textProblem,
+  toJsonText,
 } from './validate.js';

@@ -125,3 +125,40 @@ export function describe(value: unknown): string {
       return `a ${typeof value}`;
   }
 }
+
+/**
+ * `JSON.stringify(value)`, refusing with a ValidationError naming `argument` what JSON cannot
+ * carry faithfully instead of throwing a TypeError or losing it: a cycle, a BigInt, NaN or
+ * ±Infinity anywhere (JSON.stringify writes them as null), and a value with no JSON form
+ * (undefined, a function, a symbol). Object members that are undefined are left out, as
+ * JSON.stringify does.
+ */
+export function toJsonText(argument: string, value: unknown): string {
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(value, function check(this: unknown, key: string, v: unknown) {
+      const at = key === '' ? '' : ` (at key ${describe(key)})`;
+      if (typeof v === 'bigint') {
+        throw new ValidationError(
+          argument,
+          `contains a BigInt${at}, which JSON cannot carry; convert it to a string or a number`,
+        );
+      }
+      if (typeof v === 'number' && !Number.isFinite(v)) {
+        throw new ValidationError(
+          argument,
+          `contains ${String(v)}${at}, which JSON cannot carry (it would be written as null)`,
+        );
+      }
+      return v;
+    }) as string | undefined;
+  } catch (err) {
+    if (err instanceof ValidationError) throw err;
+    const why = err instanceof Error ? err.message.split('\n')[0] : String(err);
+    throw new ValidationError(argument, `cannot be serialized as JSON: ${why}`);
+  }
+  if (text === undefined) {
+    throw new ValidationError(argument, `must be a JSON value, got ${describe(value)}`);
+  }
+  return text;
+}

@@ -20,6 +20,7 @@ import {
 import { Dialer, ListenerConnection, type Notification } from './listener-connection.js';
 import { LARGE_PAYLOAD_PREFIX, MAX_CHANNEL_BYTES } from './notify.js';
 import { Fifo, NotificationIterator, type IterateOptions } from './notification-iterator.js';
+import { transactionPoolerProblem } from './transaction-pooler.js';
 
 export type { Notification } from './listener-connection.js';
 export type { IterateOptions, OverflowPolicy } from './notification-iterator.js';
@@ -94,7 +95,8 @@ export class Listener extends EventEmitter<ListenerEvents> {
   private loop: Promise<void> | undefined;
   private session: ListenerConnection | undefined;
   private wakeBackoff: (() => void) | undefined;
-  private firstListening: { promise: Promise<void>; resolve: () => void } | undefined;
+  private firstListening:
+    { promise: Promise<void>; resolve: () => void; reject: (err: Error) => void } | undefined;
   private idleWaiters: Array<() => void> = [];
   private connectedOnce = false;
   /** Handlers and backlogs running now, across channels (released ones included). */
@@ -235,8 +237,9 @@ export class Listener extends EventEmitter<ListenerEvents> {
       this.running = true;
       this.stopping = false;
       let resolve!: () => void;
-      const promise = new Promise<void>((r) => (resolve = r));
-      this.firstListening = { promise, resolve };
+      let reject!: (err: Error) => void;
+      const promise = new Promise<void>((res, rej) => ((resolve = res), (reject = rej)));
+      this.firstListening = { promise, resolve, reject };
       this.stopController = new AbortController();
       this.loop = this.runLoop();
     }
@@ -505,6 +508,23 @@ export class Listener extends EventEmitter<ListenerEvents> {
       if (this.stopping) {
         await this.closeSession(session);
         break;
+      }
+      // Before the first LISTEN only: the check may open a second connection, which a
+      // reconnect storm should not double.
+      if (!this.connectedOnce) {
+        const refused = await transactionPoolerProblem(session, {
+          dial: this.dial,
+          connectTimeoutMs: this.connectTimeoutMs,
+          commandTimeoutMs: this.healthCheckTimeoutMs,
+          signal: this.stopController.signal,
+        });
+        if (refused) {
+          this.logger?.error?.({ err: refused }, 'pgcoord listener: cannot listen here');
+          await this.closeSession(session);
+          this.firstListening?.reject(refused);
+          void this.stop();
+          break;
+        }
       }
 
       try {

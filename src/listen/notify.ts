@@ -5,7 +5,14 @@ import { checkSchemaName, DEFAULT_SCHEMA, quoteIdent } from '../core/index.js';
 import { ensureMigrated } from '../core/index.js';
 import { isConnectable, type Queryable } from '../core/index.js';
 import { checkTx, optionsTx } from '../core/index.js';
-import { byteLength, checkOptions, checkText, describe, optionalInt } from '../core/index.js';
+import {
+  byteLength,
+  checkOptions,
+  checkText,
+  describe,
+  optionalInt,
+  toJsonText,
+} from '../core/index.js';
 
 /** Longest channel name PostgreSQL accepts, in bytes (NAMEDATALEN - 1). */
 export const MAX_CHANNEL_BYTES = 63;
@@ -103,22 +110,7 @@ function prepare(channel: unknown, payload: unknown, cfg: Resolved): Item {
   if (typeof payload === 'string') {
     text = payload;
   } else {
-    let json: string | undefined;
-    try {
-      json = JSON.stringify(payload);
-    } catch (err) {
-      throw new ValidationError(
-        'payload',
-        `cannot be serialized as JSON: ${(err as Error).message}`,
-      );
-    }
-    if (json === undefined) {
-      throw new ValidationError(
-        'payload',
-        `must be a string or a JSON value, got ${describe(payload)}`,
-      );
-    }
-    text = json;
+    text = toJsonText('payload', payload);
   }
   checkText('payload', text, { maxBytes: Number.MAX_SAFE_INTEGER, allowEmpty: true });
   const bytes = byteLength(text);

@@ -131,6 +131,76 @@ describe('KvStore', () => {
     await expect(store.setJson('j', undefined)).rejects.toBeInstanceOf(ValidationError);
   });
 
+  it('refuses a value JSON cannot carry (a cycle, BigInt, NaN, Infinity) with a ValidationError', async () => {
+    const store = kv();
+    const cyclic: Record<string, unknown> = { a: 1 };
+    cyclic.self = cyclic;
+    for (const value of [cyclic, 1n, { n: 2n }, NaN, Infinity, { a: [-Infinity] }, () => 1]) {
+      const err = await store.setJson('bad-json', value).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err, String(value)).toBeInstanceOf(ValidationError);
+      expect((err as ValidationError).argument).toBe('value');
+    }
+    expect(await store.get('bad-json')).toBeUndefined();
+  });
+
+  it('sends named prepared statements on a pool unless told not to, never on a client', async () => {
+    const named = async (q: pg.Pool | pg.Client) =>
+      Number(
+        (
+          await q.query<{ n: string }>(
+            `SELECT count(*) AS n FROM pg_prepared_statements WHERE name LIKE 'pgcoord\\_%'`,
+          )
+        ).rows[0]!.n,
+      );
+    // One connection per pool, so pg_prepared_statements shows what the store's statements did.
+    const prepared = db.newPool({ max: 1 });
+    const store = new KvStore(prepared);
+    await store.set('p', '1');
+    expect(await store.get('p')).toBe('1');
+    expect(await named(prepared)).toBe(2);
+
+    const unnamed = db.newPool({ max: 1 });
+    const plain = new KvStore(unnamed, { preparedStatements: false });
+    await plain.set('p', '2');
+    expect(await plain.get('p')).toBe('2');
+    expect(await plain.checkAndSet('p', '2', '3')).toBe(true);
+    expect(await named(unnamed)).toBe(0);
+
+    const client = new pg.Client({ connectionString: db.url });
+    await client.connect();
+    try {
+      const onClient = new KvStore(client);
+      await onClient.set('p', '4');
+      expect(await onClient.get('p')).toBe('4');
+      expect(await named(client)).toBe(0);
+    } finally {
+      await client.end();
+    }
+    expect(() => new KvStore(prepared, { preparedStatements: 'yes' as never })).toThrow(
+      ValidationError,
+    );
+  });
+
+  it('falls back to unnamed statements for good when the server lost a named one', async () => {
+    // What a transaction pooler does (the statement lives on another server connection),
+    // reproduced on one direct connection: the server forgets what node-postgres prepared.
+    const pool = db.newPool({ max: 1 });
+    const store = new KvStore(pool);
+    await store.set('lost', 'a');
+    expect(await store.get('lost')).toBe('a');
+    await pool.query('DEALLOCATE ALL');
+    expect(await store.get('lost')).toBe('a'); // "does not exist": re-sent unnamed
+    await store.set('lost', 'b');
+    expect(await store.get('lost')).toBe('b');
+    const { rows } = await pool.query<{ n: string }>(
+      `SELECT count(*) AS n FROM pg_prepared_statements`,
+    );
+    expect(rows[0]!.n).toBe('0');
+  });
+
   it('joins a caller transaction', async () => {
     const store = kv();
     const client = await db.pool.connect();

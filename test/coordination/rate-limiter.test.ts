@@ -753,3 +753,38 @@ describe('retryAfterMs and resetAfterMs', () => {
     expect(await at(10_500)).toMatchObject({ allowed: false, retryAfterMs: 500 });
   });
 });
+
+describe('preparedStatements', () => {
+  it('sends decisions as named prepared statements on a pool unless told not to, never on a client', async () => {
+    const named = async (q: pg.Pool | pg.Client) =>
+      Number(
+        (
+          await q.query<{ n: string }>(
+            `SELECT count(*) AS n FROM pg_prepared_statements WHERE name LIKE 'pgcoord\\_%'`,
+          )
+        ).rows[0]!.n,
+      );
+    const quota = { limit: 5, periodMs: 60_000 };
+    const prepared = db.newPool({ max: 1 });
+    expect(
+      (await new RateLimiter(prepared, { ...quota, name: 'named' }).consume('k')).allowed,
+    ).toBe(true);
+    expect(await named(prepared)).toBe(1);
+    const unnamed = db.newPool({ max: 1 });
+    await new RateLimiter(unnamed, { ...quota, name: 'plain', preparedStatements: false }).consume(
+      'k',
+    );
+    expect(await named(unnamed)).toBe(0);
+    const client = new pg.Client({ connectionString: db.url });
+    await client.connect();
+    try {
+      await new RateLimiter(client, { ...quota, name: 'client' }).consume('k');
+      expect(await named(client)).toBe(0);
+    } finally {
+      await client.end();
+    }
+    expect(() => new RateLimiter(prepared, { ...quota, preparedStatements: 1 as never })).toThrow(
+      ValidationError,
+    );
+  });
+});

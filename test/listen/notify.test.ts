@@ -98,6 +98,38 @@ describe('notify', () => {
     expect(queries).toBe(0);
   });
 
+  it('refuses a payload JSON cannot carry (NaN, Infinity, BigInt, a cycle), naming payload', async () => {
+    const cyclic: Record<string, unknown> = { a: 1 };
+    cyclic.self = cyclic;
+    const bad: unknown[] = [
+      NaN,
+      Infinity,
+      -Infinity,
+      { a: NaN },
+      [1, Infinity],
+      { nested: { deep: [-Infinity] } },
+      10n,
+      { n: 10n },
+      cyclic,
+    ];
+    const notifier = new Notifier(db.pool);
+    for (const payload of bad) {
+      for (const send of [
+        () => notify(db.pool, 'c', payload as never),
+        () => notifier.notify('c', payload as never),
+      ]) {
+        const err = await send().then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(err, String(payload)).toBeInstanceOf(ValidationError);
+        expect((err as ValidationError).argument).toBe('payload');
+      }
+    }
+    // Numbers JSON can carry still go through.
+    await notify(db.pool, 'json_ok', { n: 1.5, big: Number.MAX_VALUE, neg: -0 });
+  });
+
   it('coalesces concurrent calls into few statements, and delivers every one', async () => {
     const got = track('burst');
     await listener.ready();

@@ -172,6 +172,18 @@ describe('security', () => {
     const text = await bad.text();
     expect(text).not.toMatch(/at .*\.(js|ts):\d+/);
   });
+
+  it('refuses a payload that parses to Infinity (1e999) instead of sending null', async () => {
+    const res = await fetch(`${base}/v1/channels/c/notifications`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"payload": {"n": 1e999}}',
+    });
+    expect(res.status).toBe(400);
+    const body = (await json(res)) as { error: { code: string; message: string } };
+    expect(body.error.code).toBe('PGCOORD_VALIDATION');
+    expect(body.error.message).toMatch(/^payload: /);
+  });
 });
 
 describe('logs', () => {
