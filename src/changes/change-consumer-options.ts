@@ -101,7 +101,10 @@ export interface ConsumeOptions {
   logger?: MessageFirstLogger | ((entry: LogEntry) => void);
 }
 
-/** {@link ConsumeOptions} with every default applied, checked and frozen. */
+/**
+ * {@link ConsumeOptions} with every default applied, checked and frozen: each field means what
+ * the option of the same name says; `logger` is resolved to the one Logger shape.
+ */
 export interface ResolvedChangeConsumerOptions {
   readonly group: string;
   readonly handler: ChangeHandler;

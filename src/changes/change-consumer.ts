@@ -79,6 +79,7 @@ export class ChangeConsumer extends EventEmitter<ChangeConsumerEvents> implement
   private readonly o: ResolvedChangeConsumerOptions;
   private readonly s: string;
   private readonly statements: StatementRunner;
+  private readonly capture: ChangeCapture;
   private readonly lifecycle: Lifecycle;
   private workers: Promise<void>[] = [];
   private timers: NodeJS.Timeout[] = [];
@@ -103,6 +104,7 @@ export class ChangeConsumer extends EventEmitter<ChangeConsumerEvents> implement
     this.pool = checkConnectable('pool', pool);
     this.s = quoteIdent(this.o.schema);
     this.statements = new StatementRunner(this.pool, this.o.schema);
+    this.capture = new ChangeCapture(this.pool, { schema: this.o.schema });
     this.lifecycle = new Lifecycle(
       { name: `change consumer "${this.o.group}"` },
       { start: (signal) => this.begin(signal), stop: () => this.end() },
@@ -177,7 +179,7 @@ export class ChangeConsumer extends EventEmitter<ChangeConsumerEvents> implement
 
   private async ensureGroup(): Promise<void> {
     const o = this.o;
-    await new ChangeCapture(this.pool, { schema: o.schema }).createGroup(o.group, {
+    await this.capture.createGroup(o.group, {
       startFrom: o.startFrom,
       mode: o.mode,
       partitions: o.partitions,
@@ -450,8 +452,7 @@ export class ChangeConsumer extends EventEmitter<ChangeConsumerEvents> implement
   private async maintain(): Promise<void> {
     if (!this.running) return;
     try {
-      const capture = new ChangeCapture(this.pool, { schema: this.o.schema });
-      const pruned = await capture.prune({ maxRetentionMs: this.o.maxRetentionMs });
+      const pruned = await this.capture.prune({ maxRetentionMs: this.o.maxRetentionMs });
       if (pruned.deleted > 0) this.emit('pruned', { deleted: pruned.deleted });
       for (const ov of pruned.overrun) {
         this.o.logger.warn(
@@ -460,7 +461,7 @@ export class ChangeConsumer extends EventEmitter<ChangeConsumerEvents> implement
         );
         this.emit('overrun', ov);
       }
-      for (const st of await capture.groups()) {
+      for (const st of await this.capture.groups()) {
         if (st.group !== this.o.group || st.lag <= this.o.lagWarning) continue;
         this.o.logger.warn(
           { group: st.group, partition: st.partition, lag: st.lag },
