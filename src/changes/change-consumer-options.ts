@@ -8,15 +8,14 @@ import type { Listener } from '../listen/index.js';
 import type { ChangeHandler } from './change.js';
 import {
   CHANGE_GROUP_MODES,
-  DEFAULT_MAX_RETENTION_MS,
   DEFAULT_PARTITIONS,
   MAX_GROUP_BYTES,
   MAX_PARTITIONS,
-  MAX_RETENTION_MS,
   START_FROM,
   type ChangeGroupMode,
   type StartFrom,
 } from './change-capture.js';
+import { DEFAULT_MAX_RETENTION_MS, MAX_RETENTION_MS } from './change-retention.js';
 
 /** Default of {@link ConsumeOptions.concurrency}. */
 export const DEFAULT_CONSUMER_CONCURRENCY = 1;

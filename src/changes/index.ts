@@ -11,13 +11,12 @@ export type {
   CreateGroupOptions,
   DeadLetter,
   DeadLetterListOptions,
-  PruneOptions,
-  PruneResult,
   ReplayOptions,
   StartFrom,
   TrackOptions,
   TrackedTable,
 } from './change-capture.js';
+export type { PruneOptions, PruneResult } from './change-retention.js';
 export { ChangeConsumer, consume } from './change-consumer.js';
 export type { ChangeConsumerEvents, ChangeConsumerMetrics } from './change-consumer.js';
 export type { BatchContext, Change, ChangeHandler } from './change.js';
