@@ -40,6 +40,12 @@ export type {
   DeadLetter,
   PruneOptions,
   PruneResult,
+  ChangeCaptureOptions,
+  ChangeGroupMode,
+  ChangeTxOptions,
+  DeadLetterListOptions,
+  ReplayOptions,
+  StartFrom,
 } from './changes/index.js';
 export { ChangeConsumer, consume } from './changes/index.js';
 export type {
@@ -49,6 +55,7 @@ export type {
   // Renamed here: the rate limiter exports a ConsumeOptions too (clash of the kv and changes merges).
   ConsumeOptions as ChangeConsumeOptions,
   ChangeConsumerEvents,
+  ChangeConsumerMetrics,
 } from './changes/index.js';
 export { Listener } from './listen/index.js';
 export type {

@@ -1,4 +1,4 @@
-import type { ChangeOperation } from './change-capture.js';
+import type { ChangeOperation } from './capture-ddl.js';
 
 /*
  * A consumer group's position, and how it stays correct when transactions commit out of order.
