@@ -19,7 +19,7 @@ import {
   type ImportOptions,
   type ImportResult,
 } from './attempt-list-import.js';
-import { coerceError, StaleTokenError, ValidationError } from '../core/index.js';
+import { coerceError, reportError, StaleTokenError, ValidationError } from '../core/index.js';
 import { checkSchemaName, DEFAULT_SCHEMA } from '../core/index.js';
 import { buildSql, unpack } from './attempt-list-sql.js';
 import { ensureMigrated } from '../core/index.js';
@@ -44,6 +44,7 @@ import type {
   CompleteAndClaimOptions,
   ClaimRow,
 } from './attempt-list-types.js';
+import { Worker, type WorkHandler, type WorkerOptions } from './worker.js';
 
 const NO_LIMIT = ATTEMPT_LIST_LIMITS.maxAttempts;
 const L = ATTEMPT_LIST_LIMITS;
@@ -520,6 +521,21 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
         return n;
       });
     });
+  }
+
+  /**
+   * Works `list` until stopped: runs `handler` on each item with `options.concurrency` in flight,
+   * completes, retries and extends leases (see {@link Worker}). Returns the started worker.
+   */
+  work(list: string, handler: WorkHandler, options?: WorkerOptions): Worker {
+    checkList(list);
+    const worker = new Worker(this, this.schema, list, handler, options);
+    worker
+      .start()
+      .catch((err: unknown) =>
+        reportError(worker, worker.options.logger, err, 'worker failed to start'),
+      );
+    return worker;
   }
 
   /** Emits what a claim statement saw: taken-over expired leases, items retired as dead. */
