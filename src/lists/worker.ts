@@ -367,7 +367,11 @@ export class Worker extends EventEmitter<WorkerEvents> {
       own.handle(this.channel, wake, { backlog: wake });
       this.ownListener = own;
       // Connects in the background (and keeps retrying); polling covers the meantime.
-      void own.start();
+      own
+        .start()
+        .catch((err: unknown) =>
+          reportError(this, this.options.logger, err, 'worker listener failed to start'),
+        );
     }
     if (handleSignals) {
       this.onSignal = () => void this.stop();

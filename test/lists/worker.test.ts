@@ -1,3 +1,6 @@
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import {
   AttemptList,
@@ -13,6 +16,7 @@ import { useTestDatabase } from '../helpers/db.js';
 import { nextEvent, waitFor } from '../helpers/wait-for.js';
 
 const db = useTestDatabase();
+const here = path.dirname(fileURLToPath(import.meta.url));
 
 let n = 0;
 const fresh = (label: string) => `${label}-${++n}`;
@@ -368,6 +372,90 @@ describe('Worker', () => {
     } finally {
       await listener.stop();
     }
+  });
+
+  it("SIGKILL mid-batch: the dead worker's items run again after the lease, attempts + 1, none lost", async () => {
+    const list = new AttemptList(db.pool);
+    const name = fresh('kill');
+    const items = Array.from({ length: 20 }, (_, i) => `i${String(i).padStart(2, '0')}`);
+    await list.insertBatch(name, items);
+    const child = spawn(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        path.join(here, '../fixtures/worker-process.ts'),
+        db.url,
+        name,
+        '4',
+        '1000',
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    const exited = new Promise<NodeJS.Signals | null>((resolve) =>
+      child.on('exit', (_code, signal) => resolve(signal)),
+    );
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    const lines = () =>
+      out
+        .split('\n')
+        .filter((l) => l !== '')
+        .map((l) => JSON.parse(l) as { start?: string; done?: string });
+    // Every slot of the child ends up on a hanging item: kill it then.
+    const hung = await waitFor(
+      () => {
+        const h = lines().filter(
+          (l) => l.start !== undefined && Number(l.start.slice(1)) % 4 === 0,
+        );
+        return h.length === 4 ? h.map((l) => l.start!) : undefined;
+      },
+      { timeoutMs: 30_000, message: 'the child to hang on 4 items' },
+    );
+    child.kill('SIGKILL');
+    expect(await exited).toBe('SIGKILL');
+    const childDone = new Set(lines().flatMap((l) => (l.done ? [l.done] : [])));
+
+    const seen = new Map<string, number>();
+    const worker = list.work(name, async ({ item, attempts }) => void seen.set(item, attempts), {
+      concurrency: 4,
+      pollIntervalMs: 50,
+    });
+    await waitFor(async () => (await list.count(name)) === 0, { timeoutMs: 20_000 });
+    await worker.stop();
+    // Every item had its effect at least once; the ones the dead worker held came back with
+    // the expired lease counted as an attempt.
+    expect(items.filter((i) => !childDone.has(i) && !seen.has(i))).toEqual([]);
+    for (const item of hung) expect(seen.get(item)).toBe(1);
+    expect(await list.dead(name)).toEqual([]);
+  });
+
+  it('handleSignals: SIGTERM stops gracefully (in-flight completes, the rest untouched)', async () => {
+    const list = new AttemptList(db.pool);
+    const name = fresh('sig');
+    await list.insertBatch(name, ['s1', 's2', 's3']);
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', path.join(here, '../fixtures/worker-signals.ts'), db.url, name],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    const exited = new Promise<number | null>((resolve) =>
+      child.on('exit', (code) => resolve(code)),
+    );
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    await waitFor(() => out.includes('"start"'), { timeoutMs: 30_000 });
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    const lines = out
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines).toHaveLength(2);
+    expect(lines[1]).toMatchObject({ stopped: { completed: 1, inFlight: 0 } });
+    const left = await rows(name);
+    expect(left).toHaveLength(2);
+    expect(left.every((r) => r.attempts === 0 && !r.leased)).toBe(true);
   });
 
   it('refuses bad input before anything starts', () => {
