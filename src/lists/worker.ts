@@ -184,6 +184,16 @@ export function resolveWorkerOptions(options: WorkerOptions = {}): ResolvedWorke
       `must be a Listener, got ${describe(o.listener)}`,
     );
   }
+  if (
+    o.connection !== undefined &&
+    typeof o.connection !== 'string' &&
+    (typeof o.connection !== 'object' || o.connection === null)
+  ) {
+    throw new ValidationError(
+      'options.connection',
+      `must be a connection string or pg client settings, got ${describe(o.connection)}`,
+    );
+  }
   if (o.listener !== undefined && o.connection !== undefined) {
     throw new ValidationError('options', 'give listener or connection, not both');
   }
@@ -319,6 +329,19 @@ export class Worker extends EventEmitter<WorkerEvents> {
     this.attemptList = attemptList;
     this.list = list;
     this.channel = workChannel(schema, list);
+    if (this.options.connection !== undefined) {
+      // Made here so bad connection settings fail before anything starts.
+      const own = new Listener({
+        connection: this.options.connection,
+        logger: this.options.logger,
+      });
+      own.on('error', (err) =>
+        reportError(this, this.options.logger, err, 'worker listener failed'),
+      );
+      const wake = () => this.wake();
+      own.handle(this.channel, wake, { backlog: wake });
+      this.ownListener = own;
+    }
     this.lifecycle = new Lifecycle(
       { name: `worker ${list}` },
       { start: () => this.begin(), stop: () => this.end() },
@@ -355,19 +378,13 @@ export class Worker extends EventEmitter<WorkerEvents> {
 
   private begin(): void {
     this.stopping = false;
-    const { listener, connection, handleSignals } = this.options;
+    const { listener, handleSignals } = this.options;
     const wake = () => this.wake();
     if (listener) {
       listener.handle(this.channel, wake, { backlog: wake });
-    } else if (connection !== undefined) {
-      const own = new Listener({ connection, logger: this.options.logger });
-      own.on('error', (err) =>
-        reportError(this, this.options.logger, err, 'worker listener failed'),
-      );
-      own.handle(this.channel, wake, { backlog: wake });
-      this.ownListener = own;
+    } else if (this.ownListener) {
       // Connects in the background (and keeps retrying); polling covers the meantime.
-      own
+      this.ownListener
         .start()
         .catch((err: unknown) =>
           reportError(this, this.options.logger, err, 'worker listener failed to start'),
@@ -413,9 +430,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
       this.onSignal = undefined;
     }
     if (this.options.listener) this.options.listener.unhandle(this.channel);
-    const own = this.ownListener;
-    this.ownListener = undefined;
-    await own?.stop();
+    await this.ownListener?.stop();
     this.emit('stopped');
   }
 

@@ -473,6 +473,7 @@ describe('Worker', () => {
       [() => list.work('l', ok, { leaseMs: 0 }), 'options.leaseMs'],
       [() => list.work('l', ok, { handleSignals: 'yes' as never }), 'options.handleSignals'],
       [() => list.work('', ok), 'list'],
+      [() => list.work('l', ok, { connection: 42 as never }), 'options.connection'],
     ];
     for (const [fn, argument] of bad) {
       let error: unknown;
