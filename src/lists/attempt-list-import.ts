@@ -7,6 +7,7 @@ import { ATTEMPT_LIST_LIMITS, checkItem } from './attempt-list-limits.js';
 import { ValidationError } from '../core/index.js';
 import { dollarQuote, quoteIdent } from '../core/index.js';
 import { withTransaction, type Queryable } from '../core/index.js';
+import { notifyChannel } from './attempt-list-sql.js';
 import { checkInt, describe } from '../core/index.js';
 
 /** Options of {@link AttemptList.import}. */
@@ -127,6 +128,10 @@ export async function importItems(
       options.onProgress?.({ ...result });
     }
     if (result.inserted >= ANALYZE_AFTER_ROWS) await refreshStatistics(client, t);
+    // One notification per import, fired at commit: wakes idle workers of the list.
+    if (result.inserted > 0) {
+      await client.query(`SELECT pg_notify(${notifyChannel(schema)}, '')`, [list]);
+    }
     return result;
   });
 }

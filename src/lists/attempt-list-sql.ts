@@ -1,4 +1,4 @@
-import { quoteIdent } from '../core/index.js';
+import { quoteIdent, quoteLiteral } from '../core/index.js';
 
 /** Marks a claim without a ctid hint in a packed list (NULL on the server). */
 export const NO_CTID = 'n';
@@ -17,6 +17,11 @@ export const packed = {
 /** Splits a text joined by {@link packed}'s server side (`''` is the empty list). */
 export function unpack(text: string): string[] {
   return text === '' ? [] : text.split(' ');
+}
+
+/** SQL of the channel of the list in $1 of `schema`: the same name as worker.ts' workChannel(). */
+export function notifyChannel(schema: string): string {
+  return `'pgcoord_work_' || md5(${quoteLiteral(`${schema}.`)} || $1::text)`;
 }
 
 /**
@@ -56,7 +61,11 @@ export function buildSql(schema: string) {
       ) AS f
       WHERE i.ctid = f.id`;
   return {
-    insert: `INSERT INTO ${t} (list, item) SELECT $1::text, unnest($2::text[]) ON CONFLICT DO NOTHING`,
+    // One notification per statement (PostgreSQL folds identical ones of a transaction into
+    // one), on the channel workChannel() (worker.ts) derives, fired at commit: it wakes idle
+    // workers. Never sent on the claim path.
+    insert: `WITH n AS (SELECT pg_notify(${notifyChannel(schema)}, ''))
+      INSERT INTO ${t} (list, item) SELECT $1::text, unnest($2::text[]) FROM n ON CONFLICT DO NOTHING`,
     getOne: `SELECT attempts FROM ${t} WHERE list = $1::text AND item = $2::text`,
     page: `SELECT o_item AS item, o_attempts AS attempts
       FROM ${s}.list_page($1::text, $2::text, $3::int)`,

@@ -25,6 +25,7 @@ import {
   DEFAULT_SCHEMA,
   optionalInt,
   optionsTx,
+  reportError,
   StatementRunner,
   withTransaction,
   type Queryable,
@@ -47,6 +48,7 @@ import type {
   FailOptions,
   CompleteAndClaimOptions,
 } from './attempt-list-types.js';
+import { Worker, type WorkHandler, type WorkerOptions } from './worker.js';
 
 const NO_LIMIT = ATTEMPT_LIST_LIMITS.maxAttempts;
 const L = ATTEMPT_LIST_LIMITS;
@@ -370,6 +372,21 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
       },
       { tx },
     );
+  }
+
+  /**
+   * Works `list` until stopped: runs `handler` on each item with `options.concurrency` in flight,
+   * completes, retries and extends leases (see {@link Worker}). Returns the started worker.
+   */
+  work(list: string, handler: WorkHandler, options?: WorkerOptions): Worker {
+    checkList(list);
+    const worker = new Worker(this, this.statements.schema, list, handler, options);
+    worker
+      .start()
+      .catch((err: unknown) =>
+        reportError(worker, worker.options.logger, err, 'worker failed to start'),
+      );
+    return worker;
   }
 }
 

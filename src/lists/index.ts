@@ -21,3 +21,25 @@ export type {
   SettleResult,
   WriteOptions,
 } from './attempt-list-types.js';
+export {
+  DEFAULT_WORKER_CONCURRENCY,
+  DEFAULT_WORKER_LEASE_MS,
+  DEFAULT_WORKER_MAX_RETRY_DELAY_MS,
+  DEFAULT_WORKER_POLL_INTERVAL_MS,
+  DEFAULT_WORKER_RETRY_DELAY_MS,
+  DEFAULT_WORKER_STOP_TIMEOUT_MS,
+  MAX_WORKER_CONCURRENCY,
+  PermanentError,
+  Worker,
+  resolveWorkerOptions,
+  workChannel,
+} from './worker.js';
+export type {
+  ResolvedWorkerOptions,
+  WorkContext,
+  WorkHandler,
+  WorkItem,
+  WorkerEvents,
+  WorkerMetrics,
+  WorkerOptions,
+} from './worker.js';
