@@ -5,6 +5,7 @@
 // needs to show; the machine is shared, so only ratios within one run count.
 //
 // Workloads: lists-claim (import, then 4 workers completeAndClaim in batches of 100),
+// lists-insert (8 callers, insertOne: one transaction each),
 // ratelimit (16 callers, fixed window, 1,000 keys), kv (16 callers, set then get). Writes
 // bench/results/ab/<workload>.json.
 import fs from 'node:fs';
@@ -28,7 +29,7 @@ if (!oldDir || !fs.existsSync(path.join(oldDir, 'src/index.ts'))) {
 const quick = args.includes('--quick');
 const roundsArg = args.indexOf('--rounds');
 const rounds = roundsArg >= 0 ? Number(args[roundsArg + 1]) : quick ? 2 : 4;
-const known = ['lists-claim', 'ratelimit', 'kv'];
+const known = ['lists-claim', 'lists-insert', 'ratelimit', 'kv'];
 const wanted = args.filter((a, i) => known.includes(a) && args[i - 1] !== '--rounds');
 const workloads = wanted.length > 0 ? wanted : known;
 
@@ -89,6 +90,12 @@ const run: Record<string, (p: Pgcoord, pool: pg.Pool) => Promise<number>> = {
     );
     if (remaining !== 0) throw new Error(`${remaining} items were not processed`);
     return (n / (performance.now() - t0)) * 1000;
+  },
+  async 'lists-insert'(p, pool) {
+    await p.migrate(pool);
+    const list = new p.AttemptList(pool);
+    await list.insertOne('ab', 'warm');
+    return drive(8, quick ? 5_000 : 20_000, (i) => list.insertOne('ab', `item-${i}`));
   },
   async ratelimit(p, pool) {
     await p.migrate(pool);

@@ -63,9 +63,11 @@ export function buildSql(schema: string) {
   return {
     // One notification per statement (PostgreSQL folds identical ones of a transaction into
     // one), on the channel workChannel() (worker.ts) derives, fired at commit: it wakes idle
-    // workers. Never sent on the claim path.
+    // workers. Never sent on the claim path; which inserts notify: insert-notifications.ts.
     insert: `WITH n AS (SELECT pg_notify(${notifyChannel(schema)}, ''))
       INSERT INTO ${t} (list, item) SELECT $1::text, unnest($2::text[]) FROM n ON CONFLICT DO NOTHING`,
+    insertQuiet: `INSERT INTO ${t} (list, item) SELECT $1::text, unnest($2::text[]) ON CONFLICT DO NOTHING`,
+    notify: `SELECT pg_notify(${notifyChannel(schema)}, '')`,
     getOne: `SELECT attempts FROM ${t} WHERE list = $1::text AND item = $2::text`,
     page: `SELECT o_item AS item, o_attempts AS attempts
       FROM ${s}.list_page($1::text, $2::text, $3::int)`,

@@ -16,6 +16,7 @@ import {
   checkList,
 } from './attempt-list-limits.js';
 import { buildSql, type AttemptListSql } from './attempt-list-sql.js';
+import { InsertNotifications } from './insert-notifications.js';
 import {
   checkOptions,
   checkQueryable,
@@ -75,6 +76,8 @@ const L = ATTEMPT_LIST_LIMITS;
 export class AttemptList extends EventEmitter<AttemptListEvents> {
   private readonly statements: StatementRunner;
   private readonly sql: AttemptListSql;
+  /** Which inserts wake the list's workers (coalesced: see InsertNotifications). */
+  private readonly notifications: InsertNotifications;
   /** claim, completeAndClaim and the settlements, on their own fast path. */
   private readonly claiming: AttemptListClaims;
 
@@ -95,12 +98,22 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
     );
     this.statements = new StatementRunner(queryable, schema);
     this.sql = buildSql(schema);
+    this.notifications = new InsertNotifications(queryable, this.sql);
     this.claiming = new AttemptListClaims(queryable, schema, this.sql, maxAttempts, this);
   }
 
   /** Inserts one item. Idempotent: an existing item keeps its attempts. Returns 1 if new, else 0. */
   async insertOne(list: string, item: string, options?: WriteOptions): Promise<number> {
-    return this.writeOne(this.sql.insert, list, item, options);
+    checkList(list);
+    checkItem(item);
+    const tx = optionsTx(options);
+    const { sql, quiet } = this.notifications.choose(list, tx !== undefined);
+    const n = await this.statements.run(
+      async (q) => (await q.query(sql, [list, [item]])).rowCount ?? 0,
+      { tx },
+    );
+    if (quiet) this.notifications.settled(list);
+    return n;
   }
 
   /**
@@ -113,7 +126,10 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
     checkItems(items);
     const tx = optionsTx(options);
     if (items.length === 0) return 0;
-    return this.chunked(tx, list, items, this.sql.insert, this.sql.table);
+    const { sql, quiet } = this.notifications.choose(list, tx !== undefined);
+    const n = await this.chunked(tx, list, items, sql, this.sql.table);
+    if (quiet) this.notifications.settled(list);
+    return n;
   }
 
   /** Attempts of an item, or `undefined` when the list or item does not exist (not an error). */
