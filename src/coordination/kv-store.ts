@@ -4,7 +4,6 @@ import { coerceError, ValidationError, type PgcoordError } from '../core/index.j
 import {
   Lifecycle,
   reportError,
-  resolveLogger,
   type LifecycleSignals,
   type Logger,
   type LoggerInput,
@@ -24,6 +23,7 @@ import {
   toJsonText,
 } from '../core/index.js';
 import { checkQueryable, checkTx } from '../core/index.js';
+import { resolveWarnLogger } from './warn-logger.js';
 
 /** Largest key, in UTF-8 bytes (a B-tree entry must fit in a third of a page). */
 export const MAX_KV_KEY_BYTES = 1024;
@@ -140,14 +140,7 @@ export class KvStore extends EventEmitter<KvStoreEvents> implements Service {
       60_000,
     );
     this.reapBatch = optionalInt('options.reapBatch', o.reapBatch, { min: 1, max: 100_000 }, 1000);
-    const logger = resolveLogger(o.logger, { objectShape: 'message-first' });
-    // Methods, not a spread: a pino logger keeps them on its prototype.
-    this.logger = {
-      debug: (obj, msg) => logger.debug(obj, msg),
-      info: (obj, msg) => logger.info(obj, msg),
-      warn: (obj, msg) => logger.warn(obj, msg),
-      error: (obj, msg) => logger.warn(obj, msg),
-    };
+    this.logger = resolveWarnLogger(o.logger);
     this.prepare = checkPreparedStatements('options.preparedStatements', o.preparedStatements);
     this.updates = new Coalescer((items) => this.flushUpdates(items), {
       maxBatch: 1000,
