@@ -1,6 +1,14 @@
 import { EventEmitter } from 'node:events';
 import { Coalescer } from '../core/index.js';
 import { coerceError, ValidationError, type PgcoordError } from '../core/index.js';
+import {
+  Lifecycle,
+  reportError,
+  type LifecycleSignals,
+  type Logger,
+  type LoggerInput,
+  type Service,
+} from '../core/index.js';
 import { checkSchemaName, DEFAULT_SCHEMA, quoteIdent } from '../core/index.js';
 import { ensureMigrated } from '../core/index.js';
 import type { Queryable } from '../core/index.js';
@@ -15,6 +23,7 @@ import {
   toJsonText,
 } from '../core/index.js';
 import { checkQueryable, checkTx } from '../core/index.js';
+import { resolveWarnLogger } from './warn-logger.js';
 
 /** Largest key, in UTF-8 bytes (a B-tree entry must fit in a third of a page). */
 export const MAX_KV_KEY_BYTES = 1024;
@@ -32,8 +41,11 @@ export interface KvStoreOptions {
   reapIntervalMs?: number;
   /** Most expired rows one reaper pass deletes. Default 1000. */
   reapBatch?: number;
-  /** Receives reaper failures (which are also emitted as `'error'` when someone listens). */
-  logger?: { warn(message: string, fields?: Record<string, unknown>): void };
+  /**
+   * Receives reaper failures at `warn` when nobody listens to `'error'`: pino (`warn(obj, msg)`),
+   * a function of a log entry, or the earlier `{ warn(message, fields) }`, still called that way.
+   */
+  logger?: LoggerInput;
   /**
    * Send get/set/checkAndSet as named prepared statements on a `pg.Pool`, planned once per server
    * connection. Default true. Behind a transaction pooler that does not track prepared
@@ -89,18 +101,31 @@ interface UpdateItem {
  * await kv.set('greeting', 'hello', { ttlMs: 60_000 });
  * await kv.checkAndSet('greeting', 'hello', 'bonjour'); // true
  */
-export class KvStore extends EventEmitter<KvStoreEvents> {
+export class KvStore extends EventEmitter<KvStoreEvents> implements Service {
   private readonly q: Queryable;
   private readonly schema: string;
   private readonly table: string;
   private readonly reapIntervalMs: number;
   private readonly reapBatch: number;
-  private readonly logger: KvStoreOptions['logger'];
+  /** The caller's logger, its `error` routed to `warn`: the level reaper failures always had. */
+  private readonly logger: Logger;
   private readonly prepare: boolean;
   private readonly updates: Coalescer<UpdateItem, string>;
   private timer: NodeJS.Timeout | undefined;
   private reaping: Promise<void> | undefined;
-  private running = false;
+  private readonly lifecycle = new Lifecycle(
+    { name: 'pgcoord kv reaper' },
+    {
+      start: () => this.schedule(),
+      stop: async () => {
+        if (this.timer) clearTimeout(this.timer);
+        this.timer = undefined;
+        await this.reaping;
+      },
+    },
+  );
+  /** Test signals of the reaper: `started`, `stopped`. */
+  readonly signals: LifecycleSignals = this.lifecycle.signals;
 
   constructor(q: Queryable, options: KvStoreOptions = {}) {
     super();
@@ -115,7 +140,7 @@ export class KvStore extends EventEmitter<KvStoreEvents> {
       60_000,
     );
     this.reapBatch = optionalInt('options.reapBatch', o.reapBatch, { min: 1, max: 100_000 }, 1000);
-    this.logger = o.logger;
+    this.logger = resolveWarnLogger(o.logger);
     this.prepare = checkPreparedStatements('options.preparedStatements', o.preparedStatements);
     this.updates = new Coalescer((items) => this.flushUpdates(items), {
       maxBatch: 1000,
@@ -335,23 +360,26 @@ export class KvStore extends EventEmitter<KvStoreEvents> {
     });
   }
 
-  /** Starts the background reaper (every `reapIntervalMs`). Idempotent. */
-  start(): void {
-    if (this.running) return;
-    this.running = true;
-    this.schedule();
+  /**
+   * Starts the background reaper (every `reapIntervalMs`). Idempotent. The promise resolves at
+   * once and never rejects, so `kv.start()` without `await` is fine.
+   */
+  start(): Promise<void> {
+    return this.lifecycle.start();
   }
 
   /** Stops the reaper and waits for a pass in progress. Idempotent; fine before start(). */
-  async stop(): Promise<void> {
-    this.running = false;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
-    await this.reaping;
+  stop(): Promise<void> {
+    return this.lifecycle.stop();
+  }
+
+  /** Same as {@link stop}: `await using kv = ...` stops the reaper at the end of the scope. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.lifecycle.stop();
   }
 
   private schedule(): void {
-    if (!this.running) return;
+    if (!this.lifecycle.active) return;
     this.timer = setTimeout(() => {
       this.timer = undefined;
       this.reaping = this.reapOnce().finally(() => {
@@ -366,16 +394,14 @@ export class KvStore extends EventEmitter<KvStoreEvents> {
     try {
       let total = 0;
       // Drain a backlog in a few passes, but never hog the pool.
-      for (let pass = 0; pass < 10 && this.running; pass++) {
+      for (let pass = 0; pass < 10 && this.lifecycle.active; pass++) {
         const n = await this.purgeExpired({ limit: this.reapBatch });
         total += n;
         if (n < this.reapBatch) break;
       }
       if (total > 0) this.emit('purged', total);
     } catch (err) {
-      const e = coerceError(err);
-      this.logger?.warn('pgcoord kv reaper failed', { error: e.message, code: e.code });
-      if (this.listenerCount('error') > 0) this.emit('error', e);
+      reportError(this, this.logger, err, 'pgcoord kv reaper failed');
     }
   }
 

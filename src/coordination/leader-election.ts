@@ -1,5 +1,14 @@
 import { EventEmitter } from 'node:events';
-import { coerceError, StaleTokenError, type PgcoordError } from '../core/index.js';
+import { StaleTokenError, type PgcoordError } from '../core/index.js';
+import {
+  Lifecycle,
+  reportError,
+  type LifecycleSignals,
+  type Logger,
+  type LoggerInput,
+  type Service,
+} from '../core/index.js';
+import { resolveWarnLogger } from './warn-logger.js';
 import type { Queryable } from '../core/index.js';
 import {
   LeaseManager,
@@ -21,8 +30,12 @@ export interface LeaderElectionOptions {
   intervalMs?: number;
   /** Schema of pgcoord's tables. Default `pgcoord`. */
   schema?: string;
-  /** Receives failures of a round (also emitted as `'error'` when someone listens). */
-  logger?: { warn(message: string, fields?: Record<string, unknown>): void };
+  /**
+   * Receives failures of a round at `warn` when nobody listens to `'error'`: pino
+   * (`warn(obj, msg)`), a function of a log entry, or the earlier `{ warn(message, fields) }`,
+   * still called that way.
+   */
+  logger?: LoggerInput;
 }
 
 /** Default leadership lease time, in ms. */
@@ -47,20 +60,25 @@ export interface LeaderElectionEvents {
  * const election = new LeaderElection(pool, { name: 'scheduler' });
  * election.on('elected', (lease) => startScheduling(lease.token));
  * election.on('resigned', () => stopScheduling());
- * election.start();
+ * await election.start();
  */
-export class LeaderElection extends EventEmitter<LeaderElectionEvents> {
+export class LeaderElection extends EventEmitter<LeaderElectionEvents> implements Service {
   readonly name: string;
   private readonly leases: LeaseManager;
   private readonly ttlMs: number;
   private readonly intervalMs: number;
-  private readonly logger: LeaderElectionOptions['logger'];
+  private readonly logger: Logger;
   private lease: Lease | undefined;
   private deadline = 0;
   private timer: NodeJS.Timeout | undefined;
   private expiryTimer: NodeJS.Timeout | undefined;
   private round: Promise<void> | undefined;
-  private running = false;
+  private readonly lifecycle = new Lifecycle(
+    { name: 'pgcoord leader election' },
+    { start: () => this.schedule(0), stop: () => this.leave() },
+  );
+  /** Test signals: `started`, `stopped`. */
+  readonly signals: LifecycleSignals = this.lifecycle.signals;
 
   constructor(q: Queryable, options: LeaderElectionOptions) {
     super();
@@ -79,7 +97,7 @@ export class LeaderElection extends EventEmitter<LeaderElectionEvents> {
       Math.max(10, Math.floor(this.ttlMs / 3)),
     );
     this.leases = new LeaseManager(q, { schema: o.schema, owner: o.owner, ttlMs: this.ttlMs });
-    this.logger = o.logger;
+    this.logger = resolveWarnLogger(o.logger);
   }
 
   /** Whether this candidate holds the leadership now (as far as it knows). */
@@ -92,16 +110,25 @@ export class LeaderElection extends EventEmitter<LeaderElectionEvents> {
     return this.lease;
   }
 
-  /** Joins the election (first attempt at once). Idempotent. */
-  start(): void {
-    if (this.running) return;
-    this.running = true;
-    this.schedule(0);
+  /**
+   * Joins the election (first attempt at once). Idempotent. The promise resolves at once and
+   * never rejects, so `election.start()` without `await` is fine.
+   */
+  start(): Promise<void> {
+    return this.lifecycle.start();
   }
 
   /** Leaves the election: waits for a round in progress, releases the lease if held. Idempotent. */
-  async stop(): Promise<void> {
-    this.running = false;
+  stop(): Promise<void> {
+    return this.lifecycle.stop();
+  }
+
+  /** Same as {@link stop}: `await using election = ...` leaves at the end of the scope. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.lifecycle.stop();
+  }
+
+  private async leave(): Promise<void> {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     await this.round;
@@ -116,7 +143,7 @@ export class LeaderElection extends EventEmitter<LeaderElectionEvents> {
   }
 
   private schedule(delayMs: number): void {
-    if (!this.running) return;
+    if (!this.lifecycle.active) return;
     this.timer = setTimeout(() => {
       this.timer = undefined;
       this.round = this.runRound().finally(() => {
@@ -142,7 +169,7 @@ export class LeaderElection extends EventEmitter<LeaderElectionEvents> {
         this.armExpiry(sentAt + this.ttlMs);
       } else {
         const lease = await this.leases.acquire(this.name);
-        if (lease && this.running) {
+        if (lease && this.lifecycle.active) {
           this.lease = lease;
           this.armExpiry(sentAt + this.ttlMs);
           this.emit('elected', lease);
@@ -152,9 +179,7 @@ export class LeaderElection extends EventEmitter<LeaderElectionEvents> {
       }
     } catch (err) {
       if (err instanceof StaleTokenError) return this.resign('lost');
-      const e = coerceError(err);
-      this.logger?.warn('pgcoord leader election round failed', { error: e.message, code: e.code });
-      if (this.listenerCount('error') > 0) this.emit('error', e);
+      reportError(this, this.logger, err, 'pgcoord leader election round failed');
       if (this.lease && performance.now() >= this.deadline) this.resign('expired');
     }
   }

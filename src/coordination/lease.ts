@@ -5,7 +5,7 @@ import { checkSchemaName, DEFAULT_SCHEMA, quoteIdent } from '../core/index.js';
 import { ensureMigrated } from '../core/index.js';
 import type { Queryable } from '../core/index.js';
 import { checkOptions, checkText, describe, MAX_BIGINT, optionalInt } from '../core/index.js';
-import { checkQueryable, checkTx } from '../core/index.js';
+import { checkQueryable, checkTx, frozen } from '../core/index.js';
 
 /** Largest lease name and owner, in UTF-8 bytes. */
 export const MAX_LEASE_NAME_BYTES = 512;
@@ -29,6 +29,9 @@ export interface Lease {
  * fencing token. A {@link Lease} is one; `owner`, when present, is validated but not compared.
  */
 export type LeaseHandle = Pick<Lease, 'name' | 'token'> & { readonly owner?: string };
+
+/** Default lease time of a LeaseManager, in ms. */
+export const DEFAULT_LEASE_TTL_MS = 30_000;
 
 export interface LeaseManagerOptions {
   /** Schema of pgcoord's tables. Default `pgcoord`. */
@@ -72,6 +75,22 @@ interface LeaseRow {
  * const lease = await leases.acquire('nightly-report', { ttlMs: 30_000 });
  * if (lease) { try { await work(lease.token); } finally { await leases.release(lease); } }
  */
+/** Defaults and validation of {@link LeaseManagerOptions}: frozen. */
+function resolveLeaseManagerOptions(
+  options: LeaseManagerOptions,
+): Readonly<Required<LeaseManagerOptions>> {
+  const o = checkOptions('options', options);
+  return frozen({
+    schema: checkSchemaName(o.schema ?? DEFAULT_SCHEMA),
+    owner: checkText(
+      'options.owner',
+      o.owner ?? `${os.hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`,
+      { maxBytes: MAX_LEASE_NAME_BYTES },
+    ),
+    ttlMs: checkTtl('options.ttlMs', o.ttlMs, DEFAULT_LEASE_TTL_MS),
+  });
+}
+
 export class LeaseManager {
   private readonly q: Queryable;
   private readonly schema: string;
@@ -82,18 +101,12 @@ export class LeaseManager {
   readonly ttlMs: number;
 
   constructor(q: Queryable, options: LeaseManagerOptions = {}) {
-    const o = checkOptions('options', options);
+    const o = resolveLeaseManagerOptions(options);
     this.q = checkQueryable('queryable', q);
-    this.schema = checkSchemaName(o.schema ?? DEFAULT_SCHEMA);
+    this.schema = o.schema;
     this.table = `${quoteIdent(this.schema)}.leases`;
-    this.owner = checkText(
-      'options.owner',
-      o.owner ?? `${os.hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`,
-      {
-        maxBytes: MAX_LEASE_NAME_BYTES,
-      },
-    );
-    this.ttlMs = checkTtl('options.ttlMs', o.ttlMs, 30_000);
+    this.owner = o.owner;
+    this.ttlMs = o.ttlMs;
   }
 
   /**

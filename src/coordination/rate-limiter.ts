@@ -14,7 +14,14 @@ import {
 } from './rate-limit-algorithms.js';
 import { checkPreparedStatements, preparedQuery } from '../core/index.js';
 import { checkInt, checkOptions, checkText, describe, optionalInt } from '../core/index.js';
-import { checkBoolean, checkQueryable, checkTx, frozen, optionsTx } from '../core/index.js';
+import {
+  checkBoolean,
+  checkOneOf,
+  checkQueryable,
+  checkTx,
+  frozen,
+  optionsTx,
+} from '../core/index.js';
 
 /** Largest limiter name, in UTF-8 bytes. */
 export const MAX_LIMITER_NAME_BYTES = 128;
@@ -26,6 +33,14 @@ export const MAX_QUOTAS = 8;
 export const MAX_RATE_LIMIT_UNITS = 1_000_000_000;
 /** Longest `periodMs`: 366 days. */
 export const MAX_PERIOD_MS = 366 * 24 * 3600 * 1000;
+/** Algorithm of a limiter that names none. */
+export const DEFAULT_RATE_LIMIT_ALGORITHM: RateLimitAlgorithm = 'fixed-window';
+/** Name of a limiter that names none. */
+export const DEFAULT_LIMITER_NAME = 'default';
+/** Default of {@link RateLimiterOptions.maxBatch}. */
+export const DEFAULT_RATE_LIMIT_MAX_BATCH = 500;
+/** Default of {@link RateLimiterOptions.maxInFlight}. */
+export const DEFAULT_RATE_LIMIT_MAX_IN_FLIGHT = 4;
 
 /** One quota: `limit` units per `periodMs`. */
 export interface RateLimitQuota {
@@ -150,7 +165,7 @@ export class RateLimiter {
 
   constructor(q: Queryable, options: RateLimiterOptions = {}) {
     this.q = checkQueryable('queryable', q);
-    this.options = resolveOptions(options);
+    this.options = resolveRateLimiterOptions(options);
     this.sql = decideSql(this.options.schema);
     this.setSql = setDecideSql(this.options.schema, this.options.unlogged, this.options.algorithm);
     this.capacity = Math.min(...this.options.quotas.map((x) => x.burst));
@@ -387,16 +402,18 @@ function sameCostPerKey(items: Item[]): boolean {
   return true;
 }
 
-function resolveOptions(options: RateLimiterOptions): ResolvedOptions {
+/** Defaults and validation of {@link RateLimiterOptions}, once per limiter: frozen. */
+function resolveRateLimiterOptions(options: RateLimiterOptions): ResolvedOptions {
   const o = checkOptions('options', options);
-  const algorithm = o.algorithm ?? 'fixed-window';
-  if (!RATE_LIMIT_ALGORITHMS.includes(algorithm)) {
-    throw new ValidationError(
-      'options.algorithm',
-      `must be one of ${RATE_LIMIT_ALGORITHMS.join(', ')}, got ${describe(algorithm)}`,
-    );
-  }
-  const name = checkText('options.name', o.name ?? 'default', { maxBytes: MAX_LIMITER_NAME_BYTES });
+  const algorithm = checkOneOf(
+    'options.algorithm',
+    o.algorithm,
+    RATE_LIMIT_ALGORITHMS,
+    DEFAULT_RATE_LIMIT_ALGORITHM,
+  );
+  const name = checkText('options.name', o.name ?? DEFAULT_LIMITER_NAME, {
+    maxBytes: MAX_LIMITER_NAME_BYTES,
+  });
   const schema = checkSchemaName(o.schema ?? DEFAULT_SCHEMA);
   let raw: RateLimitQuota[];
   if (o.quotas !== undefined) {
@@ -435,8 +452,18 @@ function resolveOptions(options: RateLimiterOptions): ResolvedOptions {
     quotas,
     schema,
     unlogged: checkBoolean('options.unlogged', o.unlogged, false),
-    maxBatch: optionalInt('options.maxBatch', o.maxBatch, { min: 1, max: 10_000 }, 500),
-    maxInFlight: optionalInt('options.maxInFlight', o.maxInFlight, { min: 1, max: 64 }, 4),
+    maxBatch: optionalInt(
+      'options.maxBatch',
+      o.maxBatch,
+      { min: 1, max: 10_000 },
+      DEFAULT_RATE_LIMIT_MAX_BATCH,
+    ),
+    maxInFlight: optionalInt(
+      'options.maxInFlight',
+      o.maxInFlight,
+      { min: 1, max: 64 },
+      DEFAULT_RATE_LIMIT_MAX_IN_FLIGHT,
+    ),
     preparedStatements: checkPreparedStatements('options.preparedStatements', o.preparedStatements),
   });
 }

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { resolveConnectionConfig, type ConnectionInput } from '../core/index.js';
-import { ValidationError, type PgcoordError } from '../core/index.js';
+import { resolveLogger, ValidationError, type Logger, type PgcoordError } from '../core/index.js';
 import { checkSchemaName, DEFAULT_SCHEMA } from '../core/index.js';
 import type { Notification } from './listener-connection.js';
 import type { OverflowPolicy } from './notification-iterator.js';
@@ -27,13 +27,8 @@ export interface HandleOptions {
   concurrency?: number;
 }
 
-/** Logger hook: pino, console, or anything with these methods. */
-export interface ListenerLogger {
-  debug?(obj: object, msg?: string): void;
-  info?(obj: object, msg?: string): void;
-  warn?(obj: object, msg?: string): void;
-  error?(obj: object, msg?: string): void;
-}
+/** Logger hook: pino, or anything with some of the {@link Logger} methods `(obj, msg)`. */
+export type ListenerLogger = Partial<Logger>;
 
 /** Options of {@link Listener}. */
 export interface ListenerOptions {
@@ -115,7 +110,7 @@ export interface ResolvedListenerOptions {
   healthCheckTimeoutMs: number;
   connectTimeoutMs: number;
   schema: string;
-  logger: ListenerLogger | undefined;
+  logger: Logger;
 }
 
 /** Defaults and validation of {@link ListenerOptions}: a bad option throws a ValidationError naming it. */
@@ -148,12 +143,14 @@ export function resolveListenerOptions(
     o.applicationName === undefined
       ? undefined
       : checkText('options.applicationName', o.applicationName, { maxBytes: 63 });
-  if (o.logger !== undefined && (typeof o.logger !== 'object' || o.logger === null)) {
+  if (typeof o.logger === 'function') {
+    // resolveLogger would take a function; the Listener never did.
     throw new ValidationError(
       'options.logger',
       'must be an object with debug/info/warn/error methods',
     );
   }
+  const logger = resolveLogger(o.logger);
   const base = o.connect ? {} : resolveConnectionConfig(o.connection ?? o.connectionString);
   return {
     connect: o.connect,
@@ -170,6 +167,6 @@ export function resolveListenerOptions(
     healthCheckTimeoutMs: int('healthCheckTimeoutMs', 10, 3_600_000, 3_000),
     connectTimeoutMs,
     schema: checkSchemaName(o.schema ?? DEFAULT_SCHEMA),
-    logger: o.logger,
+    logger,
   };
 }

@@ -1,11 +1,18 @@
 import { EventEmitter } from 'node:events';
 import type pg from 'pg';
 import {
+  backoffDelayMs,
   ClosedError,
   coerceError,
+  Lifecycle,
   NotFoundError,
+  reportError,
+  sleep,
   ValidationError,
+  type LifecycleSignals,
+  type Logger,
   type PgcoordError,
+  type Service,
 } from '../core/index.js';
 import { quoteIdent } from '../core/index.js';
 import { checkOptions, checkText, optionalInt } from '../core/index.js';
@@ -13,13 +20,19 @@ import {
   resolveListenerOptions,
   type HandleOptions,
   type ListenerEvents,
-  type ListenerLogger,
   type ListenerOptions,
   type NotificationHandler,
 } from './listener-options.js';
 import { Dialer, ListenerConnection, type Notification } from './listener-connection.js';
 import { LARGE_PAYLOAD_PREFIX, MAX_CHANNEL_BYTES } from './notify.js';
-import { Fifo, NotificationIterator, type IterateOptions } from './notification-iterator.js';
+import { NotificationIterator, type IterateOptions } from './notification-iterator.js';
+import {
+  Delivery,
+  newChannelState,
+  type ChannelState,
+  type HandlerSub,
+  type Subscription,
+} from './listener-delivery.js';
 import { transactionPoolerProblem } from './transaction-pooler.js';
 
 export type { Notification } from './listener-connection.js';
@@ -31,28 +44,6 @@ export type {
   ListenerOptions,
   NotificationHandler,
 } from './listener-options.js';
-
-interface Subscription {
-  deliver(n: Notification): void;
-  /** Called on (re)connect once LISTENed. */
-  onListening?(): void;
-}
-
-interface HandlerSub extends Subscription {
-  handler: NotificationHandler;
-  backlog: (() => void | Promise<void>) | undefined;
-  concurrency: number;
-}
-
-interface ChannelState {
-  name: string;
-  handler: HandlerSub | undefined;
-  iterators: Set<Subscription>;
-  /** Jobs waiting to run, in arrival order. */
-  queue: Fifo<() => void | Promise<void>>;
-  running: number;
-  concurrency: number;
-}
 
 const CHANNEL_RULE = { maxBytes: MAX_CHANNEL_BYTES };
 /** A connection up at least this long (ms) resets the reconnect backoff. */
@@ -79,7 +70,7 @@ const LISTEN_CHUNK = 500;
  * // ...
  * await listener.stop();
  */
-export class Listener extends EventEmitter<ListenerEvents> {
+export class Listener extends EventEmitter<ListenerEvents> implements Service {
   private readonly dial: () => Promise<pg.Client>;
   private readonly reconnectDelayMs: number;
   private readonly maxReconnectDelayMs: number;
@@ -87,24 +78,26 @@ export class Listener extends EventEmitter<ListenerEvents> {
   private readonly healthCheckTimeoutMs: number;
   private readonly connectTimeoutMs: number;
   private readonly schema: string;
-  private readonly logger: ListenerLogger | undefined;
+  private readonly logger: Logger;
 
   private readonly channels = new Map<string, ChannelState>();
-  private running = false;
+  private readonly delivery = new Delivery((channel, error, notification, kind) =>
+    this.reportHandlerError(channel, error, notification, kind),
+  );
+  private readonly lifecycle = new Lifecycle(
+    { name: 'pgcoord listener' },
+    { start: (signal) => this.startLoop(signal), stop: () => this.stopLoop() },
+  );
+  /** Test signals: `started` (first connection of a start() LISTENs), `stopped`. */
+  readonly signals: LifecycleSignals = this.lifecycle.signals;
+  /** Set when stop() begins (the lifecycle's signal aborts): the loop ends. */
   private stopping = false;
   private loop: Promise<void> | undefined;
   private session: ListenerConnection | undefined;
-  private wakeBackoff: (() => void) | undefined;
   private firstListening:
     { promise: Promise<void>; resolve: () => void; reject: (err: Error) => void } | undefined;
-  private idleWaiters: Array<() => void> = [];
   private connectedOnce = false;
-  /** Handlers and backlogs running now, across channels (released ones included). */
-  private inFlight = 0;
   private readonly stopHooks = new Set<() => void>();
-  private stopped: Promise<void> | undefined;
-  /** Aborted when stop() begins: gives up a dial in flight. */
-  private stopController = new AbortController();
   /** Cuts off a dial in progress (built-in dialer only; a custom connect() runs its course). */
   private abortDial: () => void = () => undefined;
 
@@ -161,9 +154,11 @@ export class Listener extends EventEmitter<ListenerEvents> {
       handler,
       backlog: o.backlog,
       concurrency,
-      deliver: (n) => this.enqueue(state, () => this.runHandler(state, sub, n)),
+      deliver: (n) => this.delivery.enqueue(state, () => this.delivery.runHandler(state, sub, n)),
       onListening: () => {
-        if (sub.backlog) this.enqueue(state, () => this.runBacklog(state, sub));
+        if (sub.backlog) {
+          this.delivery.enqueue(state, () => this.delivery.runBacklog(state, sub));
+        }
       },
     };
     state.handler = sub;
@@ -228,22 +223,11 @@ export class Listener extends EventEmitter<ListenerEvents> {
   /**
    * Starts listening. Resolves once connected with every channel LISTENed; while the database
    * is unreachable it keeps retrying (and the promise waits). Idempotent. Resolves (without
-   * connecting) if stop() is called meanwhile.
+   * connecting) if stop() is called meanwhile. Rejects (and stays stopped) when the server is
+   * behind a transaction pooler, where LISTEN cannot work.
    */
-  async start(): Promise<void> {
-    // A start() racing a stop() begins after it, rather than being swallowed by it.
-    if (this.stopped) await this.stopped;
-    if (!this.running) {
-      this.running = true;
-      this.stopping = false;
-      let resolve!: () => void;
-      let reject!: (err: Error) => void;
-      const promise = new Promise<void>((res, rej) => ((resolve = res), (reject = rej)));
-      this.firstListening = { promise, resolve, reject };
-      this.stopController = new AbortController();
-      this.loop = this.runLoop();
-    }
-    await this.firstListening?.promise;
+  start(): Promise<void> {
+    return this.lifecycle.start();
   }
 
   /**
@@ -252,25 +236,50 @@ export class Listener extends EventEmitter<ListenerEvents> {
    * start(). The listener can be started again.
    */
   async stop(): Promise<void> {
-    if (this.stopped) return this.stopped;
-    if (!this.running) return this.drained();
-    this.stopped = this.stopNow().finally(() => (this.stopped = undefined));
-    return this.stopped;
+    await this.lifecycle.stop();
+    // Handlers still running from a start that failed.
+    await this.delivery.drained();
   }
 
-  private async stopNow(): Promise<void> {
+  /** Same as {@link stop}: `await using listener = ...` stops it at the end of the scope. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.stop();
+  }
+
+  /** The lifecycle's start hook: runs the connection loop until the first connection listens. */
+  private async startLoop(signal: AbortSignal): Promise<void> {
+    this.stopping = false;
+    let resolve!: () => void;
+    let reject!: (err: Error) => void;
+    const promise = new Promise<void>((res, rej) => ((resolve = res), (reject = rej)));
+    this.firstListening = { promise, resolve, reject };
+    signal.addEventListener('abort', () => this.interrupt(), { once: true });
+    this.loop = this.runLoop(signal);
+    try {
+      await promise;
+    } catch (err) {
+      // Refused: leave nothing running, as the lifecycle requires of a failed start.
+      this.interrupt();
+      await this.stopLoop();
+      throw err;
+    }
+  }
+
+  /** Stop began: wake the loop out of a dial, a backoff wait or a connection. */
+  private interrupt(): void {
     this.stopping = true;
-    this.stopController.abort();
     this.abortDial();
-    this.wakeBackoff?.();
     this.session?.end();
+    this.firstListening?.resolve();
+  }
+
+  /** The lifecycle's stop hook: waits for the loop, ends iterators and running handlers. */
+  private async stopLoop(): Promise<void> {
     await this.loop;
     for (const state of this.channels.values()) state.queue.clear();
     for (const hook of [...this.stopHooks]) hook();
-    await this.drained();
-    this.firstListening?.resolve();
+    await this.delivery.drained();
     this.firstListening = undefined;
-    this.running = false;
     this.loop = undefined;
   }
 
@@ -280,7 +289,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
    * once when the listener is not started, and when it stops.
    */
   async ready(): Promise<void> {
-    while (this.running && !this.stopping) {
+    while (this.lifecycle.active && !this.stopping) {
       const s = this.session;
       if (s && !s.dead && !s.holding) {
         // Statements run in order on the connection: once this answers, earlier LISTENs have.
@@ -308,14 +317,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
   private channelState(channel: string): ChannelState {
     let state = this.channels.get(channel);
     if (!state) {
-      state = {
-        name: channel,
-        handler: undefined,
-        iterators: new Set(),
-        queue: new Fifo(),
-        running: 0,
-        concurrency: 1,
-      };
+      state = newChannelState(channel);
       this.channels.set(channel, state);
     }
     return state;
@@ -367,9 +369,9 @@ export class Listener extends EventEmitter<ListenerEvents> {
     resolved.catch((error: unknown) => this.reportHandlerError(state.name, error, n, 'handler'));
     const sub = state.handler;
     if (sub) {
-      this.enqueue(state, async () => {
+      this.delivery.enqueue(state, async () => {
         const payload = await resolved.catch(() => undefined);
-        if (payload !== undefined) await this.runHandler(state, sub, { ...n, payload });
+        if (payload !== undefined) await this.delivery.runHandler(state, sub, { ...n, payload });
       });
     }
     for (const it of state.iterators) {
@@ -393,82 +395,21 @@ export class Listener extends EventEmitter<ListenerEvents> {
     return row.payload;
   }
 
-  /** Queues work for a channel and runs what its concurrency allows. */
-  private enqueue(state: ChannelState, job: () => void | Promise<void>): void {
-    state.queue.push(job);
-    this.pump(state);
-  }
-
-  private pump(state: ChannelState): void {
-    while (state.running < state.concurrency && state.queue.length > 0) {
-      const job = state.queue.shift()!;
-      const pending = job();
-      // A synchronous handler costs no promise: the hot path at thousands per second.
-      if (pending === undefined) continue;
-      state.running++;
-      this.inFlight++;
-      void pending.finally(() => {
-        state.running--;
-        this.inFlight--;
-        this.pump(state);
-        this.checkIdle();
-      });
-    }
-  }
-
-  private runHandler(state: ChannelState, sub: HandlerSub, n: Notification): void | Promise<void> {
-    // Unhandled (or replaced) after it was queued: drop it.
-    if (state.handler !== sub) return;
-    let result: void | Promise<void>;
-    try {
-      result = sub.handler(n.payload, n);
-    } catch (error) {
-      this.reportHandlerError(state.name, error, n, 'handler');
-      return;
-    }
-    if (result && typeof (result as Promise<void>).then === 'function') {
-      return Promise.resolve(result).then(undefined, (error: unknown) =>
-        this.reportHandlerError(state.name, error, n, 'handler'),
-      );
-    }
-  }
-
-  private async runBacklog(state: ChannelState, sub: HandlerSub): Promise<void> {
-    if (state.handler !== sub || !sub.backlog) return;
-    try {
-      await sub.backlog();
-    } catch (error) {
-      this.reportHandlerError(state.name, error, undefined, 'backlog');
-    }
-  }
-
   private reportHandlerError(
     channel: string,
     error: unknown,
     notification: Notification | undefined,
     kind: 'handler' | 'backlog',
   ): void {
-    this.logger?.warn?.({ channel, kind, err: error }, 'pgcoord listener: handler failed');
+    this.logger.warn({ channel, kind, err: error }, 'pgcoord listener: handler failed');
     if (this.listenerCount('handler:error') > 0) {
       this.emit('handler:error', { channel, error, notification, kind });
     }
   }
 
-  private drained(): Promise<void> {
-    if (this.inFlight === 0) return Promise.resolve();
-    return new Promise((resolve) => this.idleWaiters.push(resolve));
-  }
-
-  private checkIdle(): void {
-    if (this.inFlight > 0) return;
-    const waiters = this.idleWaiters;
-    this.idleWaiters = [];
-    for (const w of waiters) w();
-  }
-
   // ---- connection ----
 
-  private async runLoop(): Promise<void> {
+  private async runLoop(signal: AbortSignal): Promise<void> {
     // Reconnect attempts since the last stable connection. The first one is immediate (a killed
     // backend or a dropped socket usually means the server is there); later ones back off.
     let attempt = 0;
@@ -477,32 +418,35 @@ export class Listener extends EventEmitter<ListenerEvents> {
     while (!this.stopping) {
       if (!firstDial) {
         attempt++;
-        const delayMs = attempt === 1 ? 0 : this.backoffMs(attempt - 1);
-        this.logger?.debug?.({ attempt, delayMs }, 'pgcoord listener: reconnecting');
+        // Exponential, capped, with "equal jitter": peers spread out, yet nobody retries at once.
+        const delayMs =
+          attempt === 1
+            ? 0
+            : backoffDelayMs(attempt - 1, {
+                baseMs: this.reconnectDelayMs,
+                maxMs: this.maxReconnectDelayMs,
+                jitter: 'equal',
+              });
+        this.logger.debug({ attempt, delayMs }, 'pgcoord listener: reconnecting');
         this.emit('reconnect', { attempt, delayMs, error: lastError });
-        if (delayMs > 0) await this.sleep(delayMs);
+        if (delayMs > 0) await sleep(delayMs, signal);
         if (this.stopping) break;
       }
       firstDial = false;
       let session: ListenerConnection;
       try {
-        session = await ListenerConnection.open(
-          this.dial,
-          this.connectTimeoutMs,
-          this.stopController.signal,
-          {
-            commandTimeoutMs: this.healthCheckTimeoutMs,
-            healthCheckIntervalMs: this.healthCheckIntervalMs,
-            onNotification: (n) => this.dispatch(n),
-            onFailure: (err) => {
-              if (!this.stopping) this.reportError(err);
-            },
+        session = await ListenerConnection.open(this.dial, this.connectTimeoutMs, signal, {
+          commandTimeoutMs: this.healthCheckTimeoutMs,
+          healthCheckIntervalMs: this.healthCheckIntervalMs,
+          onNotification: (n) => this.dispatch(n),
+          onFailure: (err) => {
+            if (!this.stopping) this.reportConnectionError(err);
           },
-        );
+        });
         this.session = session;
       } catch (err) {
         lastError = coerceError(err);
-        this.reportError(lastError);
+        this.reportConnectionError(lastError);
         continue;
       }
       if (this.stopping) {
@@ -516,13 +460,12 @@ export class Listener extends EventEmitter<ListenerEvents> {
           dial: this.dial,
           connectTimeoutMs: this.connectTimeoutMs,
           commandTimeoutMs: this.healthCheckTimeoutMs,
-          signal: this.stopController.signal,
+          signal: signal,
         });
         if (refused) {
-          this.logger?.error?.({ err: refused }, 'pgcoord listener: cannot listen here');
+          this.logger.error({ err: refused }, 'pgcoord listener: cannot listen here');
           await this.closeSession(session);
           this.firstListening?.reject(refused);
-          void this.stop();
           break;
         }
       }
@@ -539,7 +482,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
         const reconnected = this.connectedOnce;
         this.connectedOnce = true;
         const processId = session.processId;
-        this.logger?.info?.(
+        this.logger.info(
           { reconnected, processId, channels: this.channels.size },
           'pgcoord listener: listening',
         );
@@ -552,40 +495,15 @@ export class Listener extends EventEmitter<ListenerEvents> {
       if (upAt === undefined) continue;
       this.emit('disconnect', { error: session.error });
       if (session.error) {
-        this.logger?.warn?.({ err: session.error }, 'pgcoord listener: connection lost');
+        this.logger.warn({ err: session.error }, 'pgcoord listener: connection lost');
       }
       // Flap guard: only a connection that stayed up resets the backoff.
       if (Date.now() - upAt >= STABLE_CONNECTION_MS) attempt = 0;
     }
   }
 
-  /** Delay before the n-th backed-off retry: exponential, capped, with "equal jitter". */
-  private backoffMs(n: number): number {
-    const cap = Math.min(
-      this.maxReconnectDelayMs,
-      this.reconnectDelayMs * 2 ** Math.min(n - 1, 30),
-    );
-    // Half fixed, half random: peers spread out, yet nobody retries at once.
-    return Math.round(cap / 2 + Math.random() * (cap / 2));
-  }
-
-  private reportError(err: PgcoordError): void {
-    this.logger?.warn?.({ err }, 'pgcoord listener: connection error');
-    if (this.listenerCount('error') > 0) this.emit('error', err);
-  }
-
-  private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
-      function done() {
-        clearTimeout(timer);
-        resolve();
-      }
-      this.wakeBackoff = () => {
-        this.wakeBackoff = undefined;
-        done();
-      };
-    });
+  private reportConnectionError(err: PgcoordError): void {
+    reportError(this, this.logger, err, 'pgcoord listener: connection error');
   }
 
   /** LISTENs every channel in few round trips, then queues backlogs, then releases held notifications. */

@@ -4,15 +4,8 @@ import { coerceError, ValidationError } from '../core/index.js';
 import { checkSchemaName, DEFAULT_SCHEMA, quoteIdent } from '../core/index.js';
 import { ensureMigrated } from '../core/index.js';
 import { isConnectable, type Queryable } from '../core/index.js';
-import { checkTx, optionsTx } from '../core/index.js';
-import {
-  byteLength,
-  checkOptions,
-  checkText,
-  describe,
-  optionalInt,
-  toJsonText,
-} from '../core/index.js';
+import { checkBoolean, checkTx, optionsTx } from '../core/index.js';
+import { byteLength, checkOptions, checkText, optionalInt, toJsonText } from '../core/index.js';
 
 /** Longest channel name PostgreSQL accepts, in bytes (NAMEDATALEN - 1). */
 export const MAX_CHANNEL_BYTES = 63;
@@ -81,26 +74,41 @@ interface Resolved {
   maxInFlight: number;
 }
 
-function resolveOptions(options: NotifierOptions | undefined): Resolved {
+/** Default of {@link NotifierOptions.largePayloadRetentionMs}: 1 hour. */
+export const DEFAULT_LARGE_PAYLOAD_RETENTION_MS = 3_600_000;
+/** Default of {@link NotifierOptions.maxBatch}. */
+export const DEFAULT_NOTIFY_MAX_BATCH = 500;
+/** Default of {@link NotifierOptions.maxInFlight}. */
+export const DEFAULT_NOTIFY_MAX_IN_FLIGHT = 1;
+
+/**
+ * Defaults and validation of {@link NotifierOptions}: frozen. `notify()` runs it per call, so
+ * `Object.freeze` (no nested arrays here) rather than core `frozen()`, which walks the values.
+ */
+function resolveNotifierOptions(options: NotifierOptions | undefined): Readonly<Resolved> {
   const o = checkOptions('options', options);
-  if (o.largePayloads !== undefined && typeof o.largePayloads !== 'boolean') {
-    throw new ValidationError(
-      'options.largePayloads',
-      `must be a boolean, got ${describe(o.largePayloads)}`,
-    );
-  }
-  return {
-    largePayloads: o.largePayloads ?? false,
+  return Object.freeze({
+    largePayloads: checkBoolean('options.largePayloads', o.largePayloads, false),
     schema: checkSchemaName(o.schema ?? DEFAULT_SCHEMA),
     retentionMs: optionalInt(
       'options.largePayloadRetentionMs',
       o.largePayloadRetentionMs,
       { min: 1_000, max: 365 * 86_400_000 },
-      3_600_000,
+      DEFAULT_LARGE_PAYLOAD_RETENTION_MS,
     ),
-    maxBatch: optionalInt('options.maxBatch', o.maxBatch, { min: 1, max: 10_000 }, 500),
-    maxInFlight: optionalInt('options.maxInFlight', o.maxInFlight, { min: 1, max: 100 }, 1),
-  };
+    maxBatch: optionalInt(
+      'options.maxBatch',
+      o.maxBatch,
+      { min: 1, max: 10_000 },
+      DEFAULT_NOTIFY_MAX_BATCH,
+    ),
+    maxInFlight: optionalInt(
+      'options.maxInFlight',
+      o.maxInFlight,
+      { min: 1, max: 100 },
+      DEFAULT_NOTIFY_MAX_IN_FLIGHT,
+    ),
+  });
 }
 
 /** Validates and encodes one notification; refuses before any SQL runs. */
@@ -197,7 +205,7 @@ export class Notifier {
       throw new ValidationError('queryable', 'must have a query() method (a pg.Pool or client)');
     }
     this.q = q;
-    this.cfg = resolveOptions(options);
+    this.cfg = resolveNotifierOptions(options);
     this.coalescer = new Coalescer<Item, void>(
       async (items) => {
         await sendBatch(this.q, items, this.cfg);
@@ -245,7 +253,7 @@ export async function notify(
   }
   const { tx: rawTx, ...rest } = checkOptions('options', options);
   const tx = checkTx(rawTx);
-  const cfg = resolveOptions(rest);
+  const cfg = resolveNotifierOptions(rest);
   if (tx !== undefined || !isConnectable(queryable)) {
     return sendBatch(tx ?? queryable, [prepare(channel, payload, cfg)], cfg);
   }

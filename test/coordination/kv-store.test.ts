@@ -1,5 +1,6 @@
 import fc from 'fast-check';
 import pg from 'pg';
+import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { ConnectionError, KvStore, MAX_KV_KEY_BYTES, ValidationError } from '../../src/index.js';
 import { byteLength } from '../../src/core/validate.js';
@@ -236,6 +237,47 @@ describe('KvStore', () => {
       `EXPLAIN SELECT key FROM pgcoord.kv WHERE expires_at <= now() ORDER BY expires_at LIMIT 10`,
     );
     expect(JSON.stringify(plan.rows)).toMatch(/kv_expires_at_idx/);
+  });
+
+  it('reaper: a core Service (promise start, signals, await using); failures reach a message-first or pino logger at warn', async () => {
+    const pool = new pg.Pool({ connectionString: 'postgres://postgres@127.0.0.1:1/x', max: 1 });
+    pool.on('error', () => undefined);
+    try {
+      const lines: string[] = [];
+      const legacy = new KvStore(pool, {
+        reapIntervalMs: 10,
+        logger: {
+          warn: (message: string, fields?: object) =>
+            void lines.push(`${message} ${typeof fields}`),
+        },
+      });
+      {
+        await using reaper = legacy;
+        const started: unknown = reaper.start();
+        expect(started).toBeInstanceOf(Promise);
+        await started;
+        await reaper.signals.started.wait();
+        await waitFor(() => lines.length > 0);
+      }
+      await legacy.signals.stopped.wait();
+      expect(lines[0]).toMatch(/^pgcoord kv reaper failed.* object$/);
+      const json: Array<{ level: number; msg: string; code: string }> = [];
+      const logger = pino(
+        { level: 'warn' },
+        { write: (line: string) => void json.push(JSON.parse(line)) },
+      );
+      const pinoBacked = new KvStore(pool, { reapIntervalMs: 10, logger });
+      void pinoBacked.start(); // callable without awaiting
+      await waitFor(() => json.length > 0);
+      await pinoBacked.stop();
+      expect(json[0]).toMatchObject({
+        level: 40,
+        msg: 'pgcoord kv reaper failed',
+        code: 'PGCOORD_CONNECTION',
+      });
+    } finally {
+      await pool.end();
+    }
   });
 
   it('reports an unreachable database as a retryable ConnectionError', async () => {

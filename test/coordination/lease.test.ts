@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { pino } from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
   ConflictError,
@@ -205,6 +206,54 @@ describe('LeaseManager', () => {
 });
 
 describe('LeaderElection', () => {
+  it('LeaderElection is a core Service (promise start, signals, await using); round failures reach a message-first or pino logger', async () => {
+    const pool = new pg.Pool({ connectionString: 'postgres://postgres@127.0.0.1:1/x', max: 1 });
+    pool.on('error', () => undefined);
+    try {
+      const lines: string[] = [];
+      const legacy = new LeaderElection(pool, {
+        name: 'svc',
+        ttlMs: 1_000,
+        intervalMs: 20,
+        logger: {
+          warn: (message: string, fields?: object) =>
+            void lines.push(`${message} ${typeof fields}`),
+        },
+      });
+      {
+        await using scoped = legacy;
+        const started: unknown = scoped.start();
+        expect(started).toBeInstanceOf(Promise);
+        await started;
+        await scoped.signals.started.wait();
+        await waitFor(() => lines.length > 0);
+      }
+      await legacy.signals.stopped.wait();
+      expect(lines[0]).toMatch(/^pgcoord leader election round failed.* object$/);
+      const json: Array<{ level: number; msg: string; code: string }> = [];
+      const logger = pino(
+        { level: 'warn' },
+        { write: (line: string) => void json.push(JSON.parse(line)) },
+      );
+      const pinoBacked = new LeaderElection(pool, {
+        name: 'svc',
+        ttlMs: 1_000,
+        intervalMs: 20,
+        logger,
+      });
+      void pinoBacked.start(); // callable without awaiting
+      await waitFor(() => json.length > 0);
+      await pinoBacked.stop();
+      expect(json[0]).toMatchObject({
+        level: 40,
+        msg: 'pgcoord leader election round failed',
+        code: 'PGCOORD_CONNECTION',
+      });
+    } finally {
+      await pool.end();
+    }
+  });
+
   it('elects one leader, hands over with a larger token, and stops cleanly', async () => {
     const a = new LeaderElection(db.pool, {
       name: 'leader',

@@ -464,6 +464,29 @@ describe('Listener', () => {
     await waitFor(() => got.length === 1);
   });
 
+  it('is a core Service: test signals in order, await using stops it, start racing stop restarts', async () => {
+    const { listener } = makeListener();
+    const got: string[] = [];
+    listener.handle('svc', (p) => void got.push(p));
+    {
+      await using scoped = listener;
+      await scoped.start();
+      await scoped.signals.started.wait();
+      expect(scoped.listening).toBe(true);
+    }
+    await listener.signals.stopped.wait();
+    expect(listener.listening).toBe(false);
+    // A start() called while a stop() runs begins after it and is not swallowed by it.
+    await listener.start();
+    const stopping = listener.stop();
+    const restarted = listener.start();
+    await Promise.all([stopping, restarted]);
+    expect(listener.listening).toBe(true);
+    await db.pool.query(`NOTIFY svc, 'after'`);
+    await waitFor(() => got.length === 1);
+    expect(listener.signals.started.count).toBe(3);
+  });
+
   it('detects a server that goes silent without closing the socket, within the health window', async () => {
     // A TCP proxy we can freeze: it keeps both sockets open but stops forwarding bytes, exactly
     // like a server host that vanished (no FIN, no RST).
