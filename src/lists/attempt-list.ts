@@ -49,7 +49,8 @@ import type {
   FailOptions,
   CompleteAndClaimOptions,
 } from './attempt-list-types.js';
-import { Worker, type WorkHandler, type WorkerOptions } from './worker.js';
+import { Worker } from './worker.js';
+import type { WorkHandler, WorkerOptions } from './worker-options.js';
 
 const NO_LIMIT = ATTEMPT_LIST_LIMITS.maxAttempts;
 const L = ATTEMPT_LIST_LIMITS;

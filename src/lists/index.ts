@@ -30,16 +30,15 @@ export {
   DEFAULT_WORKER_STOP_TIMEOUT_MS,
   MAX_WORKER_CONCURRENCY,
   PermanentError,
-  Worker,
   resolveWorkerOptions,
   workChannel,
-} from './worker.js';
+} from './worker-options.js';
 export type {
   ResolvedWorkerOptions,
   WorkContext,
   WorkHandler,
   WorkItem,
-  WorkerEvents,
-  WorkerMetrics,
   WorkerOptions,
-} from './worker.js';
+} from './worker-options.js';
+export { Worker } from './worker.js';
+export type { WorkerEvents, WorkerMetrics } from './worker.js';

@@ -1,231 +1,27 @@
-import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import {
   backoffDelayMs,
-  checkBoolean,
   checkFunction,
-  checkOptions,
-  frozen,
   Lifecycle,
-  optionalInt,
   reportError,
-  resolveLogger,
   sleep,
   TimeoutError,
-  ValidationError,
-  describe,
-  type ConnectionInput,
-  type Logger,
-  type LoggerInput,
 } from '../core/index.js';
 import { Listener } from '../listen/index.js';
-import { ATTEMPT_LIST_LIMITS } from './attempt-list-limits.js';
 import type { Claim } from './attempt-list-types.js';
 import type { AttemptList } from './attempt-list.js';
+import {
+  PermanentError,
+  resolveWorkerOptions,
+  workChannel,
+  type ResolvedWorkerOptions,
+  type WorkHandler,
+  type WorkItem,
+  type WorkerOptions,
+} from './worker-options.js';
 
-/** Default items in flight per worker. */
-export const DEFAULT_WORKER_CONCURRENCY = 10;
-/** Default lease of a claimed item, in ms; renewed about every third of it while its handler runs. */
-export const DEFAULT_WORKER_LEASE_MS = 30_000;
-/** Default wait of an idle worker between claims when no notification wakes it, in ms. */
-export const DEFAULT_WORKER_POLL_INTERVAL_MS = 1_000;
-/** Default base of the retry backoff of a failed item, in ms (doubles per attempt). */
-export const DEFAULT_WORKER_RETRY_DELAY_MS = 1_000;
-/** Default cap of the retry backoff of a failed item, in ms. */
-export const DEFAULT_WORKER_MAX_RETRY_DELAY_MS = 300_000;
-/** Default time stop() lets in-flight handlers finish before it aborts them, in ms. */
-export const DEFAULT_WORKER_STOP_TIMEOUT_MS = 30_000;
-/** Most items in flight per worker. */
-export const MAX_WORKER_CONCURRENCY = 10_000;
-/** Longest delay or timeout option, in ms (the longest lease). */
-const MAX_DELAY_MS = ATTEMPT_LIST_LIMITS.maxLeaseMs;
 /** Delay before claiming again after a failed claim: first, and cap, in ms. */
 const CLAIM_RETRY_BASE_MS = 50;
-
-/**
- * Thrown by a handler to retire its item to dead at once, whatever its attempts: the failure
- * will not go away by retrying (a malformed item, a 404).
- */
-export class PermanentError extends Error {
-  constructor(message = 'permanent failure', options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'PermanentError';
-  }
-}
-
-/** What a handler gets for one item. */
-export interface WorkItem {
-  /** The list the item is in. */
-  list: string;
-  /** The item. */
-  item: string;
-  /** Failed attempts before this one. */
-  attempts: number;
-  /** The claim's token (see {@link AttemptList.claim}). */
-  token: string;
-  /** When the lease ended at claim time (heartbeats extend it). */
-  leaseUntil: Date;
-}
-
-/** The second argument of a handler. */
-export interface WorkContext {
-  /**
-   * Aborted when the item's lease is lost, its `timeoutMs` passes, or stop()'s deadline passes:
-   * stop then; whatever the handler does afterwards is not applied.
-   */
-  signal: AbortSignal;
-}
-
-/** Processes one item: resolve completes it, a throw fails it (see {@link PermanentError}). */
-export type WorkHandler = (item: WorkItem, context: WorkContext) => Promise<void>;
-
-/** Options of {@link AttemptList.work}. */
-export interface WorkerOptions {
-  /** Items in flight at once, 1 to 10,000. Default 10. */
-  concurrency?: number;
-  /** Lease of each claim, ms (renewed about every third of it while the handler runs). Default 30 s. */
-  leaseMs?: number;
-  /** Idle wait between claims when no notification comes, ms. Default 1 s. */
-  pollIntervalMs?: number;
-  /** An item reaching this many attempts becomes dead. Default: the list's `maxAttempts`. */
-  maxAttempts?: number;
-  /**
-   * Delay before a failed item can run again: the base of an exponential backoff with equal
-   * jitter (ms, default 1 s, capped by `maxRetryDelayMs`), or a function of the attempts so far
-   * (counting this failure) and the error returning ms.
-   */
-  retryDelayMs?: number | ((attempts: number, error: unknown) => number);
-  /** Cap of the retry backoff, ms. Default 5 minutes. */
-  maxRetryDelayMs?: number;
-  /** A handler running longer is aborted and its item failed, ms. Default: no limit. */
-  timeoutMs?: number;
-  /** stop() lets in-flight handlers finish this long, then aborts them, ms. Default 30 s. */
-  stopTimeoutMs?: number;
-  /** Stop gracefully on SIGTERM and SIGINT. Default false. */
-  handleSignals?: boolean;
-  /**
-   * A Listener to be woken through (started by you; the worker only handles and unhandles its
-   * channel). Without it nor `connection`, the worker polls only.
-   */
-  listener?: Listener;
-  /** Connection settings of a Listener the worker owns (started and stopped with it). */
-  connection?: ConnectionInput;
-  /** Where background failures go when nobody listens for 'error'. Default: nowhere. */
-  logger?: LoggerInput;
-}
-
-/** {@link WorkerOptions} resolved: every default applied, frozen. */
-export interface ResolvedWorkerOptions {
-  readonly concurrency: number;
-  readonly leaseMs: number;
-  readonly heartbeatMs: number;
-  readonly pollIntervalMs: number;
-  readonly maxAttempts: number | undefined;
-  readonly retryDelay: (attempts: number, error: unknown) => number;
-  readonly timeoutMs: number | undefined;
-  readonly stopTimeoutMs: number;
-  readonly handleSignals: boolean;
-  readonly listener: Listener | undefined;
-  readonly connection: ConnectionInput | undefined;
-  readonly logger: Logger;
-}
-
-/** Validates {@link WorkerOptions} and applies the defaults. */
-export function resolveWorkerOptions(options: WorkerOptions = {}): ResolvedWorkerOptions {
-  const o = checkOptions('options', options);
-  const delay = (name: string, value: unknown, fallback: number) =>
-    optionalInt(`options.${name}`, value, { min: 0, max: MAX_DELAY_MS }, fallback);
-  const concurrency = optionalInt(
-    'options.concurrency',
-    o.concurrency,
-    { min: 1, max: MAX_WORKER_CONCURRENCY },
-    DEFAULT_WORKER_CONCURRENCY,
-  );
-  const leaseMs = optionalInt(
-    'options.leaseMs',
-    o.leaseMs,
-    { min: 30, max: MAX_DELAY_MS },
-    DEFAULT_WORKER_LEASE_MS,
-  );
-  const pollIntervalMs = optionalInt(
-    'options.pollIntervalMs',
-    o.pollIntervalMs,
-    { min: 1, max: MAX_DELAY_MS },
-    DEFAULT_WORKER_POLL_INTERVAL_MS,
-  );
-  const maxAttempts = optionalInt(
-    'options.maxAttempts',
-    o.maxAttempts,
-    { min: 1, max: ATTEMPT_LIST_LIMITS.maxAttempts },
-    0,
-  );
-  const maxRetryDelayMs = delay(
-    'maxRetryDelayMs',
-    o.maxRetryDelayMs,
-    DEFAULT_WORKER_MAX_RETRY_DELAY_MS,
-  );
-  let retryDelay: (attempts: number, error: unknown) => number;
-  if (typeof o.retryDelayMs === 'function') {
-    const fn = o.retryDelayMs;
-    retryDelay = (attempts, error) => clampDelay(fn(attempts, error));
-  } else {
-    const baseMs = delay('retryDelayMs', o.retryDelayMs, DEFAULT_WORKER_RETRY_DELAY_MS);
-    retryDelay = (attempts) =>
-      backoffDelayMs(attempts, {
-        baseMs,
-        maxMs: Math.max(baseMs, maxRetryDelayMs),
-        jitter: 'equal',
-      });
-  }
-  const timeoutMs = optionalInt('options.timeoutMs', o.timeoutMs, { min: 1, max: MAX_DELAY_MS }, 0);
-  if (o.listener !== undefined && !(o.listener instanceof Listener)) {
-    throw new ValidationError(
-      'options.listener',
-      `must be a Listener, got ${describe(o.listener)}`,
-    );
-  }
-  if (
-    o.connection !== undefined &&
-    typeof o.connection !== 'string' &&
-    (typeof o.connection !== 'object' || o.connection === null)
-  ) {
-    throw new ValidationError(
-      'options.connection',
-      `must be a connection string or pg client settings, got ${describe(o.connection)}`,
-    );
-  }
-  if (o.listener !== undefined && o.connection !== undefined) {
-    throw new ValidationError('options', 'give listener or connection, not both');
-  }
-  return frozen({
-    concurrency,
-    leaseMs,
-    heartbeatMs: Math.max(10, Math.floor(leaseMs / 3)),
-    pollIntervalMs,
-    maxAttempts: maxAttempts === 0 ? undefined : maxAttempts,
-    retryDelay,
-    timeoutMs: timeoutMs === 0 ? undefined : timeoutMs,
-    stopTimeoutMs: delay('stopTimeoutMs', o.stopTimeoutMs, DEFAULT_WORKER_STOP_TIMEOUT_MS),
-    handleSignals: checkBoolean('options.handleSignals', o.handleSignals, false),
-    listener: o.listener,
-    connection: o.connection,
-    logger: resolveLogger(o.logger),
-  });
-}
-
-/** A delay returned by a user's function, made a whole number of ms in range. */
-function clampDelay(ms: number): number {
-  if (typeof ms !== 'number' || Number.isNaN(ms)) return DEFAULT_WORKER_RETRY_DELAY_MS;
-  return Math.min(MAX_DELAY_MS, Math.max(0, Math.round(ms)));
-}
-
-/**
- * The LISTEN/NOTIFY channel inserts into `list` of `schema` notify on: `pgcoord_work_` and the
- * md5 of `schema.list` (45 bytes, within PostgreSQL's 63 whatever the names).
- */
-export function workChannel(schema: string, list: string): string {
-  return `pgcoord_work_${createHash('md5').update(`${schema}.${list}`).digest('hex')}`;
-}
 
 /** Counters of a {@link Worker} since it was made. */
 export interface WorkerMetrics {
