@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { Coalescer } from '../core/index.js';
-import { coerceError, ValidationError, type PgcoordError } from '../core/index.js';
+import { ValidationError, type PgcoordError } from '../core/index.js';
 import {
   Lifecycle,
   reportError,
@@ -10,7 +10,7 @@ import {
   type Service,
 } from '../core/index.js';
 import { checkSchemaName, DEFAULT_SCHEMA, quoteIdent } from '../core/index.js';
-import { ensureMigrated } from '../core/index.js';
+import { StatementRunner } from '../core/index.js';
 import type { Queryable } from '../core/index.js';
 import { checkPreparedStatements, preparedQuery } from '../core/index.js';
 import {
@@ -104,6 +104,8 @@ interface UpdateItem {
 export class KvStore extends EventEmitter<KvStoreEvents> implements Service {
   private readonly q: Queryable;
   private readonly schema: string;
+  /** Migrate once, run, convert the error (the runner's hot-path `exec`). */
+  private readonly statements: StatementRunner;
   private readonly table: string;
   private readonly reapIntervalMs: number;
   private readonly reapBatch: number;
@@ -132,6 +134,7 @@ export class KvStore extends EventEmitter<KvStoreEvents> implements Service {
     const o = checkOptions('options', options);
     this.q = checkQueryable('queryable', q);
     this.schema = checkSchemaName(o.schema ?? DEFAULT_SCHEMA);
+    this.statements = new StatementRunner(this.q, this.schema);
     this.table = `${quoteIdent(this.schema)}.kv`;
     this.reapIntervalMs = optionalInt(
       'options.reapIntervalMs',
@@ -405,23 +408,12 @@ export class KvStore extends EventEmitter<KvStoreEvents> implements Service {
     }
   }
 
-  private async run<T>(tx: Queryable | undefined, fn: (q: Queryable) => Promise<T>): Promise<T> {
-    const on = checkTx(tx) ?? this.q;
-    try {
-      await ensureMigrated(this.q, this.schema);
-      return await fn(on);
-    } catch (err) {
-      throw coerceError(err);
-    }
+  private run<T>(tx: Queryable | undefined, fn: (q: Queryable) => Promise<T>): Promise<T> {
+    return this.statements.exec(checkTx(tx), fn);
   }
 
-  private async flushUpdates(items: UpdateItem[]): Promise<Array<string | Error>> {
-    try {
-      await ensureMigrated(this.q, this.schema);
-      return await this.combineUpdates(items);
-    } catch (err) {
-      throw coerceError(err);
-    }
+  private flushUpdates(items: UpdateItem[]): Promise<Array<string | Error>> {
+    return this.statements.exec(undefined, () => this.combineUpdates(items));
   }
 
   private async combineUpdates(items: UpdateItem[]): Promise<Array<string | Error>> {

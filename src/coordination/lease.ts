@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
-import { coerceError, ConflictError, StaleTokenError, ValidationError } from '../core/index.js';
+import { ConflictError, StaleTokenError, ValidationError } from '../core/index.js';
 import { checkSchemaName, DEFAULT_SCHEMA, quoteIdent } from '../core/index.js';
-import { ensureMigrated } from '../core/index.js';
+import { StatementRunner } from '../core/index.js';
 import type { Queryable } from '../core/index.js';
 import { checkOptions, checkText, describe, MAX_BIGINT, optionalInt } from '../core/index.js';
 import { checkQueryable, checkTx, frozen } from '../core/index.js';
@@ -94,6 +94,8 @@ function resolveLeaseManagerOptions(
 export class LeaseManager {
   private readonly q: Queryable;
   private readonly schema: string;
+  /** Migrate once, run, convert the error. */
+  private readonly statements: StatementRunner;
   private readonly table: string;
   /** Owner used when a call does not name one. */
   readonly owner: string;
@@ -104,6 +106,7 @@ export class LeaseManager {
     const o = resolveLeaseManagerOptions(options);
     this.q = checkQueryable('queryable', q);
     this.schema = o.schema;
+    this.statements = new StatementRunner(this.q, this.schema);
     this.table = `${quoteIdent(this.schema)}.leases`;
     this.owner = o.owner;
     this.ttlMs = o.ttlMs;
@@ -290,13 +293,7 @@ export class LeaseManager {
     tx: Queryable | undefined,
     fn: (q: Queryable) => Promise<{ rows: R[] }>,
   ): Promise<R[]> {
-    const on = checkTx(tx) ?? this.q;
-    try {
-      await ensureMigrated(this.q, this.schema);
-      return (await fn(on)).rows;
-    } catch (err) {
-      throw coerceError(err);
-    }
+    return (await this.statements.exec(checkTx(tx), fn)).rows;
   }
 }
 

@@ -1,7 +1,7 @@
 import { Coalescer } from '../core/index.js';
 import { coerceError, ValidationError } from '../core/index.js';
 import { checkSchemaName, DEFAULT_SCHEMA } from '../core/index.js';
-import { ensureMigrated } from '../core/index.js';
+import { StatementRunner, withRetry, type RetryOptions } from '../core/index.js';
 import type { Queryable } from '../core/index.js';
 import {
   ALGORITHM_CODE,
@@ -158,6 +158,8 @@ export class RateLimiter {
   /** Resolved options (defaults applied). */
   readonly options: Readonly<ResolvedOptions>;
   private readonly q: Queryable;
+  /** Migrate once, run, convert the error (the runner's hot-path `exec`). */
+  private readonly statements: StatementRunner;
   private readonly coalescer: Coalescer<Item, RateLimitDecision>;
   private readonly sql: string;
   private readonly setSql: string;
@@ -166,6 +168,7 @@ export class RateLimiter {
   constructor(q: Queryable, options: RateLimiterOptions = {}) {
     this.q = checkQueryable('queryable', q);
     this.options = resolveRateLimiterOptions(options);
+    this.statements = new StatementRunner(this.q, this.options.schema);
     this.sql = decideSql(this.options.schema);
     this.setSql = setDecideSql(this.options.schema, this.options.unlogged, this.options.algorithm);
     this.capacity = Math.min(...this.options.quotas.map((x) => x.burst));
@@ -183,11 +186,10 @@ export class RateLimiter {
   async consume(key: string, options?: ConsumeOptions): Promise<RateLimitDecision> {
     const item = this.checkItem(key, options);
     const tx = checkTx(options?.tx);
+    if (tx !== undefined) {
+      return (await this.statements.exec(tx, (q) => this.decide(q, [item], true)))[0]!;
+    }
     try {
-      if (tx !== undefined) {
-        await ensureMigrated(this.q, this.options.schema);
-        return (await this.decide(tx, [item], true))[0]!;
-      }
       return await this.coalescer.submit(item);
     } catch (err) {
       throw coerceError(err);
@@ -198,12 +200,7 @@ export class RateLimiter {
   async peek(key: string, options?: ConsumeOptions): Promise<RateLimitDecision> {
     const item = this.checkItem(key, options);
     const tx = checkTx(options?.tx);
-    try {
-      await ensureMigrated(this.q, this.options.schema);
-      return (await this.decide(tx ?? this.q, [item], false))[0]!;
-    } catch (err) {
-      throw coerceError(err);
-    }
+    return (await this.statements.exec(tx, (q) => this.decide(q, [item], false)))[0]!;
   }
 
   /** Forgets `key`'s state in every quota: its next call starts full. Returns whether state existed. */
@@ -211,16 +208,13 @@ export class RateLimiter {
     checkText('key', key, { maxBytes: MAX_RATE_LIMIT_KEY_BYTES });
     const tx = optionsTx(options);
     const keys = this.options.quotas.map((_, i) => this.rowKey(i, key));
-    try {
-      await ensureMigrated(this.q, this.options.schema);
-      const res = await (tx ?? this.q).query(
+    return this.statements.exec(tx, async (q) => {
+      const res = await q.query(
         `DELETE FROM ${stateTable(this.options.schema, this.options.unlogged)} WHERE key = ANY ($1::text[])`,
         [keys],
       );
       return (res.rowCount ?? 0) > 0;
-    } catch (err) {
-      throw coerceError(err);
-    }
+    });
   }
 
   /**
@@ -232,9 +226,8 @@ export class RateLimiter {
     checkOptions('options', options);
     const limit = optionalInt('options.limit', options.limit, { min: 1, max: 100_000 }, 1000);
     const table = stateTable(this.options.schema, this.options.unlogged);
-    try {
-      await ensureMigrated(this.q, this.options.schema);
-      const res = await this.q.query(
+    return this.statements.exec(undefined, async (q) => {
+      const res = await q.query(
         `DELETE FROM ${table} WHERE key IN (
            SELECT key FROM ${table}
             WHERE expires_ms < extract(epoch FROM clock_timestamp())::float8 * 1000
@@ -242,9 +235,7 @@ export class RateLimiter {
         [limit],
       );
       return res.rowCount ?? 0;
-    } catch (err) {
-      throw coerceError(err);
-    }
+    });
   }
 
   private checkItem(key: string, options: ConsumeOptions | undefined): Item {
@@ -279,7 +270,7 @@ export class RateLimiter {
   }
 
   private async flush(items: Item[]): Promise<Array<RateLimitDecision | Error>> {
-    await ensureMigrated(this.q, this.options.schema);
+    await this.statements.ready();
     // Items with an explicit time (tests) are decided per distinct time, in order.
     if (items.every((x) => x.nowMs === items[0]!.nowMs)) {
       return this.decideRetrying(items);
@@ -300,14 +291,15 @@ export class RateLimiter {
 
   private async decideRetrying(items: Item[]): Promise<RateLimitDecision[]> {
     // Rows are locked in one key order, so deadlocks should not happen; if one ever does (rows
-    // deleted and re-created between the two phases), the batch simply runs again.
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await this.decide(this.q, items, true);
-      } catch (err) {
-        const code = (err as { code?: unknown }).code;
-        if (attempt >= 3 || (code !== '40P01' && code !== '40001')) throw err;
-      }
+    // deleted and re-created between the two phases), the batch simply runs again, through the
+    // one retry policy (conflicts only). The first try runs outside it: nothing extra per call.
+    try {
+      return await this.decide(this.q, items, true);
+    } catch (err) {
+      return withRetry(
+        (attempt) => (attempt === 1 ? Promise.reject(err) : this.decide(this.q, items, true)),
+        DECIDE_RETRY,
+      );
     }
   }
 
@@ -467,3 +459,11 @@ function resolveRateLimiterOptions(options: RateLimiterOptions): ResolvedOptions
     preparedStatements: checkPreparedStatements('options.preparedStatements', o.preparedStatements),
   });
 }
+
+/** A decision that lost a deadlock or serialization race runs again: 3 tries, no wait (as before). */
+const DECIDE_RETRY: Readonly<RetryOptions> = Object.freeze({
+  retries: 2,
+  baseMs: 0,
+  maxMs: 0,
+  retryOn: Object.freeze(['conflict'] as const),
+});

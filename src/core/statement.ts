@@ -67,6 +67,21 @@ export class StatementRunner {
     this.migrated = true;
   }
 
+  /**
+   * The hot-path form of {@link run}: migrate once, run `fn` on `tx` (checked by the caller) or
+   * the block's Queryable, convert the error. No options object, no retry and no closure of its
+   * own: claims, rate-limit decisions and kv calls use it, where `run()` measured ~0.4-0.6 µs more
+   * per call in a micro-loop. Retries, where safe, stay with the caller (see {@link withRetry}).
+   */
+  async exec<T>(tx: Queryable | undefined, fn: (q: Queryable) => Promise<T>): Promise<T> {
+    try {
+      if (!this.migrated) await this.ready();
+      return await fn(tx ?? this.queryable);
+    } catch (err) {
+      throw coerceError(err);
+    }
+  }
+
   /** Runs `fn` on the right Queryable (see {@link RunStatementOptions}). */
   async run<T>(fn: (q: Queryable) => Promise<T>, options: RunStatementOptions = {}): Promise<T> {
     const tx = checkTx(options.tx);

@@ -8,8 +8,7 @@ import {
   checkInt,
   checkOptions,
   checkTx,
-  coerceError,
-  ensureMigrated,
+  StatementRunner,
   optionalInt,
   StaleTokenError,
   withRetry,
@@ -41,15 +40,16 @@ const NO_LIMIT = L.maxAttempts;
  * same names delegate here; their doc comments are the contract.
  *
  * This is the hottest path of pgcoord (a busy worker calls it 1000s of times a second), so it
- * runs statements through {@link AttemptListClaims.run}, not the block's StatementRunner: the
- * runner's `run()` costs an options object, a closure and an extra async frame per call (measured
- * in a micro-loop: ~0.2 µs per call before, ~0.6-0.8 µs through the runner), and claims never
- * retry through it anyway (their retry is the deadlock retry of {@link query}).
+ * runs statements through the runner's `exec()`, not `run()`: `run()` costs an options object, a
+ * closure and an extra async frame per call (measured in a micro-loop: ~0.2 µs per call before,
+ * ~0.6-0.8 µs through `run()`), and claims never retry through it anyway (their retry is the
+ * deadlock retry of {@link query}).
  */
 export class AttemptListClaims {
   private readonly q: Queryable;
   private readonly schema: string;
   private readonly sql: AttemptListSql;
+  private readonly statements: StatementRunner;
   private readonly maxAttempts: number;
   private readonly events: EventEmitter<AttemptListEvents>;
 
@@ -63,6 +63,7 @@ export class AttemptListClaims {
     this.q = queryable;
     this.schema = schema;
     this.sql = sql;
+    this.statements = new StatementRunner(queryable, schema);
     this.maxAttempts = maxAttempts;
     this.events = events;
   }
@@ -274,16 +275,11 @@ export class AttemptListClaims {
   }
 
   /**
-   * The fast path of StatementRunner.run for claims: migrates on first use, runs `fn` on the
-   * caller's transaction or the list's queryable, classifies errors (see the class comment).
+   * Migrates on first use, runs `fn` on the caller's transaction or the list's queryable,
+   * classifies errors: the runner's hot-path `exec` (see the class comment).
    */
-  private async run<T>(tx: Queryable | undefined, fn: (q: Queryable) => Promise<T>): Promise<T> {
-    try {
-      await ensureMigrated(this.q, this.schema);
-      return await fn(tx ?? this.q);
-    } catch (err) {
-      throw coerceError(err);
-    }
+  private run<T>(tx: Queryable | undefined, fn: (q: Queryable) => Promise<T>): Promise<T> {
+    return this.statements.exec(tx, fn);
   }
 }
 
