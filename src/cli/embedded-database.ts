@@ -12,6 +12,8 @@ import {
   DatabaseError,
   TimeoutError,
   UnsupportedError,
+  backoffDelayMs,
+  sleep,
 } from '../core/index.js';
 import { FolderLock, type FolderOwner } from './folder-lock.js';
 import { EMBEDDED_PEERS, requireOptionalPeers } from './optional-dependency.js';
@@ -195,7 +197,7 @@ export class EmbeddedDatabase {
 
     const url = `postgres://${s.user}:${encodeURIComponent(s.password)}@127.0.0.1:${port}/postgres`;
     const deadline = Date.now() + (options.startTimeoutMs ?? 60_000);
-    for (let delay = 50; ; delay = Math.min(delay * 2, 500)) {
+    for (let attempt = 1; ; attempt++) {
       if (exitedEarly) {
         throw new ConnectionError(
           `the embedded PostgreSQL exited during start; last lines of ${logPath}:\n${tail(logPath)}`,
@@ -209,7 +211,7 @@ export class EmbeddedDatabase {
           `the embedded PostgreSQL did not accept connections within ${options.startTimeoutMs ?? 60_000} ms; see ${logPath}`,
         );
       }
-      await new Promise((resolve) => setTimeout(resolve, delay));
+      await sleep(backoffDelayMs(attempt, POLL_BACKOFF));
     }
     writePrivate(path.join(dir, URL_FILE), url + '\n');
     const postmasterPid = readPostmasterPid(dataDir);
@@ -410,7 +412,7 @@ async function stopLeftover(
     log(`waiting for the PostgreSQL (pid ${pid}) of an earlier start to stop`);
   }
   const deadline = Date.now() + (ours ? 30_000 : 20_000);
-  for (let delay = 20; isRunning(pid); delay = Math.min(delay * 2, 500)) {
+  for (let attempt = 1; isRunning(pid); attempt++) {
     if (Date.now() > deadline) {
       if (!ours) {
         throw new ConflictError(
@@ -420,9 +422,12 @@ async function stopLeftover(
       safeKill(pid, 'SIGQUIT');
       break;
     }
-    await new Promise((resolve) => setTimeout(resolve, delay));
+    await sleep(backoffDelayMs(attempt, POLL_BACKOFF));
   }
 }
+
+/** Polling a server that starts or stops: 50, 100, 200, 400, then every 500 ms. */
+const POLL_BACKOFF = Object.freeze({ baseMs: 50, maxMs: 500, jitter: 'none' as const });
 
 /** The postmaster pid its lock file names, if any. */
 function readPostmasterPid(dataDir: string): number | undefined {
