@@ -8,6 +8,7 @@
 // lists-insert (8 callers, insertOne: one transaction each),
 // ratelimit (16 callers, fixed window, 1,000 keys), kv (16 callers, set then get). Writes
 // bench/results/ab/<workload>.json.
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -163,4 +164,15 @@ for (const workload of workloads) {
     results,
   };
   fs.writeFileSync(path.join(out, `${workload}.json`), JSON.stringify(body, null, 2) + '\n');
+}
+
+/** The commit of the old checkout (its folder when it is not a git checkout). */
+function oldCommit(dir: string): string {
+  try {
+    return execFileSync('git', ['-C', dir, 'rev-parse', '--short', 'HEAD'], {
+      encoding: 'utf8',
+    }).trim();
+  } catch {
+    return path.resolve(dir);
+  }
 }
