@@ -159,7 +159,7 @@ for (const workload of workloads) {
   const body = {
     workload,
     quick,
-    old: path.resolve(oldDir),
+    old: oldCommit(oldDir),
     date: new Date().toISOString(),
     results,
   };
