@@ -12,7 +12,7 @@ import {
 import { checkSchemaName, DEFAULT_SCHEMA, quoteIdent } from '../core/index.js';
 import { StatementRunner } from '../core/index.js';
 import type { Queryable } from '../core/index.js';
-import { checkPreparedStatements, preparedQuery } from '../core/index.js';
+import { checkBoolean, preparedQuery } from '../core/index.js';
 import {
   checkInt,
   checkOptions,
@@ -144,7 +144,7 @@ export class KvStore extends EventEmitter<KvStoreEvents> implements Service {
     );
     this.reapBatch = optionalInt('options.reapBatch', o.reapBatch, { min: 1, max: 100_000 }, 1000);
     this.logger = resolveWarnLogger(o.logger);
-    this.prepare = checkPreparedStatements('options.preparedStatements', o.preparedStatements);
+    this.prepare = checkBoolean('options.preparedStatements', o.preparedStatements, true);
     this.updates = new Coalescer((items) => this.flushUpdates(items), {
       maxBatch: 1000,
       maxInFlight: 1,

@@ -12,7 +12,7 @@ import {
   stateTable,
   type RateLimitAlgorithm,
 } from './rate-limit-algorithms.js';
-import { checkPreparedStatements, preparedQuery } from '../core/index.js';
+import { preparedQuery } from '../core/index.js';
 import { checkInt, checkOptions, checkText, describe, optionalInt } from '../core/index.js';
 import {
   checkBoolean,
@@ -456,7 +456,7 @@ function resolveRateLimiterOptions(options: RateLimiterOptions): ResolvedOptions
       { min: 1, max: 64 },
       DEFAULT_RATE_LIMIT_MAX_IN_FLIGHT,
     ),
-    preparedStatements: checkPreparedStatements('options.preparedStatements', o.preparedStatements),
+    preparedStatements: checkBoolean('options.preparedStatements', o.preparedStatements, true),
   });
 }
 

@@ -91,7 +91,7 @@ export {
   frozen,
   optionsTx,
 } from './options.js';
-export { checkPreparedStatements, preparedQuery } from './prepared-query.js';
+export { preparedQuery } from './prepared-query.js';
 export { isConnectable, withClient, withTransaction } from './queryable.js';
 export type { ConnectableQueryable, Queryable } from './queryable.js';
 export { STATEMENT_RETRY, StatementRunner, runStatement } from './statement.js';

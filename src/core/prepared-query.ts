@@ -1,8 +1,6 @@
 import { createHash } from 'node:crypto';
 import pg from 'pg';
-import { ValidationError } from './errors.js';
 import type { Queryable } from './queryable.js';
-import { describe } from './validate.js';
 
 /**
  * Pools whose server connections change hands between transactions (a transaction pooler such
@@ -41,15 +39,6 @@ export async function preparedQuery<R extends pg.QueryResultRow>(
     pooled.add(q);
     return q.query<R>(text, values);
   }
-}
-
-/** Checks a `preparedStatements` option: a boolean, default true. */
-export function checkPreparedStatements(argument: string, value: unknown): boolean {
-  if (value === undefined) return true;
-  if (typeof value !== 'boolean') {
-    throw new ValidationError(argument, `must be a boolean, got ${describe(value)}`);
-  }
-  return value;
 }
 
 const names = new Map<string, string>();
