@@ -304,8 +304,9 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
   }
 
   /**
-   * Claims up to `limit` claimable items for `leaseMs`: ready items first (in storage order),
-   * then items whose retry delay or lease has passed, oldest first. Each item goes to exactly one
+   * Claims up to `limit` claimable items for `leaseMs`: higher priorities first; within one,
+   * ready items first (in storage order), then items whose schedule, retry delay or lease has
+   * passed, oldest first. Each item goes to exactly one
    * claimer (`FOR UPDATE SKIP LOCKED`). An item whose previous lease expired counts that as a
    * failed attempt; items reaching `maxAttempts` become dead instead of being returned. Returns
    * fewer than `limit` (possibly none) when fewer are claimable; never waits.
