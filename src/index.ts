@@ -97,6 +97,7 @@ export type {
 export type { ClaimRef } from './lists/index.js';
 export { ATTEMPT_LIST_LIMITS } from './lists/index.js';
 export type { ImportOptions, ImportResult } from './lists/index.js';
+export type { InsertItem, InsertOptions, ScheduleOptions } from './lists/index.js';
 export {
   KvStore,
   MAX_KV_KEY_BYTES,

@@ -1,10 +1,16 @@
 import fs from 'node:fs';
 import type { Readable } from 'node:stream';
 import { Command, Option } from 'commander';
-import { AttemptList } from '../lists/index.js';
+import { AttemptList, type ScheduleOptions } from '../lists/index.js';
 import { chooseDatabase, withPool } from './database.js';
 import { CliError, EXIT } from './exit-codes.js';
-import { parseCount, type GlobalOptions } from './options.js';
+import {
+  parseCount,
+  parseDate,
+  parseInteger,
+  parseWholeNumber,
+  type GlobalOptions,
+} from './options.js';
 import { out, printJson } from './output.js';
 
 function listsOf(pool: import('pg').Pool, g: GlobalOptions): AttemptList {
@@ -44,20 +50,62 @@ function batchCommand(
     });
 }
 
+/** `--run-at`, `--delay-ms`, `--priority` of an insert (checked by the list: exit 2 when out of range). */
+function withScheduleOptions(cmd: Command): Command {
+  return cmd
+    .addOption(
+      new Option(
+        '--run-at <time>',
+        'not claimable before this time (ISO 8601, e.g. 2030-01-01T09:00:00Z)',
+      )
+        .argParser(parseDate)
+        .conflicts('delayMs'),
+    )
+    .addOption(
+      new Option(
+        '--delay-ms <ms>',
+        'not claimable before this many ms from now (server clock)',
+      ).argParser(parseWholeNumber),
+    )
+    .addOption(
+      new Option(
+        '--priority <n>',
+        'claims take higher priorities first (-32768 to 32767; default 0)',
+      ).argParser(parseInteger),
+    );
+}
+
+/** The schedule options a command was given, as the list takes them. */
+function scheduleOf(o: ScheduleOptions): ScheduleOptions {
+  const s: ScheduleOptions = {};
+  if (o.runAt !== undefined) s.runAt = o.runAt;
+  if (o.delayMs !== undefined) s.delayMs = o.delayMs;
+  if (o.priority !== undefined) s.priority = o.priority;
+  return s;
+}
+
 /** `pgcoord lists ...`: attempt lists from the shell. */
 export function listsCommand(): Command {
   const lists = new Command('lists').description(
     'attempt lists: add, read, page, increment, delete, import, claim',
   );
 
-  batchCommand(
-    lists,
-    'add',
-    'add items (existing ones keep their attempts); prints how many were new',
-    'https://a.example/1 https://a.example/2\n  added 2',
-    'added',
-    (l, list, items) => l.insertBatch(list, items),
-  );
+  withScheduleOptions(
+    lists
+      .command('add <list> <items...>')
+      .description(
+        'add items, optionally scheduled and with a priority (existing ones keep their attempts and schedule); prints how many were new',
+      ),
+  )
+    .addHelpText(
+      'after',
+      '\nExample:\n  $ pgcoord lists add downloads https://a.example/1 https://a.example/2\n  added 2\n  $ pgcoord lists add downloads https://a.example/3 --delay-ms 60000 --priority 5\n  added 1',
+    )
+    .action(async (list: string, items: string[], o: ScheduleOptions, cmd: Command) => {
+      const n = await withLists(cmd, (l) => l.insertBatch(list, items, scheduleOf(o)));
+      if (cmd.optsWithGlobals<GlobalOptions>().json) printJson({ added: n });
+      else out(`added ${n}`);
+    });
 
   lists
     .command('get <list> <item>')
@@ -112,22 +160,25 @@ export function listsCommand(): Command {
     (l, list, items) => l.deleteBatch(list, items),
   );
 
-  lists
-    .command('import <list> [file]')
-    .description(
-      'bulk import one item per line from a file or stdin (COPY; duplicates skipped; atomic)',
-    )
+  withScheduleOptions(
+    lists
+      .command('import <list> [file]')
+      .description(
+        'bulk import one item per line from a file or stdin (COPY; duplicates skipped; atomic); the schedule options apply to every new item',
+      ),
+  )
     .addHelpText(
       'after',
       '\nExample:\n  $ seq 1 1000000 | pgcoord lists import numbers\n  imported 1000000 items (1000000 new) in 3.1 s: 322,580 items/s',
     )
-    .action(async (list: string, file: string | undefined, _o: unknown, cmd: Command) => {
+    .action(async (list: string, file: string | undefined, o: ScheduleOptions, cmd: Command) => {
       const source = file === undefined || file === '-' ? process.stdin : openItemFile(file);
       const started = performance.now();
       const tty = process.stderr.isTTY === true;
       let lastDraw = 0;
       const result = await withLists(cmd, (l) =>
         l.import(list, source, {
+          ...scheduleOf(o),
           onProgress: (p) => {
             const now = performance.now();
             if (!tty || now - lastDraw < 100) return;

@@ -9,9 +9,18 @@ import { dollarQuote, quoteIdent } from '../core/index.js';
 import { withTransaction, type Queryable } from '../core/index.js';
 import { notifyChannel } from './attempt-list-sql.js';
 import { checkInt, describe } from '../core/index.js';
+import {
+  isPlain,
+  NO_SCHEDULE,
+  type Schedule,
+  type ScheduleOptions,
+} from './attempt-list-schedule.js';
 
-/** Options of {@link AttemptList.import}. */
-export interface ImportOptions {
+/**
+ * Options of {@link AttemptList.import}. The schedule (runAt / delayMs / priority) applies to every
+ * new item; a `delayMs` counts from the start of the import, on the server clock.
+ */
+export interface ImportOptions extends ScheduleOptions {
   /** Called after each chunk is written (inside the import's transaction: nothing is committed yet). */
   onProgress?: (progress: ImportResult) => void;
   /** Items per COPY chunk, 1,000 to 1,000,000. Default 50,000. */
@@ -69,6 +78,8 @@ export async function importItems(
   list: string,
   source: AsyncIterable<string> | Iterable<string> | Readable,
   options: ImportOptions,
+  /** The checked schedule of the new items (AttemptList.import checks it before any SQL). */
+  schedule: Schedule = NO_SCHEDULE,
 ): Promise<ImportResult> {
   const chunkSize =
     options.chunkSize === undefined
@@ -82,11 +93,23 @@ export async function importItems(
   }
   const items = toItems(source);
   const t = `${quoteIdent(schema)}.list_items`;
-  const copySql = `COPY ${t} (list, item) FROM STDIN`;
-  const insertSql = `INSERT INTO ${t} (list, item) SELECT $1::text, unnest($2::text[]) ON CONFLICT DO NOTHING`;
+  const plain = isPlain(schedule);
+  // A scheduled import writes run_at and priority too, the same for every item: COPY takes them
+  // as two more fields of each line (a literal due time), the INSERT path as two parameters.
+  const copySql = plain
+    ? `COPY ${t} (list, item) FROM STDIN`
+    : `COPY ${t} (list, item, run_at, priority) FROM STDIN`;
+  const insertSql = plain
+    ? `INSERT INTO ${t} (list, item) SELECT $1::text, unnest($2::text[]) ON CONFLICT DO NOTHING`
+    : `INSERT INTO ${t} (list, item, run_at, priority)
+       SELECT $1::text, unnest($2::text[]), $3::timestamptz, $4::int2 ON CONFLICT DO NOTHING`;
   const listField = escapeCopy(list);
   return withTransaction(q, async (tx) => {
     const client = tx as pg.ClientBase;
+    const due = plain ? undefined : await dueTime(client, schedule);
+    const insertValues = (chunk: string[]) =>
+      plain ? [list, chunk] : [list, chunk, due, schedule.priority];
+    const rest = plain ? '' : `\t${due}\t${schedule.priority}`;
     const result: ImportResult = { read: 0, inserted: 0 };
     const source = iterate(items);
     let useCopy = true;
@@ -102,6 +125,7 @@ export async function importItems(
             client,
             copySql,
             listField,
+            rest,
             first.field,
             chunk,
             chunkSize,
@@ -121,7 +145,7 @@ export async function importItems(
           if (next === undefined) break;
           chunk.push(next.item);
         }
-        inserted = (await client.query(insertSql, [list, chunk])).rowCount ?? 0;
+        inserted = (await client.query(insertSql, insertValues(chunk))).rowCount ?? 0;
       }
       result.read += chunk.length;
       result.inserted += inserted;
@@ -134,6 +158,21 @@ export async function importItems(
     }
     return result;
   });
+}
+
+/**
+ * The run_at of a scheduled import's items, as a text both COPY and a timestamptz parameter read
+ * whatever the session's DateStyle: runAt's ISO text, or the server clock plus delayMs (the
+ * import's start: one due time for every item) written by to_json in ISO 8601, or '-infinity'.
+ */
+async function dueTime(client: pg.ClientBase, schedule: Schedule): Promise<string> {
+  if (schedule.runAt !== null) return schedule.runAt;
+  if (schedule.delayMs === 0) return '-infinity';
+  const { rows } = await client.query<{ due: string }>(
+    `SELECT to_json(statement_timestamp() + $1::float8 * interval '1 millisecond') #>> '{}' AS due`,
+    [schedule.delayMs],
+  );
+  return rows[0]!.due;
 }
 
 interface SourceItem {
@@ -176,6 +215,8 @@ async function copyChunk(
   client: pg.ClientBase,
   sql: string,
   listField: string,
+  /** The fields after the item on each line (a scheduled import's run_at and priority). */
+  rest: string,
   firstField: string,
   chunk: string[],
   chunkSize: number,
@@ -183,13 +224,13 @@ async function copyChunk(
 ): Promise<number> {
   const stream = client.query(copyFrom(sql));
   async function* text() {
-    let buf = `${listField}\t${firstField}\n`;
+    let buf = `${listField}\t${firstField}${rest}\n`;
     while (chunk.length < chunkSize) {
       let next = source.next();
       if (next instanceof Promise) next = await next;
       if (next === undefined) break;
       chunk.push(next.item);
-      buf += `${listField}\t${next.field}\n`;
+      buf += `${listField}\t${next.field}${rest}\n`;
       // Slabs of 64 KB: small enough to keep the server fed, big enough to keep writes few.
       if (buf.length >= 1 << 16) {
         yield buf;

@@ -28,6 +28,12 @@ export const ATTEMPT_LIST_LIMITS = Object.freeze({
   maxLeaseMs: 30 * 24 * 3600 * 1000,
   /** Largest maxAttempts (attempts are a 32-bit integer). */
   maxAttempts: 2_147_483_647,
+  /** Longest `delayMs` of an insert: one year, in milliseconds (later times take `runAt`). */
+  maxDelayMs: 365 * 24 * 3600 * 1000,
+  /** Lowest priority of an item (priorities are a 16-bit integer; default 0). */
+  minPriority: -32_768,
+  /** Highest priority of an item. */
+  maxPriority: 32_767,
 });
 
 /** Items per statement inside one batch call: big enough to amortize round trips, small enough to keep each bind message a few MB. */

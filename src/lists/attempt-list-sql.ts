@@ -60,13 +60,39 @@ export function buildSql(schema: string) {
         LIMIT 1
       ) AS f
       WHERE i.ctid = f.id`;
+  const notifying = `WITH n AS (SELECT pg_notify(${notifyChannel(schema)}, ''))`;
+  // Scheduled inserts (migration 0012): the due time from runAt (a timestamptz, or NULL) or
+  // delayMs (on the server clock); neither, or a delay of 0, is '-infinity', ready, so unscheduled
+  // items keep sharing one claim-index key (see 0001).
+  const dueAt = (runAt: string, delayMs: string) =>
+    `CASE WHEN ${runAt} IS NOT NULL THEN ${runAt}
+      WHEN ${delayMs} > 0 THEN statement_timestamp() + ${delayMs} * interval '1 millisecond'
+      ELSE '-infinity'::timestamptz END`;
+  // One schedule for the whole batch: $3 runAt, $4 delayMs, $5 priority.
+  const scheduled = `INSERT INTO ${t} (list, item, run_at, priority)
+    SELECT $1::text, unnest($2::text[]), ${dueAt('$3::timestamptz', '$4::float8')}, $5::int2`;
+  // One schedule per item: $3, $4, $5 are arrays parallel to the items of $2.
+  const each = `INSERT INTO ${t} (list, item, run_at, priority)
+    SELECT $1::text, d.item, ${dueAt('d.run_at', 'd.delay_ms')}, d.priority`;
+  const eachFrom = `unnest($2::text[], $3::timestamptz[], $4::float8[], $5::int2[])
+    AS d(item, run_at, delay_ms, priority)`;
   return {
     // One notification per statement (PostgreSQL folds identical ones of a transaction into
     // one), on the channel workChannel() (worker.ts) derives, fired at commit: it wakes idle
     // workers. Never sent on the claim path; which inserts notify: insert-notifications.ts.
-    insert: `WITH n AS (SELECT pg_notify(${notifyChannel(schema)}, ''))
+    insert: `${notifying}
       INSERT INTO ${t} (list, item) SELECT $1::text, unnest($2::text[]) FROM n ON CONFLICT DO NOTHING`,
     insertQuiet: `INSERT INTO ${t} (list, item) SELECT $1::text, unnest($2::text[]) ON CONFLICT DO NOTHING`,
+    // A scheduled insert notifies as a plain one does: an item due later wakes workers for
+    // nothing (coalesced, so cheap); they pick it up by polling once it is due.
+    insertScheduled: {
+      insert: `${notifying} ${scheduled} FROM n ON CONFLICT DO NOTHING`,
+      insertQuiet: `${scheduled} ON CONFLICT DO NOTHING`,
+    },
+    insertEach: {
+      insert: `${notifying} ${each} FROM n, ${eachFrom} ON CONFLICT DO NOTHING`,
+      insertQuiet: `${each} FROM ${eachFrom} ON CONFLICT DO NOTHING`,
+    },
     notify: `SELECT pg_notify(${notifyChannel(schema)}, '')`,
     getOne: `SELECT attempts FROM ${t} WHERE list = $1::text AND item = $2::text`,
     page: `SELECT o_item AS item, o_attempts AS attempts

@@ -1,4 +1,5 @@
 import type { Queryable } from '../core/index.js';
+import type { ScheduleOptions } from './attempt-list-schedule.js';
 
 // Options, results and events of AttemptList (attempt-list.ts), and the claim handles it deals in.
 
@@ -33,6 +34,13 @@ export interface WriteOptions {
   tx?: Queryable;
 }
 
+/**
+ * Options of {@link AttemptList.insertOne} and {@link AttemptList.insertBatch}: the schedule of
+ * the new items (for insertBatch, the batch-wide one its item objects may override) and the
+ * caller's transaction.
+ */
+export interface InsertOptions extends WriteOptions, ScheduleOptions {}
+
 /** Counts of a list's items by state, on the server clock ({@link AttemptList.stats}). */
 export interface ListStats {
   /** Every item of the list. */
@@ -41,7 +49,7 @@ export interface ListStats {
   claimable: number;
   /** Held under a live lease. */
   leased: number;
-  /** Waiting out a retry delay. */
+  /** Waiting out a retry delay, or scheduled for later (runAt / delayMs). */
   delayed: number;
   /** Reached maxAttempts; not claimed until requeued. */
   dead: number;

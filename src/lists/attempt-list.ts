@@ -15,6 +15,14 @@ import {
   checkItems,
   checkList,
 } from './attempt-list-limits.js';
+import {
+  checkInsertItems,
+  checkSchedule,
+  isPlain,
+  type InsertItem,
+  type InsertRows,
+  type Schedule,
+} from './attempt-list-schedule.js';
 import { buildSql, type AttemptListSql } from './attempt-list-sql.js';
 import { InsertNotifications } from './insert-notifications.js';
 import {
@@ -34,6 +42,7 @@ import {
 import type {
   AttemptListOptions,
   AttemptListEvents,
+  InsertOptions,
   WriteOptions,
   ListEntry,
   ListStats,
@@ -103,32 +112,76 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
     this.claiming = new AttemptListClaims(queryable, schema, this.sql, maxAttempts, this);
   }
 
-  /** Inserts one item. Idempotent: an existing item keeps its attempts. Returns 1 if new, else 0. */
-  async insertOne(list: string, item: string, options?: WriteOptions): Promise<number> {
+  /**
+   * Inserts one item. Idempotent: an existing item keeps its attempts, schedule and priority
+   * (the options apply to a new item only). Returns 1 if new, else 0.
+   *
+   * `runAt` or `delayMs` (server clock) keep the item from being claimed before then;
+   * `priority` (-32,768 to 32,767, default 0): claims take higher priorities first.
+   *
+   * @example
+   * await list.insertOne('emails', 'welcome:42', { delayMs: 60_000, priority: 10 });
+   */
+  async insertOne(list: string, item: string, options?: InsertOptions): Promise<number> {
     checkList(list);
     checkItem(item);
-    const tx = optionsTx(options);
-    const { sql, quiet } = this.notifications.choose(list, tx !== undefined);
-    const n = await this.statements.run(
-      async (q) => (await q.query(sql, [list, [item]])).rowCount ?? 0,
-      { tx },
-    );
-    if (quiet) this.notifications.settled(list);
-    return n;
+    const o = checkOptions('options', options);
+    const tx = checkTx(o.tx);
+    return this.insertRows(tx, list, { items: [item], schedule: checkSchedule(o, 'options') });
   }
 
   /**
    * Inserts a batch atomically (chunked inside one transaction; up to 1,000,000 items per call).
-   * Existing items keep their attempts; duplicates in the input count once. Returns how many
-   * were new.
+   * Existing items keep their attempts, schedule and priority; duplicates in the input count
+   * once (the first one's schedule wins). Returns how many were new.
+   *
+   * Items are strings, or `{ item, runAt?, delayMs?, priority? }` objects whose fields replace
+   * the batch-wide ones of `options` for that item (see {@link insertOne}).
    */
-  async insertBatch(list: string, items: string[], options?: WriteOptions): Promise<number> {
+  async insertBatch(
+    list: string,
+    items: Array<string | InsertItem>,
+    options?: InsertOptions,
+  ): Promise<number> {
     checkList(list);
-    checkItems(items);
-    const tx = optionsTx(options);
-    if (items.length === 0) return 0;
-    const { sql, quiet } = this.notifications.choose(list, tx !== undefined);
-    const n = await this.chunked(tx, list, items, sql, this.sql.table);
+    const o = checkOptions('options', options);
+    const tx = checkTx(o.tx);
+    const rows = checkInsertItems(items, checkSchedule(o, 'options'));
+    if (rows.items.length === 0) return 0;
+    return this.insertRows(tx, list, rows);
+  }
+
+  /** Inserts checked rows through the cheapest statement that carries their schedules. */
+  private async insertRows(
+    tx: Queryable | undefined,
+    list: string,
+    rows: InsertRows,
+  ): Promise<number> {
+    const { items, schedule, schedules } = rows;
+    let pair: { insert: string; insertQuiet: string } = this.sql;
+    let values: (from: number, to: number) => unknown[];
+    if (schedules !== undefined) {
+      pair = this.sql.insertEach;
+      values = (a, b) => eachValues(list, items, schedules, a, b);
+    } else if (isPlain(schedule)) {
+      values = (a, b) => [list, slice(items, a, b)];
+    } else {
+      pair = this.sql.insertScheduled;
+      values = (a, b) => [
+        list,
+        slice(items, a, b),
+        schedule.runAt,
+        schedule.delayMs,
+        schedule.priority,
+      ];
+    }
+    const { sql, quiet } = this.notifications.choose(list, tx !== undefined, pair);
+    const n = await this.chunked(
+      tx,
+      items.length,
+      async (on, a, b) => (await on.query(sql, values(a, b))).rowCount ?? 0,
+      this.sql.table,
+    );
     if (quiet) this.notifications.settled(list);
     return n;
   }
@@ -243,14 +296,17 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
   ): Promise<ImportResult> {
     checkList(list);
     const o = checkOptions('options', options);
-    return this.statements.run((q) => importItems(q, this.statements.schema, list, source, o), {
-      tx: o.tx,
-    });
+    const schedule = checkSchedule(o, 'options');
+    return this.statements.run(
+      (q) => importItems(q, this.statements.schema, list, source, o, schedule),
+      { tx: o.tx },
+    );
   }
 
   /**
-   * Claims up to `limit` claimable items for `leaseMs`: ready items first (in storage order),
-   * then items whose retry delay or lease has passed, oldest first. Each item goes to exactly one
+   * Claims up to `limit` claimable items for `leaseMs`: higher priorities first; within one,
+   * ready items first (in storage order), then items whose schedule, retry delay or lease has
+   * passed, oldest first. Each item goes to exactly one
    * claimer (`FOR UPDATE SKIP LOCKED`). An item whose previous lease expired counts that as a
    * failed attempt; items reaching `maxAttempts` become dead instead of being returned. Returns
    * fewer than `limit` (possibly none) when fewer are claimable; never waits.
@@ -351,7 +407,12 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
     checkItems(items);
     const tx = optionsTx(options);
     if (items.length === 0) return 0;
-    return this.chunked(tx, list, [...new Set(items)], sql);
+    const distinct = [...new Set(items)];
+    return this.chunked(
+      tx,
+      distinct.length,
+      async (on, a, b) => (await on.query(sql, [list, slice(distinct, a, b)])).rowCount ?? 0,
+    );
   }
 
   /** A keyset page (`list, after, count`) of a page statement (all items or dead ones). */
@@ -364,24 +425,24 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
     );
   }
 
-  /** Runs `items` through a one-array statement in chunks, all inside one transaction; sums rowCount. */
+  /**
+   * Runs `count` items through `once` (items `from` to `to`, exclusive) in chunks, all inside one
+   * transaction; sums what it returns (rowCount).
+   */
   private chunked(
     tx: Queryable | undefined,
-    list: string,
-    items: string[],
-    sql: string,
+    count: number,
+    once: (on: Queryable, from: number, to: number) => Promise<number>,
     /** The table to refresh statistics of after a big load. */
     analyze?: string,
   ): Promise<number> {
     return this.statements.run(
       async (q) => {
-        const once = async (on: Queryable, chunk: string[]) =>
-          (await on.query(sql, [list, chunk])).rowCount ?? 0;
-        if (items.length <= CHUNK_ITEMS) return once(q, items);
+        if (count <= CHUNK_ITEMS) return once(q, 0, count);
         return withTransaction(q, async (t) => {
           let n = 0;
-          for (let i = 0; i < items.length; i += CHUNK_ITEMS)
-            n += await once(t, items.slice(i, i + CHUNK_ITEMS));
+          for (let i = 0; i < count; i += CHUNK_ITEMS)
+            n += await once(t, i, Math.min(count, i + CHUNK_ITEMS));
           // A big load refreshes the statistics at once (see ANALYZE_AFTER_ROWS).
           if (analyze !== undefined && n >= ANALYZE_AFTER_ROWS) await refreshStatistics(t, analyze);
           return n;
@@ -405,6 +466,32 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
       );
     return worker;
   }
+}
+
+/** Items `from` to `to` of `items` (the array itself when that is all of it). */
+function slice<T>(items: T[], from: number, to: number): T[] {
+  return from === 0 && to === items.length ? items : items.slice(from, to);
+}
+
+/** Parameters of the per-item insert (sql.insertEach) for items `from` to `to`. */
+function eachValues(
+  list: string,
+  items: string[],
+  schedules: Schedule[],
+  from: number,
+  to: number,
+): unknown[] {
+  const n = to - from;
+  const runAt = new Array<string | null>(n);
+  const delayMs = new Array<number>(n);
+  const priority = new Array<number>(n);
+  for (let i = 0; i < n; i++) {
+    const s = schedules[from + i]!;
+    runAt[i] = s.runAt;
+    delayMs[i] = s.delayMs;
+    priority[i] = s.priority;
+  }
+  return [list, slice(items, from, to), runAt, delayMs, priority];
 }
 
 function checkPage(options: PageOptions) {

@@ -3,6 +3,7 @@
 export { AttemptList } from './attempt-list.js';
 export type { ImportOptions, ImportResult } from './attempt-list-import.js';
 export { ATTEMPT_LIST_LIMITS } from './attempt-list-limits.js';
+export type { InsertItem, ScheduleOptions } from './attempt-list-schedule.js';
 export type {
   AttemptListEvents,
   AttemptListOptions,
@@ -14,6 +15,7 @@ export type {
   ExtendResult,
   FailOptions,
   FailResult,
+  InsertOptions,
   ListEntry,
   ListStats,
   PageOptions,

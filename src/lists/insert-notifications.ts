@@ -35,18 +35,25 @@ export class InsertNotifications {
     private readonly statements: InsertStatements,
   ) {}
 
-  /** The insert statement for `list`: `quiet` ones must report `settled(list)` once they succeed. */
-  choose(list: string, inCallerTx: boolean): { sql: string; quiet: boolean } {
-    if (inCallerTx) return { sql: this.statements.insert, quiet: false };
+  /**
+   * The insert statement for `list`, of `pair` (default: the plain insert): `quiet` ones must
+   * report `settled(list)` once they succeed.
+   */
+  choose(
+    list: string,
+    inCallerTx: boolean,
+    pair: Pick<InsertStatements, 'insert' | 'insertQuiet'> = this.statements,
+  ): { sql: string; quiet: boolean } {
+    if (inCallerTx) return { sql: pair.insert, quiet: false };
     const now = performance.now();
     const last = this.notifiedAt.get(list);
     if (last !== undefined && now - last < NOTIFY_COALESCE_MS) {
-      return { sql: this.statements.insertQuiet, quiet: true };
+      return { sql: pair.insertQuiet, quiet: true };
     }
     // Bounded: a process inserting into very many lists forgets, and so notifies a little more.
     if (this.notifiedAt.size >= 10_000) this.notifiedAt.clear();
     this.notifiedAt.set(list, now);
-    return { sql: this.statements.insert, quiet: false };
+    return { sql: pair.insert, quiet: false };
   }
 
   /** A quiet insert into `list` completed: make sure a notification follows it. */

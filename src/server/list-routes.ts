@@ -1,5 +1,5 @@
 import { AttemptList } from '../lists/index.js';
-import type { Claim, ListEntry, PageOptions } from '../lists/index.js';
+import type { Claim, InsertItem, ListEntry, PageOptions, ScheduleOptions } from '../lists/index.js';
 import { ATTEMPT_LIST_LIMITS as L } from '../lists/index.js';
 import { NotFoundError } from '../core/index.js';
 import { errorSchema } from './http-errors.js';
@@ -24,6 +24,57 @@ const itemsBody = {
     },
   },
 };
+/** runAt / delayMs / priority of an insert, batch-wide or per item (checked by the list). */
+const scheduleFields = {
+  runAt: {
+    type: 'string',
+    format: 'date-time',
+    description: 'Not claimable before this time (RFC 3339; server clock). Not with delayMs',
+  },
+  delayMs: {
+    type: 'integer',
+    description: `Not claimable before this many ms from now (server clock), 0 to ${L.maxDelayMs}`,
+  },
+  priority: {
+    type: 'integer',
+    description: `Claims take higher priorities first, ${L.minPriority} to ${L.maxPriority}; default 0`,
+  },
+};
+const insertBody = {
+  type: 'object',
+  required: ['items'],
+  additionalProperties: false,
+  properties: {
+    items: {
+      type: 'array',
+      items: {
+        anyOf: [
+          { type: 'string' },
+          {
+            type: 'object',
+            required: ['item'],
+            additionalProperties: false,
+            properties: { item: { type: 'string' }, ...scheduleFields },
+          },
+        ],
+      },
+      description: `Items (strings, or objects with their own schedule), each 1 to ${L.maxItemBytes} bytes; at most ${L.maxBatchItems} per call`,
+    },
+    ...scheduleFields,
+  },
+};
+/** A schedule as JSON carries it: runAt as an RFC 3339 text. */
+interface JsonSchedule {
+  runAt?: string;
+  delayMs?: number;
+  priority?: number;
+}
+/** JSON's runAt text as the Date the list takes (an unreadable text: an invalid Date, refused there). */
+function toSchedule<T extends JsonSchedule>(o: T): Omit<T, 'runAt'> & ScheduleOptions {
+  const { runAt, ...rest } = o;
+  return runAt === undefined ? rest : { ...rest, runAt: new Date(runAt) };
+}
+
 const claimRefs = {
   type: 'array',
   items: {
@@ -189,23 +240,31 @@ export const listRoutes: RouteFamily = (app, ctx) => {
     }),
   );
 
-  app.post<{ Params: ListParams; Body: { items: string[] } }>(
+  app.post<{
+    Params: ListParams;
+    Body: JsonSchedule & { items: Array<string | (JsonSchedule & { item: string })> };
+  }>(
     '/v1/lists/:list/items',
     {
       schema: routeSchema({
-        summary: 'Insert items (idempotent: existing items keep their attempts)',
+        summary:
+          'Insert items, optionally scheduled (runAt / delayMs) and with a priority (idempotent: existing items keep their attempts and schedule)',
         tags,
         params: listParams,
-        body: itemsBody,
+        body: insertBody,
         response: {
           200: { type: 'object', properties: { inserted: { type: 'integer' } } },
           ...errors,
         },
       }),
     },
-    async (request) => ({
-      inserted: await lists.insertBatch(request.params.list, request.body.items),
-    }),
+    async (request) => {
+      const { items, ...schedule } = request.body;
+      const rows = items.map((x): string | InsertItem =>
+        typeof x === 'string' ? x : toSchedule(x),
+      );
+      return { inserted: await lists.insertBatch(request.params.list, rows, toSchedule(schedule)) };
+    },
   );
 
   pageRoute(

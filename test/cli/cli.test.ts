@@ -66,6 +66,48 @@ describe('pgcoord CLI', () => {
     fs.rmSync(path.dirname(file), { recursive: true });
   });
 
+  it('adds and imports with --priority, --delay-ms and --run-at', async () => {
+    const sched = (list: string) =>
+      db.pool
+        .query<{ item: string; priority: number; run_at: Date | string }>(
+          `SELECT item, priority, run_at FROM pgcoord.list_items WHERE list = $1 ORDER BY item`,
+          [list],
+        )
+        .then((r) => r.rows);
+    expect((await run(['lists', 'add', 's', 'hi', '--priority', '7'])).stdout).toBe('added 1\n');
+    expect((await run(['lists', 'add', 's', 'lo', '--priority', '-3'])).code).toBe(0);
+    expect((await run(['lists', 'add', 's', 'later', '--delay-ms', '3600000'])).code).toBe(0);
+    expect(
+      (await run(['lists', 'add', 's', 'at', '--run-at', '2031-01-02T03:04:05.006Z'])).code,
+    ).toBe(0);
+    const rows = await sched('s');
+    expect(rows.map((r) => [r.item, r.priority])).toEqual([
+      ['at', 0],
+      ['hi', 7],
+      ['later', 0],
+      ['lo', -3],
+    ]);
+    expect(rows[0]!.run_at).toEqual(new Date('2031-01-02T03:04:05.006Z'));
+    const claim = JSON.parse(
+      (await run(['--json', 'lists', 'claim', 's', '--limit', '10', '--lease-ms', '60000'])).stdout,
+    );
+    expect(claim.claims.map((c: { item: string }) => c.item)).toEqual(['hi', 'lo']);
+    expect((await run(['lists', 'import', 'si', '--priority', '4'], 'x\ny\n')).code).toBe(0);
+    expect((await sched('si')).map((r) => r.priority)).toEqual([4, 4]);
+    // Out of range (the list's check: exit 2), unreadable, or both times: usage errors.
+    for (const args of [
+      ['--priority', '40000'],
+      ['--priority', '1.5'],
+      ['--delay-ms', '-1'],
+      ['--run-at', 'tomorrow'],
+      ['--run-at', '2031-01-01T00:00:00Z', '--delay-ms', '5'],
+    ]) {
+      const r = await run(['lists', 'add', 'sbad', 'x', ...args]);
+      expect(r.code, args.join(' ')).toBe(2);
+    }
+    expect(await sched('sbad')).toEqual([]);
+  });
+
   it('refuses bad input with a one-line error and exit 2, writing nothing', async () => {
     const r = await run(['lists', 'add', 'bad', 'ok', 'x'.repeat(3000)]);
     expect(r.code).toBe(2);

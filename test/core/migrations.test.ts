@@ -30,6 +30,8 @@ const PINNED: Readonly<Record<string, string>> = {
     '4f19415892486f7553069263f5ebdf0e0af5d36d9f24ba1048d51daf3959c5b0',
   '0011_schema_literal_repair.sql':
     '97f8d5a405630acb7235fd6af2a28ad24bc32c86a571f50d5cebaaa57a58ee39',
+  '0012_attempt_list_schedule.sql':
+    'da6579ffa09f5fbf9efb3c6d6bfd2237b77b8e618e5722001e7c56df812567ed',
 };
 
 const SQL_DIR = path.resolve('sql');

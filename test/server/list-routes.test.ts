@@ -110,6 +110,31 @@ describe('/v1/lists', () => {
     expect(rel.json.count).toBe(1);
   });
 
+  it('inserts with a schedule and priority, batch-wide and per item', async () => {
+    const at = new Date(Date.UTC(2031, 0, 2, 3, 4, 5, 6));
+    const r = await api('POST', '/v1/lists/sched/items', {
+      items: ['a', { item: 'b', priority: 9 }, { item: 'c', runAt: at.toISOString() }],
+      delayMs: 3_600_000,
+      priority: 2,
+    });
+    expect(r).toEqual({ status: 200, json: { inserted: 3 } });
+    await api('POST', '/v1/lists/sched/items', { items: ['now'], priority: -1 });
+    const { rows } = await db.pool.query<{ item: string; priority: number; run_at: Date }>(
+      `SELECT item, priority, run_at FROM pgcoord.list_items WHERE list = 'sched' ORDER BY item`,
+    );
+    const now = await serverNow();
+    expect(rows.map((x) => [x.item, x.priority])).toEqual([
+      ['a', 2],
+      ['b', 9],
+      ['c', 2],
+      ['now', -1],
+    ]);
+    expect(rows[0]!.run_at.getTime()).toBeGreaterThan(now.getTime());
+    expect(rows[2]!.run_at).toEqual(at);
+    const claim = await api('POST', '/v1/lists/sched/claims', { limit: 10, leaseMs: 60_000 });
+    expect(claim.json.claims.map((c: { item: string }) => c.item)).toEqual(['now']);
+  });
+
   it('refuses bad input with a 400 naming the field, and writes nothing', async () => {
     const cases: Array<[string, string, unknown, string]> = [
       ['POST', '/v1/lists/v/items', { items: 'a' }, 'body.items'],
@@ -117,6 +142,27 @@ describe('/v1/lists', () => {
       ['POST', '/v1/lists/v/items', {}, 'body.items'],
       ['POST', '/v1/lists/v/items', { items: ['ok', ''] }, 'items[1]'],
       ['POST', '/v1/lists/v/items', { items: ['a\u0000b'] }, 'items[0]'],
+      ['POST', '/v1/lists/v/items', { items: ['a'], priority: 40_000 }, 'options.priority'],
+      ['POST', '/v1/lists/v/items', { items: ['a'], delayMs: -5 }, 'options.delayMs'],
+      ['POST', '/v1/lists/v/items', { items: ['a'], runAt: 'soon' }, 'body.runAt'],
+      [
+        'POST',
+        '/v1/lists/v/items',
+        { items: ['a'], runAt: '2030-01-01T00:00:00Z', delayMs: 5 },
+        'options.runAt',
+      ],
+      [
+        'POST',
+        '/v1/lists/v/items',
+        { items: ['a', { item: 'b', priority: 1.5 }] },
+        'body.items[1]',
+      ],
+      [
+        'POST',
+        '/v1/lists/v/items',
+        { items: [{ item: 'b', priority: -40_000 }] },
+        'items[0].priority',
+      ],
       ['POST', `/v1/lists/${'n'.repeat(300)}/items`, { items: ['a'] }, 'list'],
       ['POST', '/v1/lists/v/claims', { limit: 0, leaseMs: 1000 }, 'body.limit'],
       ['POST', '/v1/lists/v/claims', { limit: 5, leaseMs: -1 }, 'body.leaseMs'],
