@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { StringDecoder } from 'node:string_decoder';
+import { isUtf8 } from 'node:buffer';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { ATTEMPT_LIST_LIMITS, checkItem } from './attempt-list-limits.js';
@@ -265,21 +265,33 @@ function toItems(source: unknown): AsyncIterable<unknown> | Iterable<unknown> {
 /**
  * A Readable's items: in object mode each string chunk is one item; bytes (a byte stream, or
  * Buffers in object mode) are newline-separated UTF-8 lines (LF or CRLF), blank ones skipped.
+ * Bytes that are not UTF-8 are refused (a ValidationError naming the line), never replaced with
+ * U+FFFD: that would import items nobody wrote, and the import is atomic, so nothing is written.
  */
 async function* fromReadable(stream: Readable): AsyncIterable<unknown> {
-  const decoder = new StringDecoder('utf8');
+  const decoder = new TextDecoder('utf-8', { fatal: true });
   let rest = '';
+  let lines = 0;
+  const decode = (chunk: Uint8Array | undefined): string => {
+    try {
+      return chunk === undefined ? decoder.decode() : decoder.decode(chunk, { stream: true });
+    } catch {
+      const at = lines + (chunk === undefined ? 1 : firstBadLine(chunk));
+      throw new ValidationError('source', `line ${at} is not valid UTF-8`);
+    }
+  };
   for await (const chunk of stream) {
     if (stream.readableObjectMode && !(chunk instanceof Uint8Array)) {
       yield chunk;
       continue;
     }
-    rest += typeof chunk === 'string' ? chunk : decoder.write(chunk as Buffer);
+    rest += typeof chunk === 'string' ? chunk : decode(chunk as Uint8Array);
     let nl: number;
     let start = 0;
     while ((nl = rest.indexOf('\n', start)) !== -1) {
       const line = stripCr(rest.slice(start, nl));
       start = nl + 1;
+      lines++;
       if (line.length > 0) yield line;
     }
     rest = rest.slice(start);
@@ -288,9 +300,46 @@ async function* fromReadable(stream: Readable): AsyncIterable<unknown> {
       checkItem(rest, 'source line');
     }
   }
-  rest += decoder.end();
+  rest += decode(undefined);
   const last = stripCr(rest);
   if (last.length > 0) yield last;
+}
+
+/**
+ * For the error message only: the line of `chunk` (1 = the one it begins, which may have begun
+ * in the previous chunk) holding its first bytes
+ * that are not UTF-8. Lines split at 0x0A, which is never part of a multi-byte sequence; a
+ * sequence cut at the chunk's end, or continuing from the previous chunk, is not blamed.
+ */
+function firstBadLine(chunk: Uint8Array): number {
+  const parts: Uint8Array[] = [];
+  let start = 0;
+  for (let i = 0; i <= chunk.length; i++) {
+    if (i === chunk.length || chunk[i] === 0x0a) {
+      parts.push(chunk.subarray(start, i));
+      start = i + 1;
+    }
+  }
+  for (let p = 0; p < parts.length; p++) {
+    let part = parts[p]!;
+    if (p === 0) {
+      let skip = 0;
+      while (skip < 3 && skip < part.length && (part[skip]! & 0xc0) === 0x80) skip++;
+      part = part.subarray(skip);
+    }
+    if (!isUtf8(part) && !(p === parts.length - 1 && cutShort(part))) {
+      return p + 1;
+    }
+  }
+  return 1;
+}
+
+/** Whether bytes become UTF-8 once an incomplete sequence at their end is dropped. */
+function cutShort(bytes: Uint8Array): boolean {
+  for (let cut = 1; cut <= 3 && cut <= bytes.length; cut++) {
+    if (isUtf8(bytes.subarray(0, bytes.length - cut))) return true;
+  }
+  return false;
 }
 
 function stripCr(line: string): string {

@@ -289,6 +289,33 @@ describe('AttemptList: bulk import', () => {
     expect(await list.import(l, objects)).toEqual({ read: 2, inserted: 2 });
   });
 
+  it('a byte stream that is not UTF-8 is refused, naming the line, and writes nothing', async () => {
+    const list = new AttemptList(db.pool);
+    const l = fresh('utf8');
+    const refused = async (chunks: Buffer[]) => {
+      const err = await list.import(l, Readable.from(chunks)).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ValidationError);
+      return (err as ValidationError).message;
+    };
+    const lines = Array.from({ length: 3_000 }, (_, i) => `ok${i}\n`).join('');
+    // Far into the source (past the first COPY chunk), on a line that began in the chunk before.
+    expect(
+      await refused([
+        Buffer.from(lines + 'be'),
+        Buffer.from([0x67, 0xc3, 0x28, 0x0a]),
+        Buffer.from('later\n'),
+      ]),
+    ).toMatch(/line 3001 is not valid UTF-8/);
+    expect(await refused([Buffer.from('a\nb\n\xff\n', 'latin1')])).toMatch(/line 3 /);
+    // A sequence cut short by the end of the source.
+    expect(await refused([Buffer.from('a\n'), Buffer.from([0xe6, 0x97])])).toMatch(/line 2 /);
+    expect(await list.count(l)).toBe(0);
+    // Split across chunks, a character is whole: accepted.
+    const ok = Buffer.from('日本語\n');
+    await list.import(l, Readable.from([ok.subarray(0, 4), ok.subarray(4)]));
+    expect(await list.getBatch(l)).toEqual([{ item: '日本語', attempts: 0 }]);
+  });
+
   it('a bad item anywhere in the source writes nothing', async () => {
     const list = new AttemptList(db.pool);
     const l = fresh('impbad');
