@@ -4,6 +4,7 @@ import { Command, Option } from 'commander';
 import { AttemptList } from '../lists/index.js';
 import { chooseDatabase, withPool } from './database.js';
 import { CliError, EXIT } from './exit-codes.js';
+import { listsWorkCommand } from './lists-work-command.js';
 import { parseCount, type GlobalOptions } from './options.js';
 import { out, printJson } from './output.js';
 
@@ -47,7 +48,7 @@ function batchCommand(
 /** `pgcoord lists ...`: attempt lists from the shell. */
 export function listsCommand(): Command {
   const lists = new Command('lists').description(
-    'attempt lists: add, read, page, increment, delete, import, claim',
+    'attempt lists: add, read, page, increment, delete, import, claim, work',
   );
 
   batchCommand(
@@ -191,6 +192,7 @@ export function listsCommand(): Command {
       else for (const r of rows) out(`${r.list}\t${r.size}`);
     });
 
+  lists.addCommand(listsWorkCommand());
   return lists;
 }
 
