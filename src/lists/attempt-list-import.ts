@@ -1,6 +1,7 @@
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { isUtf8 } from 'node:buffer';
+import { StringDecoder } from 'node:string_decoder';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { ATTEMPT_LIST_LIMITS, checkItem } from './attempt-list-limits.js';
@@ -269,23 +270,15 @@ function toItems(source: unknown): AsyncIterable<unknown> | Iterable<unknown> {
  * U+FFFD: that would import items nobody wrote, and the import is atomic, so nothing is written.
  */
 async function* fromReadable(stream: Readable): AsyncIterable<unknown> {
-  const decoder = new TextDecoder('utf-8', { fatal: true });
+  const decoder = new StrictUtf8();
   let rest = '';
   let lines = 0;
-  const decode = (chunk: Uint8Array | undefined): string => {
-    try {
-      return chunk === undefined ? decoder.decode() : decoder.decode(chunk, { stream: true });
-    } catch {
-      const at = lines + (chunk === undefined ? 1 : firstBadLine(chunk));
-      throw new ValidationError('source', `line ${at} is not valid UTF-8`);
-    }
-  };
   for await (const chunk of stream) {
     if (stream.readableObjectMode && !(chunk instanceof Uint8Array)) {
       yield chunk;
       continue;
     }
-    rest += typeof chunk === 'string' ? chunk : decode(chunk as Uint8Array);
+    rest += typeof chunk === 'string' ? chunk : decoder.write(chunk as Uint8Array, lines);
     let nl: number;
     let start = 0;
     while ((nl = rest.indexOf('\n', start)) !== -1) {
@@ -300,46 +293,75 @@ async function* fromReadable(stream: Readable): AsyncIterable<unknown> {
       checkItem(rest, 'source line');
     }
   }
-  rest += decode(undefined);
+  rest += decoder.end(lines);
   const last = stripCr(rest);
   if (last.length > 0) yield last;
 }
 
+const NO_BYTES = new Uint8Array(0);
+
 /**
- * For the error message only: the line of `chunk` (1 = the one it begins, which may have begun
- * in the previous chunk) holding its first bytes
- * that are not UTF-8. Lines split at 0x0A, which is never part of a multi-byte sequence; a
- * sequence cut at the chunk's end, or continuing from the previous chunk, is not blamed.
+ * A streaming UTF-8 decoder that throws on bytes that are not UTF-8 (StringDecoder would turn
+ * them into U+FFFD). Each chunk's complete sequences are checked with isUtf8 (simdutf) and
+ * decoded by StringDecoder: together ~5x faster than a fatal TextDecoder in stream mode, which
+ * cost ~3% of a million-item import. `lines` is the number of lines before the chunk, for the
+ * message.
  */
-function firstBadLine(chunk: Uint8Array): number {
-  const parts: Uint8Array[] = [];
-  let start = 0;
-  for (let i = 0; i <= chunk.length; i++) {
-    if (i === chunk.length || chunk[i] === 0x0a) {
-      parts.push(chunk.subarray(start, i));
-      start = i + 1;
-    }
+class StrictUtf8 {
+  private readonly decoder = new StringDecoder('utf8');
+  /** An incomplete sequence at the end of the bytes so far, checked with the next chunk. */
+  private tail: Uint8Array = NO_BYTES;
+
+  write(chunk: Uint8Array, lines: number): string {
+    const bytes = this.tail.length > 0 ? Buffer.concat([this.tail, chunk]) : chunk;
+    const cut = incompleteTail(bytes);
+    const whole = bytes.subarray(0, bytes.length - cut);
+    if (!isUtf8(whole)) throw notUtf8(lines + firstBadLine(whole));
+    this.tail = cut === 0 ? NO_BYTES : Uint8Array.from(bytes.subarray(bytes.length - cut));
+    return this.decoder.write(chunk as Buffer);
   }
-  for (let p = 0; p < parts.length; p++) {
-    let part = parts[p]!;
-    if (p === 0) {
-      let skip = 0;
-      while (skip < 3 && skip < part.length && (part[skip]! & 0xc0) === 0x80) skip++;
-      part = part.subarray(skip);
-    }
-    if (!isUtf8(part) && !(p === parts.length - 1 && cutShort(part))) {
-      return p + 1;
+
+  end(lines: number): string {
+    if (this.tail.length > 0) throw notUtf8(lines + 1);
+    return this.decoder.end();
+  }
+}
+
+function notUtf8(line: number): ValidationError {
+  return new ValidationError('source', `line ${line} is not valid UTF-8`);
+}
+
+/**
+ * How many bytes at the end of `bytes` start a multi-byte sequence they do not finish (0 to 3).
+ * Only the lead byte is read: whether the sequence is valid is isUtf8's business.
+ */
+function incompleteTail(bytes: Uint8Array): number {
+  for (let i = 1; i <= 3 && i <= bytes.length; i++) {
+    const b = bytes[bytes.length - i]!;
+    if ((b & 0xc0) === 0x80) continue; // a continuation byte: look further back
+    // ASCII, or a byte no sequence starts with (C0, C1, F5-FF): isUtf8 judges it now.
+    if (b < 0xc2 || b > 0xf4) return 0;
+    const length = b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : 2;
+    return length > i ? i : 0;
+  }
+  return 0;
+}
+
+/**
+ * For the message: the line of `bytes` (1 = the first) that is not UTF-8. Lines split at 0x0A,
+ * which is never part of a multi-byte sequence, so each line is valid or not on its own.
+ */
+function firstBadLine(bytes: Uint8Array): number {
+  let start = 0;
+  let line = 1;
+  for (let i = 0; i <= bytes.length; i++) {
+    if (i === bytes.length || bytes[i] === 0x0a) {
+      if (!isUtf8(bytes.subarray(start, i))) return line;
+      start = i + 1;
+      line++;
     }
   }
   return 1;
-}
-
-/** Whether bytes become UTF-8 once an incomplete sequence at their end is dropped. */
-function cutShort(bytes: Uint8Array): boolean {
-  for (let cut = 1; cut <= 3 && cut <= bytes.length; cut++) {
-    if (isUtf8(bytes.subarray(0, bytes.length - cut))) return true;
-  }
-  return false;
 }
 
 function stripCr(line: string): string {
