@@ -174,8 +174,25 @@ async function workList(
     o.progress === 'always' || (o.progress === 'auto' && process.stderr.isTTY === true),
   );
   const toStdout = !g.json;
-  const output = (stream: 'out' | 'err') => (text: string) =>
-    progress.write(stream === 'out' && toStdout ? process.stdout : process.stderr, text);
+  const streamOf = (which: 'out' | 'err') =>
+    which === 'out' && toStdout ? process.stdout : process.stderr;
+  const output = (which: 'out' | 'err') => (text: string) => progress.write(streamOf(which), text);
+  // One 'drain' listener per stream, however many runs wait on it.
+  const draining = new Map<NodeJS.WriteStream, Promise<void>>();
+  const drained = (which: 'out' | 'err') => () => {
+    const stream = streamOf(which);
+    let wait = draining.get(stream);
+    if (!wait) {
+      wait = new Promise<void>((resolve) =>
+        stream.once('drain', () => {
+          draining.delete(stream);
+          resolve();
+        }),
+      );
+      draining.set(stream, wait);
+    }
+    return wait;
+  };
 
   const handler: WorkHandler = async (work, { signal }) => {
     let outputs: Promise<unknown> = Promise.resolve();
@@ -184,8 +201,8 @@ async function workList(
         o.logDir !== undefined
           ? logToFiles(o.logDir, work.item, stdout, stderr)
           : Promise.all([
-              prefixLines(stdout, work.item, output('out')),
-              prefixLines(stderr, work.item, output('err')),
+              prefixLines(stdout, work.item, output('out'), drained('out')),
+              prefixLines(stderr, work.item, output('err'), drained('err')),
             ]);
     });
     running.set(work.item, { work, run, startedAt: performance.now() });

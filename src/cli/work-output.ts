@@ -32,10 +32,10 @@ export class ProgressLine {
     this.timer.unref();
   }
 
-  /** Writes whole lines to a stream without tearing the progress line. */
-  write(stream: Writable, text: string): void {
+  /** Writes whole lines to a stream without tearing the progress line; false when its buffer is full. */
+  write(stream: Writable, text: string): boolean {
     this.clear();
-    stream.write(text);
+    return stream.write(text);
   }
 
   /** Stops redrawing and removes the line. */
@@ -69,32 +69,44 @@ export function printable(item: string): string {
 
 /**
  * Copies a run's output stream line by line to `write`, each line prefixed with `[item] `; a
- * last line without a newline gets one. Resolves when the stream has ended.
+ * last line without a newline gets one. When `write` reports a full buffer (a slow reader of our
+ * stdout), reading pauses until `drained` resolves, so the command waits rather than our memory
+ * growing. Resolves when the stream has ended.
  */
 export function prefixLines(
   source: Readable,
   item: string,
-  write: (text: string) => void,
+  write: (text: string) => boolean,
+  drained: () => Promise<void>,
 ): Promise<void> {
   const prefix = `[${printable(item)}] `;
   source.setEncoding('utf8');
   let rest = '';
+  let full = false;
+  const send = (text: string) => {
+    if (!write(text)) full = true;
+  };
   source.on('data', (chunk: string) => {
     rest += chunk;
     const nl = rest.lastIndexOf('\n');
     if (nl >= 0) {
       const lines = rest.slice(0, nl).split('\n');
       rest = rest.slice(nl + 1);
-      write(lines.map((l) => prefix + l + '\n').join(''));
+      send(lines.map((l) => prefix + l + '\n').join(''));
     }
     while (rest.length > MAX_LINE_CHARS) {
-      write(prefix + rest.slice(0, MAX_LINE_CHARS) + '\n');
+      send(prefix + rest.slice(0, MAX_LINE_CHARS) + '\n');
       rest = rest.slice(MAX_LINE_CHARS);
+    }
+    if (full) {
+      full = false;
+      source.pause();
+      void drained().then(() => source.resume());
     }
   });
   return new Promise((resolve) => {
     const done = () => {
-      if (rest.length > 0) write(prefix + rest + '\n');
+      if (rest.length > 0) send(prefix + rest + '\n');
       rest = '';
       resolve();
     };
