@@ -307,6 +307,40 @@ describe('pgcoord lists work', () => {
     );
   });
 
+  it('a worker killed with SIGKILL loses nothing: its items come back when the lease ends', async () => {
+    const dir = folder('killed');
+    const items = ['k1', 'k2', 'k3', 'k4', 'k5'];
+    await lists().insertBatch('killed', items);
+    fs.writeFileSync(path.join(dir, 'block'), '');
+    const script = `echo $$ >> ${dir}/$0.runs; while [ -e ${dir}/block ]; do sleep 0.02; done`;
+    const args = ['lists', 'work', 'killed', '--lease-ms', '500', ...fast, '--concurrency', '2'];
+    const doomed = start([...args, '--', 'sh', '-c', script, '{}']);
+    const runs = () => fs.readdirSync(dir).filter((f) => f.endsWith('.runs'));
+    await waitFor(() => runs().length === 2);
+    doomed.child.kill('SIGKILL');
+    await doomed.exited;
+    // Its commands lead their own process groups, so they outlive it: end them here.
+    for (const f of runs()) {
+      const pid = Number(fs.readFileSync(path.join(dir, f), 'utf8'));
+      process.kill(-pid, 'SIGKILL');
+      await waitFor(() => !isRunning(pid));
+    }
+    const held = runs().map((f) => f.replace('.runs', ''));
+    fs.rmSync(path.join(dir, 'block'));
+    // --until-empty waits for the dead worker's leases to end, then runs those items too.
+    const r = await run([...args, '--', 'sh', '-c', script, '{}']);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/5 done/);
+    for (const item of items) {
+      const times = fs
+        .readFileSync(path.join(dir, `${item}.runs`), 'utf8')
+        .trim()
+        .split('\n');
+      expect(times, item).toHaveLength(held.includes(item) ? 2 : 1);
+    }
+    expect(await lists().count('killed')).toBe(0);
+  });
+
   it('two processes share a list: every item runs exactly once', async () => {
     const dir = folder('shared');
     const items = Array.from({ length: 60 }, (_, i) => `s${i}`);
