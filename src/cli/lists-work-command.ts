@@ -323,12 +323,14 @@ async function workList(
   });
   worker.on('item:start', () => (idle = false));
   const drainTimer = setInterval(() => void checkDrained(), o.pollIntervalMs);
-  const statsTimer = setInterval(
-    () => void sampleRemaining(lists, name, remaining),
-    STATS_INTERVAL_MS,
-  );
   drainTimer.unref();
-  statsTimer.unref();
+  // The ETA counts the list (O(its size)): only while a progress line shows it.
+  let statsTimer: ReturnType<typeof setInterval> | undefined;
+  if (progress.enabled) {
+    void sampleRemaining(lists, name, remaining);
+    statsTimer = setInterval(() => void sampleRemaining(lists, name, remaining), STATS_INTERVAL_MS);
+    statsTimer.unref();
+  }
   progress.start();
 
   let why: 'drained' | StopSignal;

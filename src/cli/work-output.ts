@@ -21,7 +21,8 @@ export class ProgressLine {
 
   constructor(
     private readonly render: () => string,
-    private readonly enabled: boolean,
+    /** Whether the line is drawn at all (a terminal, or asked for). */
+    readonly enabled: boolean,
     private readonly intervalMs = 200,
   ) {}
 
