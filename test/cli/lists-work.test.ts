@@ -313,7 +313,8 @@ describe('pgcoord lists work', () => {
     await lists().insertBatch('killed', items);
     fs.writeFileSync(path.join(dir, 'block'), '');
     const script = `echo $$ >> ${dir}/$0.runs; while [ -e ${dir}/block ]; do sleep 0.02; done`;
-    const args = ['lists', 'work', 'killed', '--lease-ms', '500', ...fast, '--concurrency', '2'];
+    // A lease long enough that a loaded machine's late heartbeat does not lose it before the kill.
+    const args = ['lists', 'work', 'killed', '--lease-ms', '1500', ...fast, '--concurrency', '2'];
     const doomed = start([...args, '--', 'sh', '-c', script, '{}']);
     const runs = () => fs.readdirSync(dir).filter((f) => f.endsWith('.runs'));
     await waitFor(() => runs().length === 2);
