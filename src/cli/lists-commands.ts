@@ -4,6 +4,7 @@ import { Command, Option } from 'commander';
 import { AttemptList, type ScheduleOptions } from '../lists/index.js';
 import { chooseDatabase, withPool } from './database.js';
 import { CliError, EXIT } from './exit-codes.js';
+import { listsWorkCommand } from './lists-work-command.js';
 import {
   parseCount,
   parseDate,
@@ -87,7 +88,7 @@ function scheduleOf(o: ScheduleOptions): ScheduleOptions {
 /** `pgcoord lists ...`: attempt lists from the shell. */
 export function listsCommand(): Command {
   const lists = new Command('lists').description(
-    'attempt lists: add, read, page, increment, delete, import, claim',
+    'attempt lists: add, read, page, increment, delete, import, claim, work',
   );
 
   withScheduleOptions(
@@ -242,6 +243,7 @@ export function listsCommand(): Command {
       else for (const r of rows) out(`${r.list}\t${r.size}`);
     });
 
+  lists.addCommand(listsWorkCommand());
   return lists;
 }
 

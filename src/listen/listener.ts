@@ -445,6 +445,8 @@ export class Listener extends EventEmitter<ListenerEvents> implements Service {
         });
         this.session = session;
       } catch (err) {
+        // A dial that stop() cut short is no connection error.
+        if (this.stopping) break;
         lastError = coerceError(err);
         this.reportConnectionError(lastError);
         continue;

@@ -1,5 +1,6 @@
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { isUtf8 } from 'node:buffer';
 import { StringDecoder } from 'node:string_decoder';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
@@ -306,21 +307,25 @@ function toItems(source: unknown): AsyncIterable<unknown> | Iterable<unknown> {
 /**
  * A Readable's items: in object mode each string chunk is one item; bytes (a byte stream, or
  * Buffers in object mode) are newline-separated UTF-8 lines (LF or CRLF), blank ones skipped.
+ * Bytes that are not UTF-8 are refused (a ValidationError naming the line), never replaced with
+ * U+FFFD: that would import items nobody wrote, and the import is atomic, so nothing is written.
  */
 async function* fromReadable(stream: Readable): AsyncIterable<unknown> {
-  const decoder = new StringDecoder('utf8');
+  const decoder = new StrictUtf8();
   let rest = '';
+  let lines = 0;
   for await (const chunk of stream) {
     if (stream.readableObjectMode && !(chunk instanceof Uint8Array)) {
       yield chunk;
       continue;
     }
-    rest += typeof chunk === 'string' ? chunk : decoder.write(chunk as Buffer);
+    rest += typeof chunk === 'string' ? chunk : decoder.write(chunk as Uint8Array, lines);
     let nl: number;
     let start = 0;
     while ((nl = rest.indexOf('\n', start)) !== -1) {
       const line = stripCr(rest.slice(start, nl));
       start = nl + 1;
+      lines++;
       if (line.length > 0) yield line;
     }
     rest = rest.slice(start);
@@ -329,9 +334,75 @@ async function* fromReadable(stream: Readable): AsyncIterable<unknown> {
       checkItem(rest, 'source line');
     }
   }
-  rest += decoder.end();
+  rest += decoder.end(lines);
   const last = stripCr(rest);
   if (last.length > 0) yield last;
+}
+
+const NO_BYTES = new Uint8Array(0);
+
+/**
+ * A streaming UTF-8 decoder that throws on bytes that are not UTF-8 (StringDecoder would turn
+ * them into U+FFFD). Each chunk's complete sequences are checked with isUtf8 (simdutf) and
+ * decoded by StringDecoder: together ~5x faster than a fatal TextDecoder in stream mode, which
+ * cost ~3% of a million-item import. `lines` is the number of lines before the chunk, for the
+ * message.
+ */
+class StrictUtf8 {
+  private readonly decoder = new StringDecoder('utf8');
+  /** An incomplete sequence at the end of the bytes so far, checked with the next chunk. */
+  private tail: Uint8Array = NO_BYTES;
+
+  write(chunk: Uint8Array, lines: number): string {
+    const bytes = this.tail.length > 0 ? Buffer.concat([this.tail, chunk]) : chunk;
+    const cut = incompleteTail(bytes);
+    const whole = bytes.subarray(0, bytes.length - cut);
+    if (!isUtf8(whole)) throw notUtf8(lines + firstBadLine(whole));
+    this.tail = cut === 0 ? NO_BYTES : Uint8Array.from(bytes.subarray(bytes.length - cut));
+    return this.decoder.write(chunk as Buffer);
+  }
+
+  end(lines: number): string {
+    if (this.tail.length > 0) throw notUtf8(lines + 1);
+    return this.decoder.end();
+  }
+}
+
+function notUtf8(line: number): ValidationError {
+  return new ValidationError('source', `line ${line} is not valid UTF-8`);
+}
+
+/**
+ * How many bytes at the end of `bytes` start a multi-byte sequence they do not finish (0 to 3).
+ * Only the lead byte is read: whether the sequence is valid is isUtf8's business.
+ */
+function incompleteTail(bytes: Uint8Array): number {
+  for (let i = 1; i <= 3 && i <= bytes.length; i++) {
+    const b = bytes[bytes.length - i]!;
+    if ((b & 0xc0) === 0x80) continue; // a continuation byte: look further back
+    // ASCII, or a byte no sequence starts with (C0, C1, F5-FF): isUtf8 judges it now.
+    if (b < 0xc2 || b > 0xf4) return 0;
+    const length = b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : 2;
+    return length > i ? i : 0;
+  }
+  return 0;
+}
+
+/**
+ * For the message: the line of `bytes` (1 = the first) that is not UTF-8. Lines split at 0x0A,
+ * which is never part of a multi-byte sequence, so each line is valid or not on its own.
+ */
+function firstBadLine(bytes: Uint8Array): number {
+  let start = 0;
+  let line = 1;
+  for (let i = 0; i <= bytes.length; i++) {
+    if (i === bytes.length || bytes[i] === 0x0a) {
+      if (!isUtf8(bytes.subarray(start, i))) return line;
+      start = i + 1;
+      line++;
+    }
+  }
+  return 1;
 }
 
 function stripCr(line: string): string {

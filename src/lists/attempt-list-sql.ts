@@ -108,6 +108,11 @@ export function buildSql(schema: string) {
         count(*) FILTER (WHERE run_at > statement_timestamp() AND token IS NULL) AS delayed,
         count(*) FILTER (WHERE run_at IS NULL) AS dead
       FROM ${t} WHERE list = $1::text`,
+    // Work left for this pass: claimable, leased (live or expired), or failed and waiting out a
+    // retry delay. Not dead (run_at NULL), not scheduled for later without an attempt yet. Stops
+    // at the first such row of the claim index.
+    hasWork: `SELECT EXISTS (SELECT 1 FROM ${t} WHERE list = $1::text AND run_at IS NOT NULL
+        AND (run_at <= statement_timestamp() OR token IS NOT NULL OR attempts > 0)) AS busy`,
     lists: `SELECT list, count(*) AS size FROM ${t} GROUP BY list ORDER BY list`,
     nuke: `DELETE FROM ${t}`,
     table: t,

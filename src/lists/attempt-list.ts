@@ -265,6 +265,22 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
     );
   }
 
+  /**
+   * Whether the list still has work for this pass, across every worker: an item claimable now,
+   * held under a lease (live, or expired and so claimable again), or failed and waiting out its
+   * retry delay. Dead items and items scheduled for later that have no attempt yet do not count.
+   * `pgcoord lists work --until-empty` stops when this turns false. One indexed probe that stops
+   * at the first such item.
+   */
+  async hasWork(list: string, options?: { tx?: Queryable }): Promise<boolean> {
+    checkList(list);
+    const tx = optionsTx(options);
+    return this.statements.run(
+      async (q) => (await q.query<{ busy: boolean }>(this.sql.hasWork, [list])).rows[0]!.busy,
+      { tx },
+    );
+  }
+
   /** Every non-empty list of this schema with its size, by name in byte order. O(rows). */
   async lists(options?: { tx?: Queryable }): Promise<Array<{ list: string; size: number }>> {
     const tx = optionsTx(options);

@@ -452,6 +452,18 @@ describe('Listener', () => {
     }
   });
 
+  it('stop() while the first dial is under way is not an error', async () => {
+    const errors: Error[] = [];
+    for (let i = 0; i < 5; i++) {
+      const { listener } = makeListener();
+      listener.on('error', (err) => errors.push(err));
+      const started = listener.start();
+      await listener.stop();
+      await started;
+    }
+    expect(errors.map((e) => e.message)).toEqual([]);
+  });
+
   it('stop before start, start twice, restart after stop', async () => {
     const { listener } = makeListener();
     await listener.stop();

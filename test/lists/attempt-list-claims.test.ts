@@ -234,6 +234,34 @@ describe('AttemptList claims', () => {
     });
   });
 
+  it('hasWork: claimable, leased or waiting out a retry; not dead, not scheduled for later', async () => {
+    const list = new AttemptList(db.pool);
+    const l = fresh('has-work');
+    expect(await list.hasWork(l)).toBe(false);
+    await list.insertBatch(l, ['a', 'b']);
+    expect(await list.hasWork(l)).toBe(true); // claimable
+    const [a, b] = await list.claim(l, { limit: 2, leaseMs: 60_000 });
+    expect(await list.hasWork(l)).toBe(true); // leased
+    await list.fail(l, [a!], { maxAttempts: 1 });
+    expect(await list.hasWork(l)).toBe(true); // b still leased; a dead
+    await list.fail(l, [b!], { retryDelayMs: 3_600_000 });
+    expect(await list.hasWork(l)).toBe(true); // b waits out its retry delay
+    await db.pool.query(
+      `UPDATE pgcoord.list_items SET run_at = now() + interval '1 hour', attempts = 0
+        WHERE list = $1 AND item = 'b'`,
+      [l],
+    );
+    // Scheduled for later with no attempt yet (what a run-at insert leaves): not this pass' work.
+    expect(await list.hasWork(l)).toBe(false);
+    // An expired lease is work: the item is claimable again.
+    await list.insertBatch(l, ['c']);
+    const [c] = await list.claim(l, { limit: 1, leaseMs: 30 });
+    await waitFor(async () => (await list.stats(l)).claimable === 1);
+    expect(c!.item).toBe('c');
+    expect(await list.hasWork(l)).toBe(true);
+    await expect(list.hasWork('')).rejects.toThrow(/list/);
+  });
+
   it('leases taken before migration 0007 (lease end in run_at) hold until they end, then count as an attempt', async () => {
     const list = new AttemptList(db.pool);
     const l = fresh('old-lease');

@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { Readable } from 'node:stream';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -287,6 +288,79 @@ describe('AttemptList: bulk import', () => {
     );
     const objects = Readable.from(['x', 'y'], { objectMode: true });
     expect(await list.import(l, objects)).toEqual({ read: 2, inserted: 2 });
+  });
+
+  it('a byte stream that is not UTF-8 is refused, naming the line, and writes nothing', async () => {
+    const list = new AttemptList(db.pool);
+    const l = fresh('utf8');
+    const refused = async (chunks: Buffer[]) => {
+      const err = await list.import(l, Readable.from(chunks)).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ValidationError);
+      return (err as ValidationError).message;
+    };
+    const lines = Array.from({ length: 3_000 }, (_, i) => `ok${i}\n`).join('');
+    // Far into the source (past the first COPY chunk), on a line that began in the chunk before.
+    expect(
+      await refused([
+        Buffer.from(lines + 'be'),
+        Buffer.from([0x67, 0xc3, 0x28, 0x0a]),
+        Buffer.from('later\n'),
+      ]),
+    ).toMatch(/line 3001 is not valid UTF-8/);
+    expect(await refused([Buffer.from('a\nb\n\xff\n', 'latin1')])).toMatch(/line 3 /);
+    // A sequence cut short by the end of the source.
+    expect(await refused([Buffer.from('a\n'), Buffer.from([0xe6, 0x97])])).toMatch(/line 2 /);
+    expect(await list.count(l)).toBe(0);
+    // Split across chunks, a character is whole: accepted.
+    const ok = Buffer.from('日本語\n');
+    await list.import(l, Readable.from([ok.subarray(0, 4), ok.subarray(4)]));
+    expect(await list.getBatch(l)).toEqual([{ item: '日本語', attempts: 0 }]);
+  });
+
+  it('any bytes, split anywhere: imported when they are UTF-8, else refused with nothing written', async () => {
+    const list = new AttemptList(db.pool);
+    // Bytes that make valid and broken sequences: ASCII, newline, leads, continuations, never-valid.
+    const byte = fc.constantFrom(
+      0x61,
+      0x0a,
+      0xc3,
+      0xa9,
+      0xe6,
+      0x97,
+      0xa5,
+      0xf0,
+      0x9f,
+      0x80,
+      0xff,
+      0xc0,
+      0xed,
+      0xa0,
+    );
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(byte, { maxLength: 40 }),
+        fc.array(fc.nat(40), { maxLength: 6 }),
+        async (bytes, cuts) => {
+          const all = Buffer.from(bytes);
+          const at = [...new Set(cuts.map((c) => Math.min(c, all.length)))].sort((a, b) => a - b);
+          const chunks = [0, ...at].map((from, i) => all.subarray(from, [...at, all.length][i]));
+          const l = fresh('utf8-fuzz');
+          const result = await list.import(l, Readable.from(chunks)).catch((e: unknown) => e);
+          if (isUtf8(all)) {
+            const lines = all
+              .toString('utf8')
+              .split('\n')
+              .filter((x) => x.length > 0);
+            expect(result).toEqual({ read: lines.length, inserted: new Set(lines).size });
+          } else {
+            expect(result).toBeInstanceOf(ValidationError);
+            expect((result as ValidationError).message).toMatch(/line \d+ is not valid UTF-8/);
+            expect(await list.count(l)).toBe(0);
+          }
+        },
+      ),
+      { numRuns: 150 },
+    );
   });
 
   it('a bad item anywhere in the source writes nothing', async () => {

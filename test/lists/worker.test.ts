@@ -349,6 +349,19 @@ describe('Worker', () => {
     expect(seen).toBe('x');
   });
 
+  it('a stop while its own listener still connects is not an error', async () => {
+    const list = new AttemptList(db.pool);
+    const errors: Error[] = [];
+    for (let i = 0; i < 5; i++) {
+      const worker = list.work(fresh('quick-stop'), async () => undefined, {
+        connection: db.url,
+      });
+      worker.on('error', (err) => errors.push(err));
+      await worker.stop();
+    }
+    expect(errors.map((e) => e.message)).toEqual([]);
+  });
+
   it('one insert call sends one notification, on a channel within 63 bytes', async () => {
     const list = new AttemptList(db.pool);
     const name = fresh('n'.repeat(200));
