@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import {
   backoffDelayMs,
@@ -10,6 +11,7 @@ import {
 import { Listener } from '../listen/index.js';
 import type { Claim } from './attempt-list-types.js';
 import type { AttemptList } from './attempt-list.js';
+import type { LiveWorkers } from './live-workers.js';
 import {
   PermanentError,
   resolveWorkerOptions,
@@ -80,6 +82,8 @@ interface Running {
  * started by {@link AttemptList.work}.
  */
 export class Worker extends EventEmitter<WorkerEvents> {
+  /** This worker's id (a random UUID): the `id` of its row in {@link AttemptList.workers}. */
+  readonly id: string = randomUUID();
   /** The list worked. */
   readonly list: string;
   /** The resolved options. */
@@ -104,6 +108,11 @@ export class Worker extends EventEmitter<WorkerEvents> {
   private loop: Promise<void> | undefined;
   private heartbeat: ReturnType<typeof setInterval> | undefined;
   private heartbeating: Promise<void> | undefined;
+  private readonly live: LiveWorkers;
+  private liveTimer: ReturnType<typeof setInterval> | undefined;
+  private liveWriting: Promise<void> | undefined;
+  /** When the live row was first written (server clock), kept if it must be written again. */
+  private liveStartedAt: Date | undefined;
   private wakeResolve: (() => void) | undefined;
   private woken = false;
   private stopping = false;
@@ -117,9 +126,11 @@ export class Worker extends EventEmitter<WorkerEvents> {
     schema: string,
     list: string,
     handler: WorkHandler,
-    options: WorkerOptions = {},
+    options: WorkerOptions,
+    live: LiveWorkers,
   ) {
     super();
+    this.live = live;
     this.handler = checkFunction<WorkHandler>('handler', handler);
     this.options = resolveWorkerOptions(options);
     this.attemptList = attemptList;
@@ -192,6 +203,11 @@ export class Worker extends EventEmitter<WorkerEvents> {
       process.once('SIGINT', this.onSignal);
     }
     this.heartbeat = setInterval(() => this.beat(), this.options.heartbeatMs);
+    this.liveStartedAt = undefined;
+    this.refreshLive();
+    this.liveTimer = setInterval(() => this.refreshLive(), this.options.liveIntervalMs);
+    // The claim loop holds the process while the worker runs; this timer need not.
+    this.liveTimer.unref();
     this.loop = this.run();
   }
 
@@ -220,6 +236,17 @@ export class Worker extends EventEmitter<WorkerEvents> {
     await this.heartbeating;
     await Promise.all([...this.settles]);
     await this.flush();
+    clearInterval(this.liveTimer);
+    // After the last refresh has landed, so none can write the row again once it is gone.
+    await this.liveWriting;
+    try {
+      await this.live.remove(this.id);
+    } catch (err) {
+      // It stops counting as live after liveTtlMs anyway.
+      reportError(this, this.options.logger, err, 'worker could not delete its live row', {
+        list: this.list,
+      });
+    }
     if (this.onSignal) {
       process.removeListener('SIGTERM', this.onSignal);
       process.removeListener('SIGINT', this.onSignal);
@@ -404,6 +431,33 @@ export class Worker extends EventEmitter<WorkerEvents> {
         for (const x of batch) if (now >= x.deadline) this.loseLease(x);
       } finally {
         this.heartbeating = undefined;
+      }
+    })();
+  }
+
+  /**
+   * Writes this worker's live row (in flight now) and prunes expired rows: one statement, off
+   * the claim path. A failure is reported and left to the next refresh; it never stops the worker.
+   */
+  private refreshLive(): void {
+    if (this.liveWriting) return;
+    this.liveWriting = (async () => {
+      try {
+        const r = await this.live.beat({
+          id: this.id,
+          list: this.list,
+          concurrency: this.options.concurrency,
+          inFlight: this.running.size,
+          ttlMs: this.options.liveTtlMs,
+          startedAt: this.liveStartedAt,
+        });
+        this.liveStartedAt ??= r.startedAt;
+      } catch (err) {
+        reportError(this, this.options.logger, err, 'worker could not refresh its live row', {
+          list: this.list,
+        });
+      } finally {
+        this.liveWriting = undefined;
       }
     })();
   }
