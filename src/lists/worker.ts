@@ -43,6 +43,12 @@ export interface WorkerMetrics {
   leaseLost: number;
   /** Items given back without an attempt counted (on stop). */
   released: number;
+  /**
+   * Completions refused because the item's token was no longer current: its lease was lost
+   * before the completion arrived (someone else may hold it now), or an earlier send was applied
+   * but its reply was lost. Never applied.
+   */
+  staleCompletions: number;
   /** Claim round trips (each also carried the completions so far). */
   claims: number;
   /** Handlers running now. */
@@ -103,6 +109,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
     timedOut: 0,
     leaseLost: 0,
     released: 0,
+    staleCompletions: 0,
     claims: 0,
   };
   private loop: Promise<void> | undefined;
@@ -276,6 +283,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
           });
           this.counters.claims++;
           this.counters.completed += r.count;
+          this.counters.staleCompletions += r.stale.length;
           claims = r.claims;
           failures = 0;
         } catch (err) {
@@ -490,6 +498,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
       try {
         const r = await this.attemptList.complete(this.list, done);
         this.counters.completed += r.count;
+        this.counters.staleCompletions += r.stale.length;
       } catch (err) {
         this.done = done.concat(this.done);
         reportError(this, this.options.logger, err, 'worker could not complete items', {
