@@ -413,7 +413,14 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
    */
   work(list: string, handler: WorkHandler, options?: WorkerOptions): Worker {
     checkList(list);
-    const worker = new Worker(this, this.statements.schema, list, handler, options ?? {}, this.live);
+    const worker = new Worker(
+      this,
+      this.statements.schema,
+      list,
+      handler,
+      options ?? {},
+      this.live,
+    );
     worker
       .start()
       .catch((err: unknown) =>

@@ -64,6 +64,11 @@ export interface WorkerEvents {
   'lease:lost': [WorkItem];
   /** Nothing claimable and nothing in flight: the worker waits for a notification or the poll. */
   idle: [];
+  /**
+   * The worker's live row ({@link AttemptList.workers}) was written; `pruned` rows of workers
+   * that died without stopping were deleted with it.
+   */
+  live: [{ pruned: number }];
   stopped: [];
   error: [Error];
 }
@@ -460,6 +465,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
           startedAt: this.liveStartedAt,
         });
         this.liveStartedAt ??= r.startedAt;
+        this.emit('live', { pruned: r.pruned });
       } catch (err) {
         reportError(this, this.options.logger, err, 'worker could not refresh its live row', {
           list: this.list,

@@ -132,7 +132,8 @@ describe('worker fault drills', () => {
         }
         // The storm reached the workers: they saw failures and recovered from them.
         const reported = summaries.reduce(
-          (n, s) => n + Object.values(s!.errors as Record<string, number>).reduce((a, b) => a + b, 0),
+          (n, s) =>
+            n + Object.values(s!.errors as Record<string, number>).reduce((a, b) => a + b, 0),
           0,
         );
         expect(reported).toBeGreaterThan(0);

@@ -7,7 +7,8 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { AttemptList, ValidationError, type LiveWorker } from '../../src/index.js';
 import { useTestDatabase } from '../helpers/db.js';
-import { waitFor } from '../helpers/wait-for.js';
+import { runReadmeExample } from '../helpers/readme-example.js';
+import { nextEvent, waitFor } from '../helpers/wait-for.js';
 
 const db = useTestDatabase();
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -103,8 +104,9 @@ describe('live workers', () => {
   it('refuses a bad liveTtlMs before anything starts', () => {
     const list = new AttemptList(db.pool);
     for (const liveTtlMs of [0, -1, 29, Number.NaN, 1e12, '60000']) {
-      expect(() => list.work('l', async () => undefined, { liveTtlMs: liveTtlMs as number }))
-        .toThrow(ValidationError);
+      expect(() =>
+        list.work('l', async () => undefined, { liveTtlMs: liveTtlMs as number }),
+      ).toThrow(ValidationError);
     }
   });
 
@@ -143,11 +145,10 @@ describe('live workers', () => {
     expect((await rawRows()).map((r) => r.id)).toEqual([seen.id]);
     // The first refresh of any worker (another list, default horizon) deletes it.
     const other = list.work(fresh('pruner'), async () => undefined);
+    const firstRefresh = nextEvent<{ pruned: number }>(other, 'live');
     try {
-      await waitFor(async () => {
-        const ids = (await rawRows()).map((r) => r.id);
-        return ids.length === 1 && ids[0] === other.id;
-      });
+      expect(await firstRefresh).toEqual({ pruned: 1 });
+      expect((await rawRows()).map((r) => r.id)).toEqual([other.id]);
     } finally {
       await other.stop();
     }
@@ -192,5 +193,10 @@ describe('live workers', () => {
       await db.pool.query('DELETE FROM pgcoord.list_workers');
     }
     expect(worker.metrics()).toMatchObject({ completed: 2, inFlight: 0 });
+  });
+
+  it('docs: the live-workers example runs as written and prints what its comments say', async () => {
+    const { stdout } = await runReadmeExample('live-workers', db.url);
+    expect(stdout.trim()).toBe('true true true 4\n[]');
   });
 });
