@@ -23,7 +23,12 @@ interface DrillChild {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-function spawnDrillWorker(list: string, concurrency: number, leaseMs: number): DrillChild {
+function spawnDrillWorker(
+  list: string,
+  concurrency: number,
+  leaseMs: number,
+  mode = 'listening',
+): DrillChild {
   const child = spawn(
     process.execPath,
     [
@@ -35,6 +40,7 @@ function spawnDrillWorker(list: string, concurrency: number, leaseMs: number): D
       String(concurrency),
       String(leaseMs),
       APP,
+      mode,
     ],
     { stdio: ['pipe', 'pipe', 'pipe'] },
   );
@@ -76,7 +82,10 @@ describe('worker fault drills', () => {
           FOR EACH ROW WHEN (OLD.list = 'drill') EXECUTE FUNCTION drill_deleted();`);
       const inserter = db.newPool({ application_name: 'drill-inserter', max: 2 });
       const list = new AttemptList(inserter);
-      const children = [1, 2, 3].map(() => spawnDrillWorker(name, 4, 1_500));
+      // The third listens for no 'error' event: failures must not crash it either.
+      const children = ['listening', 'listening', 'quiet'].map((mode) =>
+        spawnDrillWorker(name, 4, 1_500, mode),
+      );
       try {
         const ids = await Promise.all(
           children.map((c) =>
