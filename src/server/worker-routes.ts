@@ -63,6 +63,33 @@ export const workerRoutes: RouteFamily = (app, ctx) => {
       workers: (await lists.workers(request.params.list)).map(workerJson),
     }),
   );
+
+  ctx.metrics.addCollector(async () => {
+    const perList = new Map<string, { workers: number; inFlight: number }>();
+    for (const w of await lists.workers()) {
+      const n = perList.get(w.list) ?? { workers: 0, inFlight: 0 };
+      n.workers++;
+      n.inFlight += w.inFlight;
+      perList.set(w.list, n);
+    }
+    // Bounded like the list sizes: the first 50 lists by name.
+    return [...perList].slice(0, 50).flatMap(([list, n]) => [
+      {
+        name: 'pgcoord_live_workers',
+        help: 'Live workers of a list (first 50 lists by name)',
+        type: 'gauge' as const,
+        value: n.workers,
+        labels: { list },
+      },
+      {
+        name: 'pgcoord_live_workers_in_flight',
+        help: 'Handlers running in the live workers of a list, at their last refresh',
+        type: 'gauge' as const,
+        value: n.inFlight,
+        labels: { list },
+      },
+    ]);
+  });
 };
 
 function workerJson(w: LiveWorker) {

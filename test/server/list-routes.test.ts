@@ -183,6 +183,10 @@ describe('/v1/lists', () => {
       const bad = await api('GET', `/v1/lists/${'n'.repeat(300)}/workers`);
       expect(bad.status).toBe(400);
       expect(bad.json.error.field).toBe('list');
+      const metrics = await (await fetch(`${service.base}/metrics`)).text();
+      expect(metrics).toContain('pgcoord_live_workers{list="rendering"} 1');
+      expect(metrics).toContain('pgcoord_live_workers_in_flight{list="rendering"} 2');
+      expect(metrics).toContain('pgcoord_live_workers{list="mail"} 1');
       const doc = (await api('GET', '/openapi.json')).json;
       expect(Object.keys(doc.paths)).toEqual(
         expect.arrayContaining(['/v1/workers', '/v1/lists/{list}/workers']),
