@@ -4,8 +4,9 @@
 -- that dies without stopping (SIGKILL, lost host) leaves its row behind: expires_at says when the
 -- row stops counting as live (the worker's last refresh plus its own horizon, so workers with
 -- different horizons coexist), readers skip rows past it, and every refresh of any worker also
--- deletes such rows. Times are the server's clock.
-CREATE TABLE {{schema}}.list_workers (
+-- deletes such rows. Times are the server's clock. IF NOT EXISTS: a schema whose migration
+-- records were lost (or rewound, as the migrator's tests do) takes this file again cleanly.
+CREATE TABLE IF NOT EXISTS {{schema}}.list_workers (
   -- Chosen by the worker (a random UUID), so it is known before the first write.
   id uuid PRIMARY KEY,
   list text COLLATE "C" NOT NULL,

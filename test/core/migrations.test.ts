@@ -30,7 +30,7 @@ const PINNED: Readonly<Record<string, string>> = {
     '4f19415892486f7553069263f5ebdf0e0af5d36d9f24ba1048d51daf3959c5b0',
   '0011_schema_literal_repair.sql':
     '97f8d5a405630acb7235fd6af2a28ad24bc32c86a571f50d5cebaaa57a58ee39',
-  '0013_list_workers.sql': '4ba0c756a2ca3f97e3bc2a284c69064d3c873feb19bf5af81f45f59ab8bfafed',
+  '0013_list_workers.sql': 'e2f36ffdec204d5b7f561ffe2c482f3e0ae3df0c47c9223221012ba8be278724',
 };
 
 const SQL_DIR = path.resolve('sql');

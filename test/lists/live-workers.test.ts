@@ -44,7 +44,7 @@ describe('live workers', () => {
     const worker = list.work(name, () => gate.promise, {
       concurrency: 5,
       pollIntervalMs: 20,
-      liveTtlMs: 150, // refreshed every 50 ms
+      liveTtlMs: 1_500, // refreshed every 500 ms
     });
     const first = await waitFor(async () => (await list.workers(name))[0]);
     const after = await serverNow();
@@ -162,7 +162,7 @@ describe('live workers', () => {
     const errors: Error[] = [];
     const worker = list.work(name, async ({ item }) => void handled.push(item), {
       pollIntervalMs: 20,
-      liveTtlMs: 90, // refreshed every 30 ms
+      liveTtlMs: 600, // refreshed every 200 ms
     });
     worker.on('error', (err) => errors.push(err));
     const first = await waitFor(async () => (await list.workers(name))[0]);

@@ -150,7 +150,8 @@ describe('/v1/lists', () => {
     const list = new AttemptList(db.pool);
     const gate = Promise.withResolvers<void>();
     await list.insertBatch('rendering', ['r1', 'r2']);
-    const busy = list.work('rendering', () => gate.promise, { concurrency: 4, liveTtlMs: 90 });
+    // Refreshed every second, and live for 3 s: room for a loaded machine's delays.
+    const busy = list.work('rendering', () => gate.promise, { concurrency: 4, liveTtlMs: 3_000 });
     const idle = list.work('mail', async () => undefined, { concurrency: 1 });
     try {
       const one = await waitFor(async () => {
