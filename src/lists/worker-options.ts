@@ -104,7 +104,7 @@ export interface WorkerOptions {
   handleSignals?: boolean;
   /**
    * Horizon of the worker's row in the live-workers table ({@link AttemptList.workers}), ms: the
-   * row is refreshed every `min(leaseMs / 3, 5 s, liveTtlMs / 3)`, and one not refreshed for
+   * row is refreshed every `min(5 s, liveTtlMs / 3)`, and one not refreshed for
    * `liveTtlMs` (its worker died without stopping) no longer counts as live and is deleted by the
    * next refresh of any worker of the schema. 30 ms to 30 days. Default 60 s.
    */
@@ -224,10 +224,8 @@ export function resolveWorkerOptions(options: WorkerOptions = {}): ResolvedWorke
     stopTimeoutMs: delay('stopTimeoutMs', o.stopTimeoutMs, DEFAULT_WORKER_STOP_TIMEOUT_MS),
     handleSignals: checkBoolean('options.handleSignals', o.handleSignals, false),
     liveTtlMs,
-    liveIntervalMs: Math.max(
-      10,
-      Math.min(heartbeatMs, MAX_WORKER_LIVE_INTERVAL_MS, Math.floor(liveTtlMs / 3)),
-    ),
+    // Not tied to leaseMs: a short lease needs frequent extends, not frequent live rows.
+    liveIntervalMs: Math.max(10, Math.min(MAX_WORKER_LIVE_INTERVAL_MS, Math.floor(liveTtlMs / 3))),
     listener: o.listener,
     connection: o.connection,
     logger: resolveLogger(o.logger),

@@ -189,6 +189,50 @@ describe('worker fault drills', () => {
     },
   );
 
+  it('a handler running 10 leases long completes exactly once: heartbeats keep its lease', async () => {
+    const list = new AttemptList(db.pool);
+    const name = 'long-handler';
+    await list.insertOne(name, 'slow');
+    const other = new AttemptList(db.pool);
+    let runs = 0;
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    const leaseMs = 1_000;
+    const worker = list.work(
+      name,
+      async () => {
+        runs++;
+        await released;
+      },
+      { leaseMs, pollIntervalMs: 50 },
+    );
+    const started = await nextEvent<WorkItem>(worker, 'item:start');
+    const lost: WorkItem[] = [];
+    worker.on('lease:lost', (w) => lost.push(w));
+    // Meanwhile other claimers find nothing, probe after probe, for 10 lease lengths.
+    const stolen: string[] = [];
+    let probes = 0;
+    const until = Date.now() + 10 * leaseMs;
+    await waitFor(
+      async () => {
+        const got = await other.claim(name, { limit: 1, leaseMs: 60_000 });
+        stolen.push(...got.map((c) => c.item));
+        probes++;
+        return Date.now() > until || stolen.length > 0;
+      },
+      { intervalMs: 100, timeoutMs: 30 * leaseMs },
+    );
+    release();
+    await waitFor(async () => (await list.count(name)) === 0);
+    await worker.stop();
+    expect(stolen).toEqual([]);
+    expect(lost).toEqual([]);
+    expect(probes).toBeGreaterThan(10);
+    expect(runs).toBe(1);
+    expect(started.attempts).toBe(0);
+    expect(worker.metrics()).toMatchObject({ completed: 1, leaseLost: 0, staleCompletions: 0 });
+  });
+
   describe('a PostgreSQL restart while idle workers wait', () => {
     let inst: PgInstance | undefined;
     afterAll(() => inst?.destroy());

@@ -161,7 +161,7 @@ describe('Worker', () => {
     expect(worker.metrics()).toMatchObject({ timedOut: 1, failed: 1, completed: 1 });
   });
 
-  it('keeps the lease of a handler running 10 leases long (heartbeats): completes once', async () => {
+  it('keeps the lease of a handler running several leases long (heartbeats): completes once', async () => {
     const list = new AttemptList(db.pool);
     const name = fresh('long');
     await list.insertOne(name, 'slow');
@@ -184,14 +184,14 @@ describe('Worker', () => {
       async () => {
         expect(await other.claim(name, { limit: 1, leaseMs: 1_000 })).toEqual([]);
         probes++;
-        return Date.now() - start > 10 * 300;
+        return Date.now() - start > 5 * 300;
       },
       { intervalMs: 50 },
     );
     release.resolve();
     await waitFor(async () => (await list.count(name)) === 0);
     await worker.stop();
-    expect(probes).toBeGreaterThan(6);
+    expect(probes).toBeGreaterThan(3);
     expect(runs).toBe(1);
     expect(worker.metrics()).toMatchObject({ completed: 1, leaseLost: 0 });
   });
