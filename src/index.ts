@@ -176,17 +176,20 @@ export type {
 export {
   DEFAULT_WORKER_CONCURRENCY,
   DEFAULT_WORKER_LEASE_MS,
+  DEFAULT_WORKER_LIVE_TTL_MS,
   DEFAULT_WORKER_MAX_RETRY_DELAY_MS,
   DEFAULT_WORKER_POLL_INTERVAL_MS,
   DEFAULT_WORKER_RETRY_DELAY_MS,
   DEFAULT_WORKER_STOP_TIMEOUT_MS,
   MAX_WORKER_CONCURRENCY,
+  MAX_WORKER_LIVE_INTERVAL_MS,
   PermanentError,
   Worker,
   resolveWorkerOptions,
   workChannel,
 } from './lists/index.js';
 export type {
+  LiveWorker,
   ResolvedWorkerOptions,
   WorkContext,
   WorkHandler,

@@ -88,7 +88,7 @@ function scheduleOf(o: ScheduleOptions): ScheduleOptions {
 /** `pgcoord lists ...`: attempt lists from the shell. */
 export function listsCommand(): Command {
   const lists = new Command('lists').description(
-    'attempt lists: add, read, page, increment, delete, import, claim, work',
+    'attempt lists: add, read, page, increment, delete, import, claim, work, live workers',
   );
 
   withScheduleOptions(
@@ -244,6 +244,36 @@ export function listsCommand(): Command {
     });
 
   lists.addCommand(listsWorkCommand());
+  lists
+    .command('workers [list]')
+    .description(
+      'live workers (of every list, or one): "id<TAB>list<TAB>host<TAB>pid<TAB>inFlight/concurrency<TAB>startedAt<TAB>heartbeatAt"',
+    )
+    .addHelpText(
+      'after',
+      '\nExample:\n  $ pgcoord lists workers downloads\n  6f1c...\tdownloads\tbox-1\t4242\t3/10\t2026-01-05T10:00:00.000Z\t2026-01-05T10:20:15.000Z',
+    )
+    .action(async (list: string | undefined, _o: unknown, cmd: Command) => {
+      const workers = await withLists(cmd, (l) => l.workers(list));
+      if (cmd.optsWithGlobals<GlobalOptions>().json) {
+        printJson({ workers });
+        return;
+      }
+      for (const w of workers) {
+        out(
+          [
+            w.id,
+            w.list,
+            w.host,
+            w.pid,
+            `${w.inFlight}/${w.concurrency}`,
+            w.startedAt.toISOString(),
+            w.heartbeatAt.toISOString(),
+          ].join('\t'),
+        );
+      }
+    });
+
   return lists;
 }
 

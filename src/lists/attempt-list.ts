@@ -25,6 +25,7 @@ import {
 } from './attempt-list-schedule.js';
 import { buildSql, type AttemptListSql } from './attempt-list-sql.js';
 import { InsertNotifications } from './insert-notifications.js';
+import { LiveWorkers, type LiveWorker } from './live-workers.js';
 import {
   checkOptions,
   checkQueryable,
@@ -90,6 +91,8 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
   private readonly notifications: InsertNotifications;
   /** claim, completeAndClaim and the settlements, on their own fast path. */
   private readonly claiming: AttemptListClaims;
+  /** The live-workers table: written by this list's workers, read by workers(). */
+  private readonly live: LiveWorkers;
 
   /**
    * @param queryable a `pg.Pool` (or client); never closed by the list.
@@ -110,6 +113,7 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
     this.sql = buildSql(schema);
     this.notifications = new InsertNotifications(queryable, this.sql);
     this.claiming = new AttemptListClaims(queryable, schema, this.sql, maxAttempts, this);
+    this.live = new LiveWorkers(this.statements);
   }
 
   /**
@@ -469,12 +473,31 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
   }
 
   /**
+   * The live workers of `list` (or of every list of this schema): a row per running
+   * {@link Worker} of any process, refreshed by the worker every few seconds, deleted when it
+   * stops; the row of a worker that died without stopping no longer counts once its `liveTtlMs`
+   * (default 60 s) has passed. By list, then start time.
+   */
+  async workers(list?: string, options?: { tx?: Queryable }): Promise<LiveWorker[]> {
+    if (list !== undefined) checkList(list);
+    const tx = optionsTx(options);
+    return this.live.read(list, tx);
+  }
+
+  /**
    * Works `list` until stopped: runs `handler` on each item with `options.concurrency` in flight,
    * completes, retries and extends leases (see {@link Worker}). Returns the started worker.
    */
   work(list: string, handler: WorkHandler, options?: WorkerOptions): Worker {
     checkList(list);
-    const worker = new Worker(this, this.statements.schema, list, handler, options);
+    const worker = new Worker(
+      this,
+      this.statements.schema,
+      list,
+      handler,
+      options ?? {},
+      this.live,
+    );
     worker
       .start()
       .catch((err: unknown) =>

@@ -4,6 +4,7 @@ export { AttemptList } from './attempt-list.js';
 export type { ImportOptions, ImportResult } from './attempt-list-import.js';
 export { ATTEMPT_LIST_LIMITS } from './attempt-list-limits.js';
 export type { InsertItem, ScheduleOptions } from './attempt-list-schedule.js';
+export type { LiveWorker } from './live-workers.js';
 export type {
   AttemptListEvents,
   AttemptListOptions,
@@ -26,11 +27,13 @@ export type {
 export {
   DEFAULT_WORKER_CONCURRENCY,
   DEFAULT_WORKER_LEASE_MS,
+  DEFAULT_WORKER_LIVE_TTL_MS,
   DEFAULT_WORKER_MAX_RETRY_DELAY_MS,
   DEFAULT_WORKER_POLL_INTERVAL_MS,
   DEFAULT_WORKER_RETRY_DELAY_MS,
   DEFAULT_WORKER_STOP_TIMEOUT_MS,
   MAX_WORKER_CONCURRENCY,
+  MAX_WORKER_LIVE_INTERVAL_MS,
   PermanentError,
   resolveWorkerOptions,
   workChannel,

@@ -29,6 +29,13 @@ export const DEFAULT_WORKER_RETRY_DELAY_MS = 1_000;
 export const DEFAULT_WORKER_MAX_RETRY_DELAY_MS = 300_000;
 /** Default time stop() lets in-flight handlers finish before it aborts them, in ms. */
 export const DEFAULT_WORKER_STOP_TIMEOUT_MS = 30_000;
+/**
+ * Default horizon of a worker's row in the live-workers table, in ms: a row not refreshed for
+ * this long (its worker died without stopping) no longer counts as live and is pruned.
+ */
+export const DEFAULT_WORKER_LIVE_TTL_MS = 60_000;
+/** Longest gap between two refreshes of a worker's live row, in ms. */
+export const MAX_WORKER_LIVE_INTERVAL_MS = 5_000;
 /** Most items in flight per worker. */
 export const MAX_WORKER_CONCURRENCY = 10_000;
 /** Longest delay or timeout option, in ms (the longest lease). */
@@ -96,6 +103,13 @@ export interface WorkerOptions {
   /** Stop gracefully on SIGTERM and SIGINT. Default false. */
   handleSignals?: boolean;
   /**
+   * Horizon of the worker's row in the live-workers table ({@link AttemptList.workers}), ms: the
+   * row is refreshed every `min(5 s, liveTtlMs / 3)`, and one not refreshed for
+   * `liveTtlMs` (its worker died without stopping) no longer counts as live and is deleted by the
+   * next refresh of any worker of the schema. 30 ms to 30 days. Default 60 s.
+   */
+  liveTtlMs?: number;
+  /**
    * A Listener to be woken through (started by you; the worker only handles and unhandles its
    * channel). Without it nor `connection`, the worker polls only.
    */
@@ -117,6 +131,9 @@ export interface ResolvedWorkerOptions {
   readonly timeoutMs: number | undefined;
   readonly stopTimeoutMs: number;
   readonly handleSignals: boolean;
+  readonly liveTtlMs: number;
+  /** Gap between two refreshes of the live row, ms. */
+  readonly liveIntervalMs: number;
   readonly listener: Listener | undefined;
   readonly connection: ConnectionInput | undefined;
   readonly logger: Logger;
@@ -169,6 +186,13 @@ export function resolveWorkerOptions(options: WorkerOptions = {}): ResolvedWorke
         jitter: 'equal',
       });
   }
+  const liveTtlMs = optionalInt(
+    'options.liveTtlMs',
+    o.liveTtlMs,
+    { min: 30, max: MAX_DELAY_MS },
+    DEFAULT_WORKER_LIVE_TTL_MS,
+  );
+  const heartbeatMs = Math.max(10, Math.floor(leaseMs / 3));
   const timeoutMs = optionalInt('options.timeoutMs', o.timeoutMs, { min: 1, max: MAX_DELAY_MS }, 0);
   if (o.listener !== undefined && !(o.listener instanceof Listener)) {
     throw new ValidationError(
@@ -192,13 +216,16 @@ export function resolveWorkerOptions(options: WorkerOptions = {}): ResolvedWorke
   return frozen({
     concurrency,
     leaseMs,
-    heartbeatMs: Math.max(10, Math.floor(leaseMs / 3)),
+    heartbeatMs,
     pollIntervalMs,
     maxAttempts: maxAttempts === 0 ? undefined : maxAttempts,
     retryDelay,
     timeoutMs: timeoutMs === 0 ? undefined : timeoutMs,
     stopTimeoutMs: delay('stopTimeoutMs', o.stopTimeoutMs, DEFAULT_WORKER_STOP_TIMEOUT_MS),
     handleSignals: checkBoolean('options.handleSignals', o.handleSignals, false),
+    liveTtlMs,
+    // Not tied to leaseMs: a short lease needs frequent extends, not frequent live rows.
+    liveIntervalMs: Math.max(10, Math.min(MAX_WORKER_LIVE_INTERVAL_MS, Math.floor(liveTtlMs / 3))),
     listener: o.listener,
     connection: o.connection,
     logger: resolveLogger(o.logger),

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import {
   backoffDelayMs,
@@ -10,6 +11,7 @@ import {
 import { Listener } from '../listen/index.js';
 import type { Claim } from './attempt-list-types.js';
 import type { AttemptList } from './attempt-list.js';
+import type { LiveWorkers } from './live-workers.js';
 import {
   PermanentError,
   resolveWorkerOptions,
@@ -41,6 +43,12 @@ export interface WorkerMetrics {
   leaseLost: number;
   /** Items given back without an attempt counted (on stop). */
   released: number;
+  /**
+   * Completions refused because the item's token was no longer current: its lease was lost
+   * before the completion arrived (someone else may hold it now), or an earlier send was applied
+   * but its reply was lost. Never applied.
+   */
+  staleCompletions: number;
   /** Claim round trips (each also carried the completions so far). */
   claims: number;
   /** Handlers running now. */
@@ -56,6 +64,11 @@ export interface WorkerEvents {
   'lease:lost': [WorkItem];
   /** Nothing claimable and nothing in flight: the worker waits for a notification or the poll. */
   idle: [];
+  /**
+   * The worker's live row ({@link AttemptList.workers}) was written; `pruned` rows of workers
+   * that died without stopping were deleted with it.
+   */
+  live: [{ pruned: number }];
   stopped: [];
   error: [Error];
 }
@@ -80,6 +93,8 @@ interface Running {
  * started by {@link AttemptList.work}.
  */
 export class Worker extends EventEmitter<WorkerEvents> {
+  /** This worker's id (a random UUID): the `id` of its row in {@link AttemptList.workers}. */
+  readonly id: string = randomUUID();
   /** The list worked. */
   readonly list: string;
   /** The resolved options. */
@@ -99,11 +114,17 @@ export class Worker extends EventEmitter<WorkerEvents> {
     timedOut: 0,
     leaseLost: 0,
     released: 0,
+    staleCompletions: 0,
     claims: 0,
   };
   private loop: Promise<void> | undefined;
   private heartbeat: ReturnType<typeof setInterval> | undefined;
   private heartbeating: Promise<void> | undefined;
+  private readonly live: LiveWorkers;
+  private liveTimer: ReturnType<typeof setInterval> | undefined;
+  private liveWriting: Promise<void> | undefined;
+  /** When the live row was first written (server clock), kept if it must be written again. */
+  private liveStartedAt: Date | undefined;
   private wakeResolve: (() => void) | undefined;
   private woken = false;
   private stopping = false;
@@ -117,9 +138,11 @@ export class Worker extends EventEmitter<WorkerEvents> {
     schema: string,
     list: string,
     handler: WorkHandler,
-    options: WorkerOptions = {},
+    options: WorkerOptions,
+    live: LiveWorkers,
   ) {
     super();
+    this.live = live;
     this.handler = checkFunction<WorkHandler>('handler', handler);
     this.options = resolveWorkerOptions(options);
     this.attemptList = attemptList;
@@ -192,6 +215,11 @@ export class Worker extends EventEmitter<WorkerEvents> {
       process.once('SIGINT', this.onSignal);
     }
     this.heartbeat = setInterval(() => this.beat(), this.options.heartbeatMs);
+    this.liveStartedAt = undefined;
+    this.refreshLive();
+    this.liveTimer = setInterval(() => this.refreshLive(), this.options.liveIntervalMs);
+    // The claim loop holds the process while the worker runs; this timer need not.
+    this.liveTimer.unref();
     this.loop = this.run();
   }
 
@@ -220,6 +248,17 @@ export class Worker extends EventEmitter<WorkerEvents> {
     await this.heartbeating;
     await Promise.all([...this.settles]);
     await this.flush();
+    clearInterval(this.liveTimer);
+    // After the last refresh has landed, so none can write the row again once it is gone.
+    await this.liveWriting;
+    try {
+      await this.live.remove(this.id);
+    } catch (err) {
+      // It stops counting as live after liveTtlMs anyway.
+      reportError(this, this.options.logger, err, 'worker could not delete its live row', {
+        list: this.list,
+      });
+    }
     if (this.onSignal) {
       process.removeListener('SIGTERM', this.onSignal);
       process.removeListener('SIGINT', this.onSignal);
@@ -249,6 +288,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
           });
           this.counters.claims++;
           this.counters.completed += r.count;
+          this.counters.staleCompletions += r.stale.length;
           claims = r.claims;
           failures = 0;
         } catch (err) {
@@ -408,6 +448,34 @@ export class Worker extends EventEmitter<WorkerEvents> {
     })();
   }
 
+  /**
+   * Writes this worker's live row (in flight now) and prunes expired rows: one statement, off
+   * the claim path. A failure is reported and left to the next refresh; it never stops the worker.
+   */
+  private refreshLive(): void {
+    if (this.liveWriting) return;
+    this.liveWriting = (async () => {
+      try {
+        const r = await this.live.beat({
+          id: this.id,
+          list: this.list,
+          concurrency: this.options.concurrency,
+          inFlight: this.running.size,
+          ttlMs: this.options.liveTtlMs,
+          startedAt: this.liveStartedAt,
+        });
+        this.liveStartedAt ??= r.startedAt;
+        this.emit('live', { pruned: r.pruned });
+      } catch (err) {
+        reportError(this, this.options.logger, err, 'worker could not refresh its live row', {
+          list: this.list,
+        });
+      } finally {
+        this.liveWriting = undefined;
+      }
+    })();
+  }
+
   private loseLease(r: Running): void {
     if (r.settled) return;
     this.settle(r);
@@ -436,6 +504,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
       try {
         const r = await this.attemptList.complete(this.list, done);
         this.counters.completed += r.count;
+        this.counters.staleCompletions += r.stale.length;
       } catch (err) {
         this.done = done.concat(this.done);
         reportError(this, this.options.logger, err, 'worker could not complete items', {

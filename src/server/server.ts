@@ -13,6 +13,7 @@ import { leaseRoutes } from './lease-routes.js';
 import { limitRoutes } from './limit-routes.js';
 import { listRoutes } from './list-routes.js';
 import { notifyRoutes } from './notify-routes.js';
+import { workerRoutes } from './worker-routes.js';
 import { HttpError, errorHandler, sendError } from './http-errors.js';
 import { Metrics } from './metrics.js';
 import { RouteTable } from './route-table.js';
@@ -209,6 +210,7 @@ export async function createServer(options: ServerOptions): Promise<PgcoordServe
   for (const family of [
     healthRoutes,
     listRoutes,
+    workerRoutes,
     iidyRoutes,
     kvRoutes,
     limitRoutes,

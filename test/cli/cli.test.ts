@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { AttemptList } from '../../src/index.js';
 import { useTestDatabase } from '../helpers/db.js';
 import { waitFor } from '../helpers/wait-for.js';
 import { repoRoot, runCli, startCli } from '../support/cli.js';
@@ -52,6 +53,44 @@ describe('pgcoord CLI', () => {
     );
     expect(claim.claims).toHaveLength(2);
     expect((await run(['lists', 'stats', 'l'])).stdout).toBe('l\t2\n');
+  });
+
+  it('lists live workers, as lines or JSON', async () => {
+    const list = new AttemptList(db.pool);
+    const worker = list.work('cli-workers', async () => undefined, { concurrency: 3 });
+    try {
+      await waitFor(async () => (await list.workers('cli-workers')).length === 1);
+      const text = await run(['lists', 'workers']);
+      expect(text.code).toBe(0);
+      const fields = text.stdout.trimEnd().split('\t');
+      expect(fields.slice(0, 5)).toEqual([
+        worker.id,
+        'cli-workers',
+        os.hostname(),
+        String(process.pid),
+        '0/3',
+      ]);
+      expect(fields.slice(5).map((t) => new Date(t).toISOString())).toEqual(fields.slice(5));
+      const json = JSON.parse((await run(['lists', 'workers', 'cli-workers', '--json'])).stdout);
+      expect(json).toEqual({
+        workers: [
+          {
+            id: worker.id,
+            list: 'cli-workers',
+            host: os.hostname(),
+            pid: process.pid,
+            concurrency: 3,
+            inFlight: 0,
+            startedAt: fields[5],
+            heartbeatAt: expect.any(String),
+          },
+        ],
+      });
+      expect((await run(['lists', 'workers', 'other'])).stdout).toBe('');
+    } finally {
+      await worker.stop();
+    }
+    expect(JSON.parse((await run(['--json', 'lists', 'workers'])).stdout)).toEqual({ workers: [] });
   });
 
   it('imports items from stdin and from a file, reporting the rate', async () => {

@@ -32,6 +32,7 @@ const PINNED: Readonly<Record<string, string>> = {
     '97f8d5a405630acb7235fd6af2a28ad24bc32c86a571f50d5cebaaa57a58ee39',
   '0012_attempt_list_schedule.sql':
     'da6579ffa09f5fbf9efb3c6d6bfd2237b77b8e618e5722001e7c56df812567ed',
+  '0013_list_workers.sql': '4f5c88569b083cbed6aa997c7b794e2ef4b9a63408d96b46d2c616669b35c468',
 };
 
 const SQL_DIR = path.resolve('sql');

@@ -11,28 +11,42 @@ export interface StormResult {
 }
 
 /**
- * Terminates every backend of `database` (but its own) again and again, 5 to 20 ms apart, for
- * at most `rounds` rounds and `maxMs` milliseconds, or until `until()` says so. The gap between
+ * Terminates every backend of `database` (but its own) again and again, 5 to 20 ms apart (or
+ * `everyMs` apart), for at most `rounds` rounds and `maxMs` milliseconds, or until `until()` says
+ * so; with `applicationName`, only the backends whose application_name is that. The gap between
  * rounds is the storm's cadence, not a wait for anything.
  */
 export async function killStorm(
   database: string,
-  options: { rounds: number; maxMs: number; until?: () => boolean },
+  options: {
+    rounds: number;
+    maxMs: number;
+    until?: () => boolean;
+    everyMs?: number;
+    applicationName?: string;
+  },
 ): Promise<StormResult> {
   const admin = new pg.Client({ ...serverConfig(), database: 'postgres' });
   await admin.connect();
   const result: StormResult = { rounds: 0, killed: 0 };
-  const end = Date.now() + options.maxMs;
+  const begin = Date.now();
+  const end = begin + options.maxMs;
   try {
     while (result.rounds < options.rounds && Date.now() < end && !options.until?.()) {
       const { rows } = await admin.query<{ n: number }>(
         `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))::int AS n
-         FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`,
-        [database],
+         FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()
+          AND ($2::text IS NULL OR application_name = $2::text)`,
+        [database, options.applicationName ?? null],
       );
       result.rounds++;
       result.killed += rows[0]!.n;
-      await new Promise((r) => setTimeout(r, 5 + Math.floor(Math.random() * 16)));
+      // everyMs: rounds start on a fixed beat, whatever each took.
+      const gap =
+        options.everyMs === undefined
+          ? 5 + Math.floor(Math.random() * 16)
+          : Math.max(0, begin + result.rounds * options.everyMs - Date.now());
+      await new Promise((r) => setTimeout(r, gap));
     }
   } finally {
     await admin.end();

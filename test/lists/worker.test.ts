@@ -242,6 +242,52 @@ describe('Worker', () => {
     expect(worker.metrics()).toMatchObject({ leaseLost: 1, completed: 0 });
   });
 
+  it('a completion that arrives after the lease was taken over is refused and counted stale', async () => {
+    const list = new AttemptList(db.pool);
+    const name = fresh('latecomplete');
+    await list.insertOne(name, 'late');
+    const gate = deferred();
+    const started = deferred();
+    const worker = list.work(
+      name,
+      async () => {
+        started.resolve();
+        await gate.promise;
+      },
+      { leaseMs: 60_000, pollIntervalMs: 60_000 },
+    );
+    await started.promise;
+    // A thief takes the item over in a transaction it keeps open: the worker's completion,
+    // sent once the handler returns, waits for the row, then finds another token.
+    const client = await db.pool.connect();
+    let thief: Claim[];
+    try {
+      await client.query('BEGIN');
+      await client.query(
+        `UPDATE pgcoord.list_items SET leased_until = now() - interval '1 s' WHERE list = $1`,
+        [name],
+      );
+      thief = await list.claim(name, { limit: 1, leaseMs: 60_000, tx: client });
+      gate.resolve();
+      await waitFor(async () => {
+        const { rows } = await db.pool.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM pg_stat_activity
+            WHERE datname = current_database() AND wait_event_type = 'Lock'`,
+        );
+        return rows[0]!.n > 0;
+      });
+      await client.query('COMMIT');
+    } finally {
+      client.release();
+    }
+    await waitFor(() => worker.metrics().staleCompletions === 1);
+    await worker.stop();
+    expect(worker.metrics()).toMatchObject({ completed: 0, staleCompletions: 1 });
+    // Never applied: the thief still holds the item.
+    expect(await rows(name)).toEqual([{ item: 'late', attempts: 1, leased: true }]);
+    expect(await list.complete(name, thief)).toEqual({ count: 1, stale: [] });
+  });
+
   it('stop() during a burst: finishes in-flight, releases unstarted, loses nothing', async () => {
     const list = new AttemptList(db.pool);
     const name = fresh('burst');
@@ -269,6 +315,36 @@ describe('Worker', () => {
     expect(left.every((r) => r.attempts === 0 && !r.leased)).toBe(true);
     expect(left.map((r) => r.item).filter((i) => done.includes(i))).toEqual([]);
     expect(worker.metrics()).toMatchObject({ completed: 10, inFlight: 0 });
+  });
+
+  it('stop() in the middle of fast processing: each item done once or left untouched, none leased', async () => {
+    const list = new AttemptList(db.pool);
+    const name = fresh('midburst');
+    const items = Array.from({ length: 300 }, (_, i) => `m${String(i).padStart(3, '0')}`);
+    await list.insertBatch(name, items);
+    const handled: string[] = [];
+    let stopping: Promise<void> | undefined;
+    const worker = list.work(
+      name,
+      async ({ item }) => {
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        handled.push(item);
+      },
+      { concurrency: 8, pollIntervalMs: 20 },
+    );
+    // Stopped from inside the flow, whatever the claim loop is doing at that moment.
+    worker.on('item:complete', () => {
+      if (handled.length >= 50) stopping ??= worker.stop();
+    });
+    await waitFor(() => stopping !== undefined);
+    await stopping;
+    const left = await rows(name);
+    expect(new Set(handled).size).toBe(handled.length);
+    expect(left.filter((r) => handled.includes(r.item))).toEqual([]);
+    expect([...handled, ...left.map((r) => r.item)].sort()).toEqual(items);
+    expect(left.filter((r) => r.attempts !== 0 || r.leased)).toEqual([]);
+    expect(handled.length).toBeLessThan(items.length);
+    expect(worker.metrics()).toMatchObject({ completed: handled.length, inFlight: 0 });
   });
 
   it('stop() aborts handlers still running at stopTimeoutMs and releases their items', async () => {
@@ -507,7 +583,10 @@ describe('Worker', () => {
       [() => list.work('l', ok, { concurrency: 0 }), 'options.concurrency'],
       [() => list.work('l', ok, { concurrency: Number.NaN }), 'options.concurrency'],
       [() => list.work('l', ok, { concurrency: 1e9 }), 'options.concurrency'],
+      [() => list.work('l', ok, { concurrency: 1.5 }), 'options.concurrency'],
       [() => list.work('l', ok, { retryDelayMs: -1 }), 'options.retryDelayMs'],
+      [() => list.work('l', ok, { maxRetryDelayMs: -1 }), 'options.maxRetryDelayMs'],
+      [() => list.work('l', ok, { liveTtlMs: -1 }), 'options.liveTtlMs'],
       [() => list.work('l', ok, { pollIntervalMs: -5 }), 'options.pollIntervalMs'],
       [() => list.work('l', ok, { stopTimeoutMs: -1 }), 'options.stopTimeoutMs'],
       [() => list.work('l', ok, { timeoutMs: -1 }), 'options.timeoutMs'],

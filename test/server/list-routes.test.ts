@@ -1,6 +1,9 @@
 // Attempt lists over JSON (/v1/lists) through the real service on a real database.
 import { describe, expect, it } from 'vitest';
+import os from 'node:os';
+import { AttemptList } from '../../src/index.js';
 import { useTestService } from '../support/service.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 const service = useTestService();
 const { db } = service;
@@ -187,5 +190,58 @@ describe('/v1/lists', () => {
       `SELECT count(*)::int AS n FROM pgcoord.list_items WHERE list = 'v'`,
     );
     expect(rows[0].n).toBe(0);
+  });
+
+  it('lists live workers: every list, one list, in the shape the console reads; gone on stop', async () => {
+    const list = new AttemptList(db.pool);
+    const gate = Promise.withResolvers<void>();
+    await list.insertBatch('rendering', ['r1', 'r2']);
+    // Refreshed every second, and live for 3 s: room for a loaded machine's delays.
+    const busy = list.work('rendering', () => gate.promise, { concurrency: 4, liveTtlMs: 3_000 });
+    const idle = list.work('mail', async () => undefined, { concurrency: 1 });
+    try {
+      const one = await waitFor(async () => {
+        const r = await api('GET', '/v1/lists/rendering/workers');
+        return r.json.workers[0]?.inFlight === 2 ? r : undefined;
+      });
+      expect(one.status).toBe(200);
+      expect(Object.keys(one.json)).toEqual(['workers']);
+      const w = one.json.workers[0];
+      expect(w).toEqual({
+        id: busy.id,
+        list: 'rendering',
+        host: os.hostname(),
+        pid: process.pid,
+        concurrency: 4,
+        inFlight: 2,
+        startedAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/),
+        heartbeatAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/),
+      });
+      expect(Date.parse(w.heartbeatAt)).toBeGreaterThanOrEqual(Date.parse(w.startedAt));
+      const all = await waitFor(async () => {
+        const r = await api('GET', '/v1/workers');
+        return r.json.workers.length === 2 ? r.json.workers : undefined;
+      });
+      expect(all.map((x: { list: string; id: string }) => [x.list, x.id])).toEqual([
+        ['mail', idle.id],
+        ['rendering', busy.id],
+      ]);
+      expect((await api('GET', '/v1/lists/nobody/workers')).json).toEqual({ workers: [] });
+      const bad = await api('GET', `/v1/lists/${'n'.repeat(300)}/workers`);
+      expect(bad.status).toBe(400);
+      expect(bad.json.error.field).toBe('list');
+      const metrics = await (await fetch(`${service.base}/metrics`)).text();
+      expect(metrics).toContain('pgcoord_live_workers{list="rendering"} 1');
+      expect(metrics).toContain('pgcoord_live_workers_in_flight{list="rendering"} 2');
+      expect(metrics).toContain('pgcoord_live_workers{list="mail"} 1');
+      const doc = (await api('GET', '/openapi.json')).json;
+      expect(Object.keys(doc.paths)).toEqual(
+        expect.arrayContaining(['/v1/workers', '/v1/lists/{list}/workers']),
+      );
+    } finally {
+      gate.resolve();
+      await Promise.all([busy.stop(), idle.stop()]);
+    }
+    expect(await api('GET', '/v1/workers')).toEqual({ status: 200, json: { workers: [] } });
   });
 });
