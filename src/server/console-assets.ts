@@ -5,7 +5,8 @@ import { fileURLToPath } from 'node:url';
 /**
  * Where the built console lives: `dist/console/` of the package. From the compiled server
  * (`dist/src/server/`) that is `../../console/`; from the sources (`src/server/`, tests and tsx)
- * it is `../../dist/console/` (built by `npm run build` or `npm run console:build`).
+ * it is `../../dist/console/` (built by `npm run build` or `npm run console:build`); the source
+ * folder `console/` holds only the page's template (`page.html`), so it is never taken for it.
  */
 const CANDIDATES = ['../../console/', '../../dist/console/'];
 

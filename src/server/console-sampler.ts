@@ -111,9 +111,12 @@ export class ConsoleSampler {
         newDeadPerSecond: prev ? Math.max(0, l.dead - (before?.dead ?? 0)) / seconds : 0,
       };
     }
+    const lag: ConsoleSample['lag'] = {};
+    for (const g of collected.changes?.groups ?? []) lag[g.group] = (lag[g.group] ?? 0) + g.lag;
     const sample: ConsoleSample = {
       at: now,
       lists: listSample,
+      lag,
       requestsPerSecond: prev ? all.count / seconds : 0,
       serverErrorsPerSecond: prev ? all.errors / seconds : 0,
       p95Ms: p95(all.buckets, all.count),

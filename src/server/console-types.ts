@@ -2,7 +2,6 @@
  * What `GET /v1/console/events` sends: the page (console/) imports these types, so the server
  * and the page cannot drift. Times are ISO strings; database times come from the server clock.
  */
-import type { LimiterActivity } from './limit-decisions.js';
 
 /** One attempt list's counts (the library's `AttemptList.stats`). */
 export interface ConsoleListRow {
@@ -115,6 +114,8 @@ export interface ConsoleSample {
   at: number;
   /** Per list: its size, items gone per second (net of inserts), new dead per second. */
   lists: Record<string, { size: number; drainedPerSecond: number; newDeadPerSecond: number }>;
+  /** Per consumer group: its lag (summed over its lanes). */
+  lag: Record<string, number>;
   requestsPerSecond: number;
   serverErrorsPerSecond: number;
   p95Ms: number | null;
@@ -139,4 +140,22 @@ export interface ConsoleSnapshot {
   sample: ConsoleSample;
   /** Sections that failed this time, with the reason. */
   problems: Record<string, string>;
+}
+
+/** One rate-limit decision the service made, as the console lists it. */
+export interface RecordedDecision {
+  /** When it was made (the service's clock, ISO; for display only). */
+  at: string;
+  key: string;
+  allowed: boolean;
+  remaining: number;
+}
+
+/** Decisions of one limiter name since the service started. */
+export interface LimiterActivity {
+  name: string;
+  allowed: number;
+  denied: number;
+  /** The newest decisions, newest last. */
+  recent: RecordedDecision[];
 }

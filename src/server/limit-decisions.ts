@@ -1,27 +1,10 @@
+import type { LimiterActivity } from './console-types.js';
 import type { RouteContext } from './route-context.js';
 
 /** Limiter names kept; the least recently used is dropped past this many. */
 const MAX_NAMES = 200;
 /** Recent decisions kept per name. */
 const RECENT = 20;
-
-/** One rate-limit decision the service made, as the console lists it. */
-export interface RecordedDecision {
-  /** When it was made (the service's clock, ISO; for display only). */
-  at: string;
-  key: string;
-  allowed: boolean;
-  remaining: number;
-}
-
-/** Decisions of one limiter name since the service started. */
-export interface LimiterActivity {
-  name: string;
-  allowed: number;
-  denied: number;
-  /** The newest decisions, newest last. */
-  recent: RecordedDecision[];
-}
 
 /**
  * The decisions `POST /v1/limits/:name/:key` made, per limiter name: counts and the last few, for
