@@ -30,7 +30,8 @@ const result = await build({
 const outputs = Object.keys(result.metafile.outputs).map((f) => path.basename(f));
 const js = outputs.find((f) => f.endsWith('.js'));
 const css = outputs.find((f) => f.endsWith('.css'));
-if (!js || !css) throw new Error(`console build: expected a .js and a .css, got ${outputs.join(', ')}`);
+if (!js || !css)
+  throw new Error(`console build: expected a .js and a .css, got ${outputs.join(', ')}`);
 const html = fs
   .readFileSync(path.join(src, 'page.html'), 'utf8')
   .replace('{{js}}', js)

@@ -110,7 +110,9 @@ export function App() {
             }}
           />
         ) : null}
-        {snapshot === null && status !== 'needs-token' ? <p class="empty">Waiting for the first snapshot…</p> : null}
+        {snapshot === null && status !== 'needs-token' ? (
+          <p class="empty">Waiting for the first snapshot…</p>
+        ) : null}
         {snapshot ? (
           <div class="grid">
             <ListsPanel
@@ -122,7 +124,12 @@ export function App() {
             />
             {selected ? (
               <section class="panel wide" aria-label={`List ${selected}`}>
-                <DeadItems list={selected} dead={selectedRow?.dead ?? 0} readOnly={snapshot.readOnly} notify={notify} />
+                <DeadItems
+                  list={selected}
+                  dead={selectedRow?.dead ?? 0}
+                  readOnly={snapshot.readOnly}
+                  notify={notify}
+                />
                 <ItemBrowser list={selected} size={selectedRow?.total} notify={notify} />
               </section>
             ) : null}
@@ -161,8 +168,9 @@ function TokenForm(props: { onToken: (token: string) => void }) {
     >
       <h2 id="token-title">This service needs its token</h2>
       <p>
-        {hadToken ? 'The token given was refused. ' : ''}Enter the token the service was started with
-        (<code>PGCOORD_TOKEN</code>). It is kept in this tab only and sent in a header, never in a URL.
+        {hadToken ? 'The token given was refused. ' : ''}Enter the token the service was started
+        with (<code>PGCOORD_TOKEN</code>). It is kept in this tab only and sent in a header, never
+        in a URL.
       </p>
       <label for="token">Token</label>
       <input

@@ -54,15 +54,29 @@ export function ChangesPanel(props: {
                 <thead>
                   <tr>
                     <th scope="col">Group</th>
-                    <th scope="col" class="n">Lane</th>
-                    <th scope="col" class="n">Position</th>
-                    <th scope="col" class="n">Lag</th>
+                    <th scope="col" class="n">
+                      Lane
+                    </th>
+                    <th scope="col" class="n">
+                      Position
+                    </th>
+                    <th scope="col" class="n">
+                      Lag
+                    </th>
                     <th scope="col">Lag trend</th>
                     <th scope="col">Owner</th>
-                    <th scope="col" class="n">Delivered</th>
-                    <th scope="col" class="n">Failures</th>
+                    <th scope="col" class="n">
+                      Delivered
+                    </th>
+                    <th scope="col" class="n">
+                      Failures
+                    </th>
                     <th scope="col">Last error</th>
-                    {readOnly ? null : <th scope="col"><span class="sr-only">Actions</span></th>}
+                    {readOnly ? null : (
+                      <th scope="col">
+                        <span class="sr-only">Actions</span>
+                      </th>
+                    )}
                   </tr>
                 </thead>
                 <tbody>
@@ -80,12 +94,17 @@ export function ChangesPanel(props: {
                       </td>
                       <td>
                         {g.partition === 0 ? (
-                          <Sparkline values={props.history.map((s) => s.lag[g.group] ?? 0)} label={`${g.group} lag`} />
+                          <Sparkline
+                            values={props.history.map((s) => s.lag[g.group] ?? 0)}
+                            label={`${g.group} lag`}
+                          />
                         ) : null}
                       </td>
                       <td data-col="owner">
                         {g.owner ?? <span class="muted">none</span>}
-                        {g.owner && g.leaseExpiresAt ? <span class="muted"> until {time(g.leaseExpiresAt)}</span> : null}
+                        {g.owner && g.leaseExpiresAt ? (
+                          <span class="muted"> until {time(g.leaseExpiresAt)}</span>
+                        ) : null}
                       </td>
                       <td class="n">{num(g.deliveredCount)}</td>
                       <td class={g.attempts > 0 ? 'n bad' : 'n'}>{g.attempts}</td>
@@ -124,13 +143,21 @@ export function ChangesPanel(props: {
                 <table>
                   <thead>
                     <tr>
-                      <th scope="col" class="n">Change</th>
+                      <th scope="col" class="n">
+                        Change
+                      </th>
                       <th scope="col">Table, operation</th>
-                      <th scope="col" class="n">Tries</th>
+                      <th scope="col" class="n">
+                        Tries
+                      </th>
                       <th scope="col">State</th>
                       <th scope="col">Failed</th>
                       <th scope="col">Error</th>
-                      {readOnly ? null : <th scope="col"><span class="sr-only">Actions</span></th>}
+                      {readOnly ? null : (
+                        <th scope="col">
+                          <span class="sr-only">Actions</span>
+                        </th>
+                      )}
                     </tr>
                   </thead>
                   <tbody>

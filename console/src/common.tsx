@@ -5,7 +5,12 @@ import { ApiError } from './feed.js';
 export type Notify = (message: string, kind?: 'ok' | 'error') => void;
 
 /** A titled region of the page, reachable from the navigation. */
-export function Panel(props: { id: string; title: string; children: ComponentChildren; problem?: string | undefined }) {
+export function Panel(props: {
+  id: string;
+  title: string;
+  children: ComponentChildren;
+  problem?: string | undefined;
+}) {
   return (
     <section class="panel" id={props.id} aria-labelledby={`${props.id}-title`}>
       <h2 id={`${props.id}-title`} tabIndex={-1}>
@@ -66,7 +71,13 @@ export function ConfirmButton(props: {
   const [asking, setAsking] = useState(false);
   if (!asking) {
     return (
-      <button type="button" class="danger" disabled={props.busy} onClick={() => setAsking(true)} aria-describedby={props.describedBy}>
+      <button
+        type="button"
+        class="danger"
+        disabled={props.busy}
+        onClick={() => setAsking(true)}
+        aria-describedby={props.describedBy}
+      >
         {props.label}
       </button>
     );

@@ -33,14 +33,26 @@ export function ListsPanel(props: {
             <thead>
               <tr>
                 <th scope="col">List</th>
-                <th scope="col" class="n">Size</th>
-                <th scope="col" class="n">Claimable</th>
-                <th scope="col" class="n">Leased</th>
-                <th scope="col" class="n">Delayed</th>
-                <th scope="col" class="n">Dead</th>
+                <th scope="col" class="n">
+                  Size
+                </th>
+                <th scope="col" class="n">
+                  Claimable
+                </th>
+                <th scope="col" class="n">
+                  Leased
+                </th>
+                <th scope="col" class="n">
+                  Delayed
+                </th>
+                <th scope="col" class="n">
+                  Dead
+                </th>
                 <th scope="col">Drained/s</th>
                 <th scope="col">New dead/s</th>
-                <th scope="col"><span class="sr-only">Actions</span></th>
+                <th scope="col">
+                  <span class="sr-only">Actions</span>
+                </th>
               </tr>
             </thead>
             <tbody>
@@ -49,13 +61,29 @@ export function ListsPanel(props: {
                 const drained = series.map((p) => p?.drainedPerSecond ?? 0);
                 const dead = series.map((p) => p?.newDeadPerSecond ?? 0);
                 return (
-                  <tr key={l.list} data-list={l.list} class={props.selected === l.list ? 'selected' : undefined}>
-                    <th scope="row" class="name">{l.list}</th>
-                    <td class="n" data-col="size">{num(l.total)}</td>
-                    <td class="n" data-col="claimable">{num(l.claimable)}</td>
-                    <td class="n" data-col="leased">{num(l.leased)}</td>
-                    <td class="n" data-col="delayed">{num(l.delayed)}</td>
-                    <td class={l.dead > 0 ? 'n bad' : 'n'} data-col="dead">{num(l.dead)}</td>
+                  <tr
+                    key={l.list}
+                    data-list={l.list}
+                    class={props.selected === l.list ? 'selected' : undefined}
+                  >
+                    <th scope="row" class="name">
+                      {l.list}
+                    </th>
+                    <td class="n" data-col="size">
+                      {num(l.total)}
+                    </td>
+                    <td class="n" data-col="claimable">
+                      {num(l.claimable)}
+                    </td>
+                    <td class="n" data-col="leased">
+                      {num(l.leased)}
+                    </td>
+                    <td class="n" data-col="delayed">
+                      {num(l.delayed)}
+                    </td>
+                    <td class={l.dead > 0 ? 'n bad' : 'n'} data-col="dead">
+                      {num(l.dead)}
+                    </td>
                     <td>
                       <Sparkline values={drained} label={`${l.list} drained per second`} />{' '}
                       <span class="figure">{rate(drained[drained.length - 1] ?? 0)}</span>
@@ -65,7 +93,11 @@ export function ListsPanel(props: {
                       <span class="figure">{rate(dead[dead.length - 1] ?? 0)}</span>
                     </td>
                     <td>
-                      <button type="button" onClick={() => props.onSelect(l.list)} aria-pressed={props.selected === l.list}>
+                      <button
+                        type="button"
+                        onClick={() => props.onSelect(l.list)}
+                        aria-pressed={props.selected === l.list}
+                      >
                         Browse<span class="sr-only"> {l.list}</span>
                       </button>
                     </td>
@@ -78,7 +110,8 @@ export function ListsPanel(props: {
       ) : null}
       {lists?.some((l) => l.keys && l.keys.length > 0) ? <KeysTable lists={lists} /> : null}
       <p class="hint">
-        Drained/s is the fall in size per second (net of inserts); new dead/s the rise in dead items.
+        Drained/s is the fall in size per second (net of inserts); new dead/s the rise in dead
+        items.
       </p>
     </Panel>
   );
@@ -94,9 +127,15 @@ function KeysTable(props: { lists: ConsoleListRow[] }) {
           <tr>
             <th scope="col">List</th>
             <th scope="col">Key</th>
-            <th scope="col" class="n">Items</th>
-            <th scope="col" class="n">Claimable</th>
-            <th scope="col" class="n">Leased</th>
+            <th scope="col" class="n">
+              Items
+            </th>
+            <th scope="col" class="n">
+              Claimable
+            </th>
+            <th scope="col" class="n">
+              Leased
+            </th>
             <th scope="col">Limit</th>
           </tr>
         </thead>
@@ -132,7 +171,9 @@ function before(prefix: string): string {
   const chars = [...prefix];
   const last = chars.pop()!;
   const code = last.codePointAt(0)!;
-  return code <= 1 ? chars.join('') : chars.join('') + String.fromCodePoint(code - 1) + '\u{10FFFF}';
+  return code <= 1
+    ? chars.join('')
+    : chars.join('') + String.fromCodePoint(code - 1) + '\u{10FFFF}';
 }
 
 export function ItemBrowser(props: { list: string; size: number | undefined; notify: Notify }) {
@@ -197,27 +238,48 @@ export function ItemBrowser(props: { list: string; size: number | undefined; not
         }}
       >
         <label for="prefix">Prefix</label>
-        <input id="prefix" value={prefix} onInput={(e) => setPrefix(e.currentTarget.value)} autocomplete="off" />
+        <input
+          id="prefix"
+          value={prefix}
+          onInput={(e) => setPrefix(e.currentTarget.value)}
+          autocomplete="off"
+        />
         <button type="submit">Search</button>
-        <button type="button" onClick={() => setPages([...pages.slice(0, 1)])} disabled={pages.length === 1}>
+        <button
+          type="button"
+          onClick={() => setPages([...pages.slice(0, 1)])}
+          disabled={pages.length === 1}
+        >
           First page
         </button>
-        <button type="button" onClick={() => setPages(pages.slice(0, -1))} disabled={pages.length === 1}>
+        <button
+          type="button"
+          onClick={() => setPages(pages.slice(0, -1))}
+          disabled={pages.length === 1}
+        >
           Previous
         </button>
-        <button type="button" onClick={() => page?.last !== undefined && setPages([...pages, page.last])} disabled={page?.last === undefined}>
+        <button
+          type="button"
+          onClick={() => page?.last !== undefined && setPages([...pages, page.last])}
+          disabled={page?.last === undefined}
+        >
           Next
         </button>
       </form>
       {error ? <p class="problem">{error}</p> : null}
-      {page && page.entries.length === 0 ? <Empty>No items{applied ? ` starting with “${applied}”` : ''}.</Empty> : null}
+      {page && page.entries.length === 0 ? (
+        <Empty>No items{applied ? ` starting with “${applied}”` : ''}.</Empty>
+      ) : null}
       {page && page.entries.length > 0 ? (
         <TableWrap label={`Items of ${props.list}`}>
           <table class="items">
             <thead>
               <tr>
                 <th scope="col">Item</th>
-                <th scope="col" class="n">Attempts</th>
+                <th scope="col" class="n">
+                  Attempts
+                </th>
               </tr>
             </thead>
             <tbody>
@@ -232,13 +294,19 @@ export function ItemBrowser(props: { list: string; size: number | undefined; not
         </TableWrap>
       ) : null}
       <p class="hint">
-        Page {pages.length}, {PAGE} per page{props.size === undefined ? '' : ` of ${num(props.size)} items`}.
+        Page {pages.length}, {PAGE} per page
+        {props.size === undefined ? '' : ` of ${num(props.size)} items`}.
       </p>
     </div>
   );
 }
 
-export function DeadItems(props: { list: string; dead: number; readOnly: boolean; notify: Notify }) {
+export function DeadItems(props: {
+  list: string;
+  dead: number;
+  readOnly: boolean;
+  notify: Notify;
+}) {
   const [entries, setEntries] = useState<Entry[] | null>(null);
   const [reload, setReload] = useState(0);
   const { busy, run } = useAction(props.notify);
@@ -284,8 +352,14 @@ export function DeadItems(props: { list: string; dead: number; readOnly: boolean
               <thead>
                 <tr>
                   <th scope="col">Item</th>
-                  <th scope="col" class="n">Attempts</th>
-                  {props.readOnly ? null : <th scope="col"><span class="sr-only">Actions</span></th>}
+                  <th scope="col" class="n">
+                    Attempts
+                  </th>
+                  {props.readOnly ? null : (
+                    <th scope="col">
+                      <span class="sr-only">Actions</span>
+                    </th>
+                  )}
                 </tr>
               </thead>
               <tbody>
@@ -295,7 +369,11 @@ export function DeadItems(props: { list: string; dead: number; readOnly: boolean
                     <td class="n">{e.attempts}</td>
                     {props.readOnly ? null : (
                       <td>
-                        <button type="button" disabled={busy !== null} onClick={() => requeue([e.item])}>
+                        <button
+                          type="button"
+                          disabled={busy !== null}
+                          onClick={() => requeue([e.item])}
+                        >
                           Requeue<span class="sr-only"> {e.item}</span>
                         </button>
                       </td>

@@ -19,9 +19,15 @@ export function WorkersPanel(props: { snapshot: ConsoleSnapshot; problem?: strin
               <tr>
                 <th scope="col">List</th>
                 <th scope="col">Host</th>
-                <th scope="col" class="n">Pid</th>
-                <th scope="col" class="n">In flight</th>
-                <th scope="col" class="n">Concurrency</th>
+                <th scope="col" class="n">
+                  Pid
+                </th>
+                <th scope="col" class="n">
+                  In flight
+                </th>
+                <th scope="col" class="n">
+                  Concurrency
+                </th>
                 <th scope="col">Started</th>
                 <th scope="col">Last heartbeat</th>
               </tr>
@@ -68,9 +74,17 @@ export function LeasesPanel(props: {
               <tr>
                 <th scope="col">Name</th>
                 <th scope="col">Holder</th>
-                <th scope="col" class="n">Token</th>
-                <th scope="col" class="n">Time left</th>
-                {readOnly ? null : <th scope="col"><span class="sr-only">Actions</span></th>}
+                <th scope="col" class="n">
+                  Token
+                </th>
+                <th scope="col" class="n">
+                  Time left
+                </th>
+                {readOnly ? null : (
+                  <th scope="col">
+                    <span class="sr-only">Actions</span>
+                  </th>
+                )}
               </tr>
             </thead>
             <tbody>
@@ -112,9 +126,15 @@ export function LimitsPanel(props: { snapshot: ConsoleSnapshot }) {
             <thead>
               <tr>
                 <th scope="col">Limiter</th>
-                <th scope="col" class="n">Allowed</th>
-                <th scope="col" class="n">Denied</th>
-                <th scope="col" class="n">Denied %</th>
+                <th scope="col" class="n">
+                  Allowed
+                </th>
+                <th scope="col" class="n">
+                  Denied
+                </th>
+                <th scope="col" class="n">
+                  Denied %
+                </th>
                 <th scope="col">Recent decisions (newest first)</th>
               </tr>
             </thead>
@@ -163,9 +183,15 @@ export function ClusterPanel(props: { snapshot: ConsoleSnapshot }) {
               <th scope="col">Instance</th>
               <th scope="col">Role</th>
               <th scope="col">Health</th>
-              <th scope="col" class="n">Lag</th>
-              <th scope="col" class="n">Failures</th>
-              <th scope="col" class="n">Connections (in use/max)</th>
+              <th scope="col" class="n">
+                Lag
+              </th>
+              <th scope="col" class="n">
+                Failures
+              </th>
+              <th scope="col" class="n">
+                Connections (in use/max)
+              </th>
             </tr>
           </thead>
           <tbody>
@@ -175,7 +201,11 @@ export function ClusterPanel(props: { snapshot: ConsoleSnapshot }) {
                 <td>{i.role}</td>
                 <td class={i.health === 'up' ? 'ok' : 'bad'}>{i.health}</td>
                 <td class="n">
-                  {i.lagMs !== null ? ms(i.lagMs) : i.lagBytes !== null ? `${num(i.lagBytes)} B` : '–'}
+                  {i.lagMs !== null
+                    ? ms(i.lagMs)
+                    : i.lagBytes !== null
+                      ? `${num(i.lagBytes)} B`
+                      : '–'}
                 </td>
                 <td class="n">{i.failures}</td>
                 <td class="n">
@@ -199,16 +229,25 @@ export function ServicePanel(props: { snapshot: ConsoleSnapshot; history: Consol
     <Panel id="service" title="This service">
       <div class="stats">
         <div>
-          <span class="label">Requests/s</span> <strong>{rate(last?.requestsPerSecond ?? 0)}</strong>
+          <span class="label">Requests/s</span>{' '}
+          <strong>{rate(last?.requestsPerSecond ?? 0)}</strong>
           <Sparkline values={h.map((s) => s.requestsPerSecond)} label="Requests per second" />
         </div>
         <div>
           <span class="label">p95 latency</span> <strong>{ms(last?.p95Ms ?? null)}</strong>
-          <Sparkline values={h.map((s) => s.p95Ms ?? 0)} label="95th percentile latency" unit=" ms" />
+          <Sparkline
+            values={h.map((s) => s.p95Ms ?? 0)}
+            label="95th percentile latency"
+            unit=" ms"
+          />
         </div>
         <div>
           <span class="label">5xx/s</span> <strong>{rate(last?.serverErrorsPerSecond ?? 0)}</strong>
-          <Sparkline values={h.map((s) => s.serverErrorsPerSecond)} label="Server errors per second" warn />
+          <Sparkline
+            values={h.map((s) => s.serverErrorsPerSecond)}
+            label="Server errors per second"
+            warn
+          />
         </div>
       </div>
       {routes.length === 0 ? (
@@ -220,9 +259,15 @@ export function ServicePanel(props: { snapshot: ConsoleSnapshot; history: Consol
             <thead>
               <tr>
                 <th scope="col">Route</th>
-                <th scope="col" class="n">Requests/s</th>
-                <th scope="col" class="n">p95</th>
-                <th scope="col" class="n">5xx/s</th>
+                <th scope="col" class="n">
+                  Requests/s
+                </th>
+                <th scope="col" class="n">
+                  p95
+                </th>
+                <th scope="col" class="n">
+                  5xx/s
+                </th>
               </tr>
             </thead>
             <tbody>
@@ -233,7 +278,9 @@ export function ServicePanel(props: { snapshot: ConsoleSnapshot; history: Consol
                   </th>
                   <td class="n">{rate(r.perSecond)}</td>
                   <td class="n">{ms(r.p95Ms)}</td>
-                  <td class={r.serverErrorsPerSecond > 0 ? 'n bad' : 'n'}>{rate(r.serverErrorsPerSecond)}</td>
+                  <td class={r.serverErrorsPerSecond > 0 ? 'n bad' : 'n'}>
+                    {rate(r.serverErrorsPerSecond)}
+                  </td>
                 </tr>
               ))}
             </tbody>

@@ -1,5 +1,10 @@
 /** A small line chart of the last values, with a text alternative. */
-export function Sparkline(props: { values: number[]; label: string; unit?: string; warn?: boolean }) {
+export function Sparkline(props: {
+  values: number[];
+  label: string;
+  unit?: string;
+  warn?: boolean;
+}) {
   const { values, label, unit = '' } = props;
   const w = 120;
   const h = 28;

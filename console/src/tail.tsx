@@ -27,7 +27,11 @@ export function TailPanel() {
       (e) => {
         if (e.event === 'ready') setState(`Following ${following}.`);
         if (e.event !== 'notification') return;
-        const line = { n: ++counter.current, at: new Date().toLocaleTimeString('en-GB'), payload: e.data };
+        const line = {
+          n: ++counter.current,
+          at: new Date().toLocaleTimeString('en-GB'),
+          payload: e.data,
+        };
         setLines((old) => [line, ...old].slice(0, KEEP));
       },
       controller.signal,
@@ -54,7 +58,13 @@ export function TailPanel() {
         }}
       >
         <label for="channel">Channel</label>
-        <input id="channel" value={channel} disabled={following !== null} onInput={(e) => setChannel(e.currentTarget.value)} autocomplete="off" />
+        <input
+          id="channel"
+          value={channel}
+          disabled={following !== null}
+          onInput={(e) => setChannel(e.currentTarget.value)}
+          autocomplete="off"
+        />
         <button type="submit">{following === null ? 'Follow' : 'Stop'}</button>
       </form>
       <p class="hint" role="status">

@@ -202,11 +202,19 @@ export class LeaseManager {
    */
   async list(
     options: { limit?: number; tx?: Queryable } = {},
-  ): Promise<Array<{ name: string; owner: string; token: bigint; expiresAt: Date; remainingMs: number }>> {
+  ): Promise<
+    Array<{ name: string; owner: string; token: bigint; expiresAt: Date; remainingMs: number }>
+  > {
     const o = checkOptions('options', options);
     const limit = optionalInt('options.limit', o.limit, { min: 1, max: 10_000 }, 200);
     const rows = await this.run(o.tx, (q) =>
-      q.query<{ name: string; owner: string; token: string; expires_at: Date; remaining_ms: number }>(
+      q.query<{
+        name: string;
+        owner: string;
+        token: string;
+        expires_at: Date;
+        remaining_ms: number;
+      }>(
         `SELECT name, owner, token::text, expires_at,
             (extract(epoch FROM expires_at - clock_timestamp()) * 1000)::float8 AS remaining_ms
           FROM ${this.table} WHERE expires_at > clock_timestamp() ORDER BY name LIMIT $1::int`,

@@ -152,10 +152,18 @@ export const changeRoutes: RouteFamily = (app, ctx) => {
           type: 'object',
           additionalProperties: false,
           properties: {
-            limit: { type: 'string', pattern: '^[0-9]{1,6}$', description: '1 to 100000; default 100' },
+            limit: {
+              type: 'string',
+              pattern: '^[0-9]{1,6}$',
+              description: '1 to 100000; default 100',
+            },
           },
         },
-        response: { 200: { type: 'object', additionalProperties: true }, 400: errorSchema, 503: errorSchema },
+        response: {
+          200: { type: 'object', additionalProperties: true },
+          400: errorSchema,
+          503: errorSchema,
+        },
       }),
     },
     async (request) => {

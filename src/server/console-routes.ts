@@ -100,7 +100,9 @@ export function consoleRoutes(options: ConsoleRouteOptions): RouteFamily {
         }),
       },
       async (_request, reply) =>
-        reply.type('application/json; charset=utf-8').send(JSON.stringify(await sampler.snapshot())),
+        reply
+          .type('application/json; charset=utf-8')
+          .send(JSON.stringify(await sampler.snapshot())),
     );
 
     app.get(

@@ -26,7 +26,8 @@ export class ConsoleSampler {
   private inFlight: Promise<void> | undefined;
   /** Bumped by every start and stop: a tick of an earlier run does not schedule another. */
   private generation = 0;
-  private previous: { at: number; totals: Totals; lists: Map<string, { total: number; dead: number }> } | undefined;
+  private previous:
+    { at: number; totals: Totals; lists: Map<string, { total: number; dead: number }> } | undefined;
 
   private readonly lifecycle = new Lifecycle(
     { name: 'console sampler' },
@@ -121,7 +122,11 @@ export class ConsoleSampler {
       serverErrorsPerSecond: prev ? all.errors / seconds : 0,
       p95Ms: p95(all.buckets, all.count),
     };
-    this.previous = { at: now, totals, lists: collected.lists ? listTotals : (prev?.lists ?? listTotals) };
+    this.previous = {
+      at: now,
+      totals,
+      lists: collected.lists ? listTotals : (prev?.lists ?? listTotals),
+    };
     this.history.push(sample);
     if (this.history.length > CONSOLE_HISTORY) this.history.shift();
     return {

@@ -65,7 +65,13 @@ export class Metrics {
     return [...this.routes.values()].map((s) => {
       let serverErrors = 0;
       for (const [status, n] of s.byStatus) if (status.startsWith('5')) serverErrors += n;
-      return { method: s.method, route: s.route, count: s.count, serverErrors, buckets: [...s.buckets] };
+      return {
+        method: s.method,
+        route: s.route,
+        count: s.count,
+        serverErrors,
+        buckets: [...s.buckets],
+      };
     });
   }
 

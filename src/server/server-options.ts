@@ -10,7 +10,8 @@ export interface ServerSettings {
   /** TCP port; 0 picks a free one. Default 8080 (env `PGCOORD_PORT`). */
   port: number;
   /**
-   * Bearer token every request but `/healthz` and `/readyz` must present (env `PGCOORD_TOKEN`).
+   * Bearer token every request but `/healthz`, `/readyz` and the console's page and files must
+   * present (env `PGCOORD_TOKEN`).
    * Required when `host` is not a loopback address. At least 16 characters.
    */
   token: string | undefined;
@@ -84,7 +85,8 @@ export function resolveServerSettings(
     );
   }
   const schema = checkSchemaName(input.schema ?? env.PGCOORD_SCHEMA ?? DEFAULT_SCHEMA);
-  const readOnly = input.readOnly ?? boolFromEnv(env.PGCOORD_READ_ONLY, 'PGCOORD_READ_ONLY') ?? false;
+  const readOnly =
+    input.readOnly ?? boolFromEnv(env.PGCOORD_READ_ONLY, 'PGCOORD_READ_ONLY') ?? false;
   if (typeof readOnly !== 'boolean') {
     throw new ValidationError('readOnly', 'must be true or false');
   }

@@ -71,7 +71,9 @@ describe('how the console is served', () => {
     expect(page.status).toBe(200);
     expect(page.headers.get('content-type')).toMatch(/^text\/html/);
     expect(page.headers.get('content-security-policy')).toContain("default-src 'self'");
-    expect(page.headers.get('content-security-policy')).not.toMatch(/unsafe-inline|unsafe-eval|https?:/);
+    expect(page.headers.get('content-security-policy')).not.toMatch(
+      /unsafe-inline|unsafe-eval|https?:/,
+    );
     expect(page.headers.get('cache-control')).toBe('no-cache');
     const html = await page.text();
     expect(html).not.toMatch(/(src|href)="(https?:)?\/\//);
@@ -111,7 +113,10 @@ describe('how the console is served', () => {
       for (let i = 0; i < 3; i++) {
         await Promise.all(
           clients.map((c) =>
-            c.next((e) => e.event === 'snapshot' && c.events.filter((x) => x.event === 'snapshot').length > i),
+            c.next(
+              (e) =>
+                e.event === 'snapshot' && c.events.filter((x) => x.event === 'snapshot').length > i,
+            ),
           ),
         );
       }
@@ -122,7 +127,9 @@ describe('how the console is served', () => {
       );
       expect(seen.size).toBeGreaterThanOrEqual(3);
       expect(collect.mock.calls.length).toBeLessThanOrEqual(seen.size + 1);
-      const snapshot = JSON.parse([...seen][0]!) as { lists: Array<{ list: string; dead: number }> };
+      const snapshot = JSON.parse([...seen][0]!) as {
+        lists: Array<{ list: string; dead: number }>;
+      };
       expect(snapshot.lists).toContainEqual(expect.objectContaining({ list: 'reports', dead: 1 }));
     } finally {
       collect.mockRestore();
@@ -145,35 +152,40 @@ describe('--read-only', () => {
         body: body === undefined ? undefined : JSON.stringify(body),
       });
       expect(res.status, `${method} ${url}`).toBe(403);
-      expect(((await res.json()) as { error: { code: string } }).error.code).toBe('PGCOORD_READ_ONLY');
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe(
+        'PGCOORD_READ_ONLY',
+      );
     }
     expect((await fetch(`${base}/v1/lists/reports`)).status).toBe(200);
     expect(await lists.stats('reports')).toMatchObject({ total: 2, dead: 1 });
   });
 
-  it.skipIf(!hasChromium)('shows no requeue button, and a POST forged from the page gets 403', async () => {
-    const base = await start({ readOnly: true });
-    const { page, errors } = await openPage(holder.browser, SIZES.desktop);
-    await page.goto(`${base}/`);
-    await page.getByText('read-only', { exact: true }).waitFor();
-    await page.getByRole('button', { name: 'Browse reports' }).click();
-    await page.locator('tr[data-dead]').first().waitFor();
-    expect(await page.locator('tr[data-dead]').allTextContents()).toHaveLength(1);
-    expect(await page.getByRole('button', { name: /requeue/i }).count()).toBe(0);
-    expect(await page.getByRole('button', { name: /drop|replay|release/i }).count()).toBe(0);
-    const forged = await page.evaluate(async () => {
-      const res = await fetch('/v1/lists/reports/dead/requeue', {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: '{}',
+  it.skipIf(!hasChromium)(
+    'shows no requeue button, and a POST forged from the page gets 403',
+    async () => {
+      const base = await start({ readOnly: true });
+      const { page, errors } = await openPage(holder.browser, SIZES.desktop);
+      await page.goto(`${base}/`);
+      await page.getByText('read-only', { exact: true }).waitFor();
+      await page.getByRole('button', { name: 'Browse reports' }).click();
+      await page.locator('tr[data-dead]').first().waitFor();
+      expect(await page.locator('tr[data-dead]').allTextContents()).toHaveLength(1);
+      expect(await page.getByRole('button', { name: /requeue/i }).count()).toBe(0);
+      expect(await page.getByRole('button', { name: /drop|replay|release/i }).count()).toBe(0);
+      const forged = await page.evaluate(async () => {
+        const res = await fetch('/v1/lists/reports/dead/requeue', {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: '{}',
+        });
+        return { status: res.status, body: (await res.json()) as { error: { code: string } } };
       });
-      return { status: res.status, body: (await res.json()) as { error: { code: string } } };
-    });
-    expect(forged).toMatchObject({ status: 403, body: { error: { code: 'PGCOORD_READ_ONLY' } } });
-    expect(await lists.stats('reports')).toMatchObject({ dead: 1 });
-    expect(errors.filter((e) => !/403/.test(e))).toEqual([]);
-    await page.context().close();
-  });
+      expect(forged).toMatchObject({ status: 403, body: { error: { code: 'PGCOORD_READ_ONLY' } } });
+      expect(await lists.stats('reports')).toMatchObject({ dead: 1 });
+      expect(errors.filter((e) => !/403/.test(e))).toEqual([]);
+      await page.context().close();
+    },
+  );
 });
 
 describe.skipIf(!hasChromium)('with a token', () => {

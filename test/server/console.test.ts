@@ -65,7 +65,7 @@ describe.skipIf(!hasChromium)('the console in a browser', () => {
     expect(await cell(page, 'jobs', 'claimable')).toBe('3');
     expect(await cell(page, 'jobs', 'dead')).toBe('0');
     // A mark on the document: still there afterwards means the page was not reloaded.
-    await page.evaluate(() => ((window as unknown as { mark: number }).mark = 42));
+    await page.evaluate('window.mark = 42');
     const cli = await runCli(['lists', 'import', 'jobs', '--database-url', db.url], {
       input: 'd\ne\n',
     });
@@ -73,7 +73,7 @@ describe.skipIf(!hasChromium)('the console in a browser', () => {
     await waitFor(async () => (await cell(page, 'jobs', 'size')) === '5', {
       message: 'the page shows the 2 new items',
     });
-    expect(await page.evaluate(() => (window as unknown as { mark?: number }).mark)).toBe(42);
+    expect(await page.evaluate('window.mark')).toBe(42);
     expect(errors).toEqual([]);
     await page.context().close();
   });
@@ -102,7 +102,9 @@ describe.skipIf(!hasChromium)('the console in a browser', () => {
     // The item browser pages the list; a prefix narrows it.
     await page.getByLabel('Prefix').fill('m2');
     await page.getByRole('button', { name: 'Search' }).click();
-    await waitFor(async () => (await page.locator('table.items td.item').allTextContents()).join() === 'm2');
+    await waitFor(
+      async () => (await page.locator('table.items td.item').allTextContents()).join() === 'm2',
+    );
     await page.context().close();
   });
 
@@ -190,18 +192,16 @@ describe.skipIf(!hasChromium)('the console in a browser', () => {
       await page.locator('#limits').getByText('alice: denied', { exact: false }).first().waitFor();
       await waitFor(async () => (await cell(page, 'thumbnails', 'leased')) === '6');
       // Usable at this width: the page itself never scrolls sideways (wide tables scroll inside).
-      const overflow = await page.evaluate(
-        () => document.documentElement.scrollWidth - document.documentElement.clientWidth,
+      const overflow = await page.evaluate<number>(
+        'document.documentElement.scrollWidth - document.documentElement.clientWidth',
       );
       expect(overflow, `horizontal overflow at ${size.width}px`).toBeLessThanOrEqual(0);
       await screenshot(page, name);
       // Keyboard: the first Tab reaches the skip link, the next ones the sections.
       await page.keyboard.press('Tab');
-      expect(await page.evaluate(() => document.activeElement?.textContent)).toBe(
-        'Skip to content',
-      );
+      expect(await page.evaluate('document.activeElement?.textContent')).toBe('Skip to content');
       await page.keyboard.press('Tab');
-      expect(await page.evaluate(() => document.activeElement?.textContent)).toBe('Lists');
+      expect(await page.evaluate('document.activeElement?.textContent')).toBe('Lists');
       expect(errors).toEqual([]);
       await page.context().close();
     }

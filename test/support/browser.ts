@@ -56,7 +56,8 @@ export async function openPage(
   const api: Array<{ url: string; status: number }> = [];
   const errors: string[] = [];
   page.on('response', (r) => {
-    if (new URL(r.url()).pathname.startsWith('/v1/')) api.push({ url: r.url(), status: r.status() });
+    if (new URL(r.url()).pathname.startsWith('/v1/'))
+      api.push({ url: r.url(), status: r.status() });
   });
   page.on('pageerror', (e) => errors.push(e.message));
   page.on('console', (m) => {
@@ -67,5 +68,8 @@ export async function openPage(
 
 /** Writes a screenshot to docs/images/ (committed: the docs show the current console). */
 export async function screenshot(page: Page, name: string): Promise<void> {
-  await page.screenshot({ path: path.join(repoRoot, 'docs/images', `${name}.png`), fullPage: false });
+  await page.screenshot({
+    path: path.join(repoRoot, 'docs/images', `${name}.png`),
+    fullPage: false,
+  });
 }
