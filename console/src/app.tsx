@@ -35,6 +35,8 @@ export function App() {
         } else if (e.event === 'snapshot') {
           const s = JSON.parse(e.data) as ConsoleSnapshot;
           setSnapshot(s);
+          // A snapshot arrived: whatever a write's 401 said, the feed itself is authorized.
+          setStatus('live');
           setHistory((h) =>
             h[h.length - 1]?.at === s.sample.at ? h : [...h, s.sample].slice(-HISTORY),
           );
@@ -106,6 +108,7 @@ export function App() {
             onToken={(t) => {
               setToken(t);
               setNotice(null);
+              setStatus('connecting');
               feed.current?.retryNow();
             }}
           />

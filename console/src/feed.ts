@@ -2,6 +2,10 @@
 // in a URL), JSON calls, and Server-Sent Events read with fetch() so the header can be sent
 // (EventSource cannot send one).
 
+import { SseParser, type SseEvent } from './sse-parser.js';
+
+export type { SseEvent } from './sse-parser.js';
+
 const TOKEN_KEY = 'pgcoord.token';
 
 /** Fired on window when a request got 401: the page asks for the token. */
@@ -76,11 +80,6 @@ export function seg(value: string): string {
   return encodeURIComponent(value);
 }
 
-export interface SseEvent {
-  event: string;
-  data: string;
-}
-
 /**
  * Reads the event stream at `path` until it ends or `signal` aborts, calling `onEvent` per event.
  * Rejects with an {@link ApiError} when the reply is not a stream (401 included).
@@ -95,35 +94,12 @@ export async function readEvents(
   if (!res.ok || !res.body) throw await failure(res);
   onOpen?.();
   const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
-  let buffer = '';
+  const parser = new SseParser();
   for (;;) {
     const { value, done } = await reader.read();
+    for (const e of done ? parser.end() : parser.push(value)) onEvent(e);
     if (done) return;
-    buffer += value;
-    let end: RegExpExecArray | null;
-    while ((end = /\r\n\r\n|\n\n|\r\r/.exec(buffer))) {
-      const block = buffer.slice(0, end.index);
-      buffer = buffer.slice(end.index + end[0].length);
-      const e = parseBlock(block);
-      if (e) onEvent(e);
-    }
   }
-}
-
-/** One SSE event block (lines of `field: value`); comments and ids are ignored here. */
-export function parseBlock(block: string): SseEvent | undefined {
-  let event = 'message';
-  const data: string[] = [];
-  for (const line of block.split(/\r\n|\r|\n/)) {
-    if (line === '' || line.startsWith(':')) continue;
-    const colon = line.indexOf(':');
-    const field = colon < 0 ? line : line.slice(0, colon);
-    let value = colon < 0 ? '' : line.slice(colon + 1);
-    if (value.startsWith(' ')) value = value.slice(1);
-    if (field === 'event') event = value;
-    else if (field === 'data') data.push(value);
-  }
-  return data.length === 0 ? undefined : { event, data: data.join('\n') };
 }
 
 export type FeedStatus = 'connecting' | 'live' | 'needs-token' | 'offline';
