@@ -102,7 +102,7 @@ export function consoleRoutes(options: ConsoleRouteOptions): RouteFamily {
       async (_request, reply) =>
         reply
           .type('application/json; charset=utf-8')
-          .send(JSON.stringify(await sampler.snapshot())),
+          .send(JSON.stringify(await sampler.snapshot({ record: false }))),
     );
 
     app.get(

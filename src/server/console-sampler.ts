@@ -71,8 +71,12 @@ export class ConsoleSampler {
     };
   }
 
-  /** Takes one snapshot now (also what each tick does); resolves with it. */
-  async snapshot(): Promise<ConsoleSnapshot> {
+  /**
+   * Takes one snapshot now; resolves with it. Each tick records it (a sample in the history, the
+   * base of the next rates); one asked for on demand (`record: false`) leaves both as they are.
+   */
+  async snapshot(options: { record?: boolean } = {}): Promise<ConsoleSnapshot> {
+    const record = options.record ?? true;
     const collected = await this.collector.collect();
     const now = Date.now();
     const totals = this.metrics.routeTotals();
@@ -122,13 +126,15 @@ export class ConsoleSampler {
       serverErrorsPerSecond: prev ? all.errors / seconds : 0,
       p95Ms: p95(all.buckets, all.count),
     };
-    this.previous = {
-      at: now,
-      totals,
-      lists: collected.lists ? listTotals : (prev?.lists ?? listTotals),
-    };
-    this.history.push(sample);
-    if (this.history.length > CONSOLE_HISTORY) this.history.shift();
+    if (record) {
+      this.previous = {
+        at: now,
+        totals,
+        lists: collected.lists ? listTotals : (prev?.lists ?? listTotals),
+      };
+      this.history.push(sample);
+      if (this.history.length > CONSOLE_HISTORY) this.history.shift();
+    }
     return {
       at: new Date(now).toISOString(),
       intervalMs: this.settings.intervalMs,

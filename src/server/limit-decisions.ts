@@ -13,6 +13,7 @@ const RECENT = 20;
 export class LimitDecisionLog {
   private readonly names = new Map<string, LimiterActivity>();
 
+  /** Counts one decision of limiter `name` for `key` and keeps it among the recent ones. */
   record(name: string, key: string, allowed: boolean, remaining: number): void {
     let a = this.names.get(name);
     if (a) {
