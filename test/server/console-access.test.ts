@@ -7,6 +7,8 @@ import { Writable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { ChangeCapture, ChangeConsumer } from '../../src/changes/index.js';
+import { LeaseManager } from '../../src/coordination/index.js';
 import { AttemptList } from '../../src/lists/index.js';
 import { createServer, type PgcoordServer } from '../../src/server/index.js';
 import { ConsoleCollector } from '../../src/server/console-collect.js';
@@ -164,9 +166,32 @@ describe('--read-only', () => {
     'shows no requeue button, and a POST forged from the page gets 403',
     async () => {
       const base = await start({ readOnly: true });
+      // Something every write button would act on: a lease, a consumer group with a dead letter.
+      const lease = await new LeaseManager(db.pool).acquire('ro-lease', { ttlMs: 600_000 });
+      await db.pool.query('CREATE TABLE ro_table (id int PRIMARY KEY)');
+      const capture = new ChangeCapture(db.pool);
+      await capture.track('ro_table');
+      await capture.createGroup('ro-group');
+      const failing = new ChangeConsumer(db.pool, {
+        group: 'ro-group',
+        maxAttempts: 1,
+        handler: async () => {
+          throw new Error('refused on purpose');
+        },
+      });
+      await failing.start();
+      try {
+        await db.pool.query('INSERT INTO ro_table VALUES (1)');
+        await waitFor(async () => (await capture.deadLetters('ro-group')).length === 1);
+      } finally {
+        await failing.stop();
+      }
       const { page, errors } = await openPage(holder.browser, SIZES.desktop);
       await page.goto(`${base}/`);
       await page.getByText('read-only', { exact: true }).waitFor();
+      await page.locator('#leases').getByText('ro-lease').waitFor();
+      await page.locator('#changes tr[data-group="ro-group"]').waitFor();
+      await page.locator('#changes').getByText('refused on purpose').first().waitFor();
       await page.getByRole('button', { name: 'Browse reports' }).click();
       await page.locator('tr[data-dead]').first().waitFor();
       expect(await page.locator('tr[data-dead]').allTextContents()).toHaveLength(1);
@@ -184,6 +209,7 @@ describe('--read-only', () => {
       expect(await lists.stats('reports')).toMatchObject({ dead: 1 });
       expect(errors.filter((e) => !/403/.test(e))).toEqual([]);
       await page.context().close();
+      await new LeaseManager(db.pool).release(lease!);
     },
   );
 });

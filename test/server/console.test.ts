@@ -189,6 +189,10 @@ describe.skipIf(!hasChromium)('the console in a browser', () => {
       const { page, errors } = await openPage(holder.browser, size);
       await page.goto(`${base}/`);
       await page.locator('#leases').getByText('nightly-report').waitFor();
+      // The write buttons a read-only service hides are here.
+      expect(await page.locator('#leases').getByRole('button', { name: 'Release' }).count()).toBe(
+        1,
+      );
       await page.locator('#limits').getByText('alice: denied', { exact: false }).first().waitFor();
       await waitFor(async () => (await cell(page, 'thumbnails', 'leased')) === '6');
       // Usable at this width: the page itself never scrolls sideways (wide tables scroll inside).
