@@ -139,6 +139,33 @@ describe('how the console is served', () => {
   });
 });
 
+describe('the service panel', () => {
+  it('reports the service’s own traffic per route over the interval, its stream left out', async () => {
+    const base = await start();
+    const feed = await openSse(`${base}/v1/console/events`);
+    try {
+      await feed.next((e) => e.event === 'snapshot');
+      const busy = await waitFor(async () => {
+        for (let i = 0; i < 5; i++) await (await fetch(`${base}/v1/lists`)).arrayBuffer();
+        const last = feed.events.filter((e) => e.event === 'snapshot').at(-1)!;
+        const s = JSON.parse(last.data) as {
+          service: { routes: Array<{ method: string; route: string; perSecond: number }> };
+          sample: { requestsPerSecond: number; p95Ms: number | null };
+        };
+        return s.service.routes.some((r) => r.route === '/v1/lists') ? s : null;
+      });
+      expect(busy.service.routes.find((r) => r.route === '/v1/lists')!.perSecond).toBeGreaterThan(
+        0,
+      );
+      expect(busy.service.routes.map((r) => r.route)).not.toContain('/v1/console/events');
+      expect(busy.sample.requestsPerSecond).toBeGreaterThan(0);
+      expect(busy.sample.p95Ms).toBeGreaterThan(0);
+    } finally {
+      feed.close();
+    }
+  });
+});
+
 describe('--read-only', () => {
   it('refuses every write with 403 PGCOORD_READ_ONLY and still answers reads', async () => {
     const base = await start({ readOnly: true });
