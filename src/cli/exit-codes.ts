@@ -52,6 +52,7 @@ export const EXIT_BY_CODE: Readonly<Record<ErrorCode, number>> = {
   // HTTP-only codes: the CLI does not meet them; mapped like their HTTP status would suggest.
   PGCOORD_BAD_REQUEST: EXIT.USAGE,
   PGCOORD_UNAUTHORIZED: EXIT.FAILURE,
+  PGCOORD_READ_ONLY: EXIT.FAILURE,
   PGCOORD_NO_ROUTE: EXIT.NOT_FOUND,
   PGCOORD_PRECONDITION_FAILED: EXIT.CONFLICT,
   PGCOORD_BODY_TOO_LARGE: EXIT.USAGE,

@@ -73,18 +73,27 @@ Example:
         .default('20')
         .argParser(parseCount),
     )
+    .option(
+      '--read-only',
+      'serve the console and the read API; refuse every write with 403 (env PGCOORD_READ_ONLY=1)',
+    )
     .addHelpText(
       'after',
       `
 Example:
   $ npx pgcoord serve
-  pgcoord serving http://127.0.0.1:8080 (OpenAPI at http://127.0.0.1:8080/openapi.json)
+  pgcoord serving http://127.0.0.1:8080 (console at http://127.0.0.1:8080/, OpenAPI at http://127.0.0.1:8080/openapi.json)
   DATABASE_URL=postgres://postgres:...@127.0.0.1:41789/postgres
   $ PGCOORD_TOKEN=$(openssl rand -hex 24) npx pgcoord serve --host 0.0.0.0`,
     )
     .action(
       async (
-        opts: { host: string; port: number | string; poolMax: number | string },
+        opts: {
+          host: string;
+          port: number | string;
+          poolMax: number | string;
+          readOnly?: boolean;
+        },
         cmd: Command,
       ) => {
         const g = cmd.optsWithGlobals<GlobalOptions>();
@@ -95,6 +104,7 @@ Example:
           host: opts.host,
           port: typeof opts.port === 'string' ? parsePort(opts.port) : opts.port,
           poolMax: typeof opts.poolMax === 'string' ? parseCount(opts.poolMax) : opts.poolMax,
+          ...(opts.readOnly ? { readOnly: true } : {}),
           databaseUrl: g.databaseUrl,
           dataDir: g.dataDir,
           schema: g.schema,

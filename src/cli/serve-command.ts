@@ -17,6 +17,8 @@ export interface ServeOptions {
   schema?: string;
   /** Size of the service pool. Default 20. */
   poolMax?: number;
+  /** Refuse every write with 403 (`--read-only`). Default false (env `PGCOORD_READ_ONLY`). */
+  readOnly?: boolean;
   routes?: RouteFamily[];
   /** Where the service URL and DATABASE_URL lines go. Default stdout. */
   print?: (line: string) => void;
@@ -36,7 +38,12 @@ export async function serve(options: ServeOptions): Promise<void> {
       ? checkDatabaseUrl('DATABASE_URL', process.env.DATABASE_URL)
       : undefined;
   // Settings refused (a public --host without a token) before anything starts.
-  resolveServerSettings({ host: options.host, port: options.port, schema: options.schema });
+  resolveServerSettings({
+    host: options.host,
+    port: options.port,
+    schema: options.schema,
+    readOnly: options.readOnly,
+  });
   const logger = createLogger();
 
   let embedded: EmbeddedDatabase | undefined;
@@ -103,11 +110,14 @@ export async function serve(options: ServeOptions): Promise<void> {
       host: options.host,
       port: options.port,
       schema: options.schema,
+      readOnly: options.readOnly,
       routes: options.routes,
     });
     const base = await server.listen();
     embedded?.announce(base);
-    print(`pgcoord serving ${base} (OpenAPI at ${base}/openapi.json)`);
+    print(
+      `pgcoord serving ${base} (console at ${base}/, OpenAPI at ${base}/openapi.json${server.settings.readOnly ? ', read-only' : ''})`,
+    );
     print(`DATABASE_URL=${embedded ? databaseUrl : redactConnectionString(databaseUrl)}`);
     if (embedded) {
       print(

@@ -196,6 +196,41 @@ export class LeaseManager {
   }
 
   /**
+   * Leases held right now (expired ones left out), by name, at most `limit` (default 200,
+   * 1 .. 10,000), with the time each has left on the server clock. Leader elections show up here
+   * too: their leadership is a lease named after the election.
+   */
+  async list(
+    options: { limit?: number; tx?: Queryable } = {},
+  ): Promise<
+    Array<{ name: string; owner: string; token: bigint; expiresAt: Date; remainingMs: number }>
+  > {
+    const o = checkOptions('options', options);
+    const limit = optionalInt('options.limit', o.limit, { min: 1, max: 10_000 }, 200);
+    const rows = await this.run(o.tx, (q) =>
+      q.query<{
+        name: string;
+        owner: string;
+        token: string;
+        expires_at: Date;
+        remaining_ms: number;
+      }>(
+        `SELECT name, owner, token::text, expires_at,
+            (extract(epoch FROM expires_at - clock_timestamp()) * 1000)::float8 AS remaining_ms
+          FROM ${this.table} WHERE expires_at > clock_timestamp() ORDER BY name LIMIT $1::int`,
+        [limit],
+      ),
+    );
+    return rows.map((r) => ({
+      name: r.name,
+      owner: r.owner,
+      token: BigInt(r.token),
+      expiresAt: r.expires_at,
+      remainingMs: Math.max(0, Math.round(r.remaining_ms)),
+    }));
+  }
+
+  /**
    * Runs `fn` while holding the lease `name`, renewing it every `renewIntervalMs`. If the lease
    * is lost (taken over, or not renewed before it expires, for example while the database is
    * unreachable), `signal` aborts with a {@link StaleTokenError} as its reason: `fn` should stop

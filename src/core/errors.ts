@@ -22,6 +22,7 @@ export type ErrorCode =
   // Codes only the HTTP service answers with (no class of their own: HttpError carries them).
   | 'PGCOORD_BAD_REQUEST'
   | 'PGCOORD_UNAUTHORIZED'
+  | 'PGCOORD_READ_ONLY'
   | 'PGCOORD_NO_ROUTE'
   | 'PGCOORD_PRECONDITION_FAILED'
   | 'PGCOORD_BODY_TOO_LARGE'

@@ -141,6 +141,69 @@ export const changeRoutes: RouteFamily = (app, ctx) => {
     },
   );
 
+  app.get<{ Params: { group: string }; Querystring: { limit?: string } }>(
+    '/v1/changes/groups/:group/dead',
+    {
+      schema: routeSchema({
+        summary: 'Dead letters of a group, oldest first (state dead, or replay while queued)',
+        tags,
+        params: groupParams,
+        querystring: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            limit: {
+              type: 'string',
+              pattern: '^[0-9]{1,6}$',
+              description: '1 to 100000; default 100',
+            },
+          },
+        },
+        response: {
+          200: { type: 'object', additionalProperties: true },
+          400: errorSchema,
+          503: errorSchema,
+        },
+      }),
+    },
+    async (request) => {
+      const group = checkGroup(request.params.group);
+      const limit = request.query.limit === undefined ? 100 : Number(request.query.limit);
+      return { deadLetters: await capture.deadLetters(group, { limit }) };
+    },
+  );
+
+  app.post<{ Params: { group: string }; Body: { changeIds?: string[] } }>(
+    '/v1/changes/groups/:group/dead/replay',
+    {
+      schema: routeSchema({
+        summary:
+          'Queue dead letters for delivery again (all of the group when `changeIds` is absent); running consumers take them before new changes',
+        tags,
+        params: groupParams,
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            changeIds: { type: 'array', items: { type: 'string', pattern: '^[0-9]{1,19}$' } },
+          },
+        },
+        response: {
+          200: { type: 'object', properties: { replayed: { type: 'integer' } } },
+          400: errorSchema,
+          503: errorSchema,
+        },
+      }),
+    },
+    async (request) => {
+      const group = checkGroup(request.params.group);
+      const changeIds = request.body?.changeIds;
+      return {
+        replayed: await capture.replay(group, changeIds === undefined ? {} : { changeIds }),
+      };
+    },
+  );
+
   app.get<{
     Params: { group: string };
     Headers: { 'last-event-id'?: string };

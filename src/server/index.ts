@@ -10,3 +10,18 @@ export type { MetricSample, MetricCollector } from './metrics.js';
 export { buildOpenApi } from './openapi.js';
 export type { RouteDoc, RouteSchema } from './openapi.js';
 export type { RouteContext, RouteFamily, ServicePool } from './route-context.js';
+export type {
+  ConsoleSnapshot,
+  ConsoleSample,
+  ConsoleListRow,
+  ConsoleKeyRow,
+  ConsoleWorkerRow,
+  ConsoleChanges,
+  ConsoleGroupRow,
+  ConsoleDeadLetterRow,
+  ConsoleLeaseRow,
+  ConsoleInstanceRow,
+  ConsoleRouteRow,
+  LimiterActivity,
+  RecordedDecision,
+} from './console-types.js';

@@ -125,6 +125,35 @@ export const leaseRoutes: RouteFamily = (app, ctx) => {
     );
   }
 
+  app.get(
+    '/v1/leases',
+    {
+      schema: routeSchema({
+        summary:
+          'Leases held now (leaders included), by name, at most 200, with the ms each has left',
+        tags,
+        response: {
+          200: {
+            type: 'object',
+            properties: {
+              leases: {
+                type: 'array',
+                items: {
+                  type: 'object',
+                  properties: { ...leaseReply.properties, remainingMs: { type: 'integer' } },
+                },
+              },
+            },
+          },
+          ...errors,
+        },
+      }),
+    },
+    async () => ({
+      leases: (await leases.list()).map((l) => ({ ...leaseJson(l), remainingMs: l.remainingMs })),
+    }),
+  );
+
   app.get<{ Params: { name: string } }>(
     '/v1/leases/:name',
     {

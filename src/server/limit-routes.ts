@@ -2,6 +2,7 @@ import { RateLimiter, MAX_QUOTAS, type RateLimiterOptions } from '../coordinatio
 import { RATE_LIMIT_ALGORITHMS } from '../coordination/index.js';
 import { errorSchema } from './http-errors.js';
 import { routeSchema } from './openapi.js';
+import { limitDecisionLog } from './limit-decisions.js';
 import type { RouteFamily } from './route-context.js';
 
 /** Limiters kept per (name, settings); the oldest is dropped past this many. */
@@ -37,6 +38,7 @@ export const limitRoutes: RouteFamily = (app, ctx) => {
   const limiters = new Map<string, RateLimiter>();
   let allowed = 0;
   let denied = 0;
+  const decisions = limitDecisionLog(ctx);
 
   const limiterFor = (name: string, body: ConsumeBody): RateLimiter => {
     const { cost: _cost, ...settings } = body;
@@ -99,6 +101,7 @@ export const limitRoutes: RouteFamily = (app, ctx) => {
       const decision = await limiterFor(name, body).consume(key, { cost: body.cost ?? 1 });
       if (decision.allowed) allowed++;
       else denied++;
+      decisions.record(name, key, decision.allowed, decision.remaining);
       void reply.header('ratelimit-remaining', String(decision.remaining));
       if (!decision.allowed)
         void reply.header('retry-after', String(Math.ceil(decision.retryAfterMs / 1000)));

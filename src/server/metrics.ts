@@ -16,8 +16,11 @@ export interface MetricSample {
 /** Returns the current samples; may be async (e.g. a query). Errors skip that collector. */
 export type MetricCollector = () => MetricSample[] | Promise<MetricSample[]>;
 
-/** Latency buckets in seconds. */
-const BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+/** Latency buckets in seconds (upper bounds of the histogram). */
+export const LATENCY_BUCKETS_SECONDS: readonly number[] = [
+  0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+];
+const BUCKETS = LATENCY_BUCKETS_SECONDS;
 
 interface RouteStats {
   method: string;
@@ -45,6 +48,31 @@ export class Metrics {
     s.sum += seconds;
     s.count++;
     for (let i = 0; i < BUCKETS.length; i++) if (seconds <= BUCKETS[i]!) s.buckets[i]!++;
+  }
+
+  /**
+   * Totals since start per route: requests, those answered 5xx, and the cumulative latency
+   * histogram (counts at or below each of {@link LATENCY_BUCKETS_SECONDS}). Differences between
+   * two calls give rates and latencies over that span (the console does this).
+   */
+  routeTotals(): Array<{
+    method: string;
+    route: string;
+    count: number;
+    serverErrors: number;
+    buckets: number[];
+  }> {
+    return [...this.routes.values()].map((s) => {
+      let serverErrors = 0;
+      for (const [status, n] of s.byStatus) if (status.startsWith('5')) serverErrors += n;
+      return {
+        method: s.method,
+        route: s.route,
+        count: s.count,
+        serverErrors,
+        buckets: [...s.buckets],
+      };
+    });
   }
 
   /** Adds a collector called at every scrape. */

@@ -10,7 +10,8 @@ export interface ServerSettings {
   /** TCP port; 0 picks a free one. Default 8080 (env `PGCOORD_PORT`). */
   port: number;
   /**
-   * Bearer token every request but `/healthz` and `/readyz` must present (env `PGCOORD_TOKEN`).
+   * Bearer token every request but `/healthz`, `/readyz` and the console's page and files must
+   * present (env `PGCOORD_TOKEN`).
    * Required when `host` is not a loopback address. At least 16 characters.
    */
   token: string | undefined;
@@ -18,6 +19,11 @@ export interface ServerSettings {
   bodyLimitBytes: number;
   /** Schema of the pgcoord tables. Default `pgcoord` (env `PGCOORD_SCHEMA`). */
   schema: string;
+  /**
+   * Refuse every write (any method but GET, HEAD and OPTIONS) with 403 `PGCOORD_READ_ONLY`; the
+   * console hides its write buttons. Default false (env `PGCOORD_READ_ONLY=1`).
+   */
+  readOnly: boolean;
 }
 
 export type ServerSettingsInput = Partial<ServerSettings>;
@@ -79,7 +85,12 @@ export function resolveServerSettings(
     );
   }
   const schema = checkSchemaName(input.schema ?? env.PGCOORD_SCHEMA ?? DEFAULT_SCHEMA);
-  return { host, port, token: rawToken, bodyLimitBytes, schema };
+  const readOnly =
+    input.readOnly ?? boolFromEnv(env.PGCOORD_READ_ONLY, 'PGCOORD_READ_ONLY') ?? false;
+  if (typeof readOnly !== 'boolean') {
+    throw new ValidationError('readOnly', 'must be true or false');
+  }
+  return { host, port, token: rawToken, bodyLimitBytes, schema, readOnly };
 }
 
 /** Whether `host` only accepts connections from this machine. */
@@ -96,4 +107,11 @@ function intFromEnv(value: string | undefined, name: string): number | undefined
   if (!/^\d+$/.test(value))
     throw new ValidationError(name, `must be a whole number, got "${value}"`);
   return Number(value);
+}
+
+function boolFromEnv(value: string | undefined, name: string): boolean | undefined {
+  if (value === undefined || value === '') return undefined;
+  if (value === '1' || value === 'true') return true;
+  if (value === '0' || value === 'false') return false;
+  throw new ValidationError(name, `must be 1, 0, true or false, got "${value}"`);
 }

@@ -1,11 +1,13 @@
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type pg from 'pg';
-import type { ConnectionInput } from '../core/index.js';
+import { checkInt, type ConnectionInput } from '../core/index.js';
 import pino from 'pino';
 import { makeTokenCheck } from './auth.js';
 import { healthRoutes } from './health-routes.js';
 import { changeRoutes } from './change-routes.js';
+import { DEFAULT_CONSOLE_INTERVAL_MS, consoleRoutes } from './console-routes.js';
 import { iidyRoutes } from './iidy-routes.js';
 import { useJsonBodyParser } from './json-body.js';
 import { kvRoutes } from './kv-routes.js';
@@ -46,6 +48,8 @@ export interface ServerOptions extends ServerSettingsInput {
   connection?: ConnectionInput;
   /** Extra route families (tests, embedding applications). */
   routes?: RouteFamily[];
+  /** Time between two console snapshots, ms (100 .. 60,000). Default 1500. */
+  consoleIntervalMs?: number;
 }
 
 /** A configured, not yet listening, pgcoord HTTP service. */
@@ -62,6 +66,9 @@ export interface PgcoordServer {
 
 /** Longest path parameter the router takes (items may contain '/'), in characters: 414 beyond. */
 const MAX_PARAM_LENGTH = 8192;
+
+/** Methods a read-only service still answers. */
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 /** Paths that redaction removes from every log line. */
 export const REDACT_PATHS = [
@@ -108,6 +115,11 @@ const packageVersion = (() => {
  */
 export async function createServer(options: ServerOptions): Promise<PgcoordServer> {
   const settings = resolveServerSettings(options);
+  const consoleIntervalMs = checkInt(
+    'consoleIntervalMs',
+    options.consoleIntervalMs ?? DEFAULT_CONSOLE_INTERVAL_MS,
+    { min: 100, max: 60_000 },
+  );
   const logger = options.logger === undefined ? createLogger() : options.logger;
   const app: FastifyInstance = Fastify({
     ...(logger ? { loggerInstance: logger as FastifyBaseLogger } : { logger: false }),
@@ -192,12 +204,28 @@ export async function createServer(options: ServerOptions): Promise<PgcoordServe
       }
     });
   }
+  if (settings.readOnly) {
+    // After the token check: a caller without the token learns nothing more than a 401.
+    app.addHook('onRequest', async (request) => {
+      if (!SAFE_METHODS.has(request.method)) {
+        throw new HttpError(
+          403,
+          'PGCOORD_READ_ONLY',
+          `this service is read-only (--read-only): ${request.method} is refused`,
+        );
+      }
+    });
+  }
   // Browsers must take the declared types seriously (iidy sends this too).
   app.addHook('onSend', async (_request, reply, payload) => {
     void reply.header('x-content-type-options', 'nosniff');
     return payload;
   });
+  // The console reads a few routes through the service itself (auth and all); those reads are
+  // not the service's traffic. The marker is a per-process secret, so a client cannot forge it.
+  const internalMarker = randomBytes(16).toString('hex');
   app.addHook('onResponse', async (request, reply) => {
+    if (request.headers['x-pgcoord-internal'] === internalMarker) return;
     const route = request.routeOptions.url ?? 'unmatched';
     metrics.observe(request.method, route, reply.statusCode, reply.elapsedTime / 1000);
   });
@@ -217,6 +245,27 @@ export async function createServer(options: ServerOptions): Promise<PgcoordServe
     leaseRoutes,
     notifyRoutes,
     changeRoutes,
+    consoleRoutes({
+      intervalMs: consoleIntervalMs,
+      readOnly: settings.readOnly,
+      internalGet: async (url) => {
+        const r = await app.inject({
+          method: 'GET',
+          url,
+          headers: {
+            'x-pgcoord-internal': internalMarker,
+            ...(settings.token === undefined ? {} : { authorization: `Bearer ${settings.token}` }),
+          },
+        });
+        let body: unknown;
+        try {
+          body = r.json();
+        } catch {
+          body = undefined;
+        }
+        return { status: r.statusCode, body };
+      },
+    }),
     ...(options.routes ?? []),
   ]) {
     await app.register(async (scoped) => family(scoped, ctx));

@@ -293,6 +293,32 @@ describe('pgcoord CLI', () => {
     expect(help.stdout).toMatch(/^Usage: pgcoord lists/);
   });
 
+  it('serve --read-only prints the console URL, serves reads and refuses writes with 403', async () => {
+    const serve = startCli(['--database-url', db.url, 'serve', '--port', '0', '--read-only']);
+    try {
+      const line = await waitFor(() => /^pgcoord serving .*$/m.exec(serve.stdout())?.[0], {
+        timeoutMs: 30_000,
+      });
+      const base = /serving (http:\/\/\S+)/.exec(line)![1]!;
+      expect(line).toBe(
+        `pgcoord serving ${base} (console at ${base}/, OpenAPI at ${base}/openapi.json, read-only)`,
+      );
+      expect((await fetch(`${base}/v1/lists`)).status).toBe(200);
+      const write = await fetch(`${base}/v1/lists/ro/items`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ items: ['x'] }),
+      });
+      expect(write.status).toBe(403);
+      expect(((await write.json()) as { error: { code: string } }).error.code).toBe(
+        'PGCOORD_READ_ONLY',
+      );
+    } finally {
+      serve.child.kill('SIGINT');
+      expect(await serve.exited).toBe(0);
+    }
+  });
+
   it('serve on a database of its own exits at once on a second SIGINT while stopping', async () => {
     const env: NodeJS.ProcessEnv = { ...process.env, PGCOORD_LOG_LEVEL: 'info' };
     const serve = startCli(['--database-url', db.url, 'serve', '--port', '0'], { env });

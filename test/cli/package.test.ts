@@ -145,9 +145,15 @@ describe('the npm package', () => {
       'dist/src/server/index.js',
       'dist/src/cli/main.js',
       'dist/src/core/migrator.js',
+      'dist/console/index.html',
     ]) {
       expect(files, f).toContain(f);
     }
+    // The console ships built: its hashed script and stylesheet, not its sources.
+    expect(files.filter((f) => /^dist\/console\/app-[A-Z0-9]{8}\.(js|css)$/.test(f))).toHaveLength(
+      2,
+    );
+    expect(files.filter((f) => f.startsWith('console/'))).toEqual([]);
     const migrations = fs.readdirSync(path.join(repoRoot, 'sql')).filter((f) => f.endsWith('.sql'));
     expect(migrations.length).toBeGreaterThan(0);
     for (const m of migrations) expect(files).toContain(`sql/${m}`);
@@ -277,6 +283,10 @@ await pool.end();
     const ready = await fetch(`${base}/readyz`);
     expect(ready.status).toBe(200);
     await ready.arrayBuffer();
+    // The first screen is the console, from the installed package.
+    const consolePage = await fetch(`${base}/`);
+    expect(consolePage.status).toBe(200);
+    expect(await consolePage.text()).toMatch(/<script type="module" src="\/console\/app-/);
     expect(fs.existsSync(path.join(project, '.pgcoord/database-url'))).toBe(true);
     child.kill('SIGINT');
     expect(await exited).toBe(0);

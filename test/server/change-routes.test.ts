@@ -1,6 +1,7 @@
 // Changes of a consumer group as Server-Sent Events, with Last-Event-ID resume.
 import { describe, expect, it } from 'vitest';
-import { ChangeCapture } from '../../src/index.js';
+import { ChangeCapture, ChangeConsumer } from '../../src/index.js';
+import { waitFor } from '../helpers/wait-for.js';
 import { useTestService } from '../support/service.js';
 import { openSse } from '../support/sse.js';
 
@@ -134,3 +135,56 @@ async function groupNames(): Promise<string[]> {
   const body = (await res.json()) as { groups: Array<{ group: string }> };
   return body.groups.map((g) => g.group);
 }
+
+describe('dead letters over HTTP', () => {
+  it('lists a group’s dead letters and replays them', async () => {
+    await new ChangeCapture(db.pool).createGroup('poisoned');
+    let poison = true;
+    const delivered: number[] = [];
+    const consumer = new ChangeConsumer(db.pool, {
+      group: 'poisoned',
+      maxAttempts: 1,
+      retryBaseMs: 5,
+      retryMaxMs: 10,
+      handler: async (changes) => {
+        for (const c of changes) {
+          const id = (c.new as { id: number }).id;
+          if (poison && id === 902) throw new Error('poison 902');
+          delivered.push(id);
+        }
+      },
+    });
+    await consumer.start();
+    try {
+      await db.pool.query(`INSERT INTO orders SELECT g, 'x' FROM generate_series(901, 903) g`);
+      const dead = await waitFor(async () => {
+        const res = await fetch(`${service.base}/v1/changes/groups/poisoned/dead`);
+        const body = (await res.json()) as {
+          deadLetters: Array<{ changeId: string; lastError: string; state: string }>;
+        };
+        return body.deadLetters.length === 1 ? body.deadLetters : null;
+      });
+      expect(dead[0]).toMatchObject({ lastError: 'poison 902', state: 'dead' });
+      poison = false;
+      const bad = await fetch(`${service.base}/v1/changes/groups/poisoned/dead/replay`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ changeIds: ['x'] }),
+      });
+      expect(bad.status).toBe(400);
+      const replay = await fetch(`${service.base}/v1/changes/groups/poisoned/dead/replay`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ changeIds: [dead[0]!.changeId] }),
+      });
+      expect(await replay.json()).toEqual({ replayed: 1 });
+      await waitFor(() => delivered.includes(902));
+      await waitFor(async () => {
+        const res = await fetch(`${service.base}/v1/changes/groups/poisoned/dead`);
+        return ((await res.json()) as { deadLetters: unknown[] }).deadLetters.length === 0;
+      });
+    } finally {
+      await consumer.stop();
+    }
+  });
+});

@@ -95,6 +95,29 @@ describe('/v1/limits', () => {
 });
 
 describe('/v1/leases', () => {
+  it('lists the leases held now, by name, with the time each has left', async () => {
+    const x = await api('POST', '/v1/leases/list-b/acquire', { owner: 'x', ttlMs: 60_000 });
+    await api('POST', '/v1/leases/list-a/acquire', { owner: 'y', ttlMs: 120_000 });
+    await api('POST', '/v1/leases/list-c/acquire', { owner: 'z', ttlMs: 60_000 });
+    await api('POST', '/v1/leases/list-c/release', {
+      token: (await api('GET', '/v1/leases/list-c')).json.token,
+    });
+    const listed = (await api('GET', '/v1/leases')).json.leases as Array<{
+      name: string;
+      owner: string;
+      token: string;
+      remainingMs: number;
+    }>;
+    const mine = listed.filter((l) => l.name.startsWith('list-'));
+    expect(mine.map((l) => [l.name, l.owner])).toEqual([
+      ['list-a', 'y'],
+      ['list-b', 'x'],
+    ]);
+    expect(mine[1]!.token).toBe(x.json.token);
+    expect(mine[0]!.remainingMs).toBeGreaterThan(60_000);
+    expect(mine[0]!.remainingMs).toBeLessThanOrEqual(120_000);
+  });
+
   it('acquires with fencing tokens, refuses a second holder and a stale token', async () => {
     const a = await api('POST', '/v1/leases/leader/acquire', { owner: 'a', ttlMs: 60_000 });
     expect(a.status).toBe(200);

@@ -234,7 +234,8 @@ describe('error mapping', () => {
       '42P01',
     );
     expect(toHttpError(new Error('secret internals')).body.error.message).not.toMatch(/secret/);
-    expect(Object.keys(STATUS_BY_CODE)).toHaveLength(19);
+    expect(Object.keys(STATUS_BY_CODE)).toHaveLength(20);
+    expect(STATUS_BY_CODE.PGCOORD_READ_ONLY).toBe(403);
   });
 });
 
