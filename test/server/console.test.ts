@@ -173,6 +173,12 @@ describe.skipIf(!hasChromium)('the console in a browser', () => {
       Array.from({ length: 40 }, (_, i) => `images/${String(i).padStart(4, '0')}.jpg`),
     );
     await lists.claim('thumbnails', { limit: 6, leaseMs: 600_000 });
+    // A live worker, its two handlers held until the screenshots are taken.
+    await lists.insertBatch('resize', ['r1', 'r2', 'r3']);
+    let open!: () => void;
+    const held = new Promise<void>((resolve) => (open = resolve));
+    const worker = lists.work('resize', () => held, { concurrency: 2 });
+    await waitFor(async () => (await lists.workers('resize'))[0]?.inFlight === 2);
     const leases = new LeaseManager(db.pool);
     const lease = await leases.acquire('nightly-report', { owner: 'scheduler-1', ttlMs: 600_000 });
     for (const key of ['alice', 'bob', 'alice', 'alice']) {
@@ -195,6 +201,7 @@ describe.skipIf(!hasChromium)('the console in a browser', () => {
       );
       await page.locator('#limits').getByText('alice: denied', { exact: false }).first().waitFor();
       await waitFor(async () => (await cell(page, 'thumbnails', 'leased')) === '6');
+      await page.locator('#workers').getByText('resize').waitFor();
       // Usable at this width: the page itself never scrolls sideways (wide tables scroll inside).
       const overflow = await page.evaluate<number>(
         'document.documentElement.scrollWidth - document.documentElement.clientWidth',
@@ -210,5 +217,7 @@ describe.skipIf(!hasChromium)('the console in a browser', () => {
       await page.context().close();
     }
     await leases.release(lease!);
+    open();
+    await worker.stop();
   });
 });
