@@ -183,6 +183,7 @@ export {
   DEFAULT_WORKER_STOP_TIMEOUT_MS,
   MAX_WORKER_CONCURRENCY,
   MAX_WORKER_LIVE_INTERVAL_MS,
+  MAX_WORKER_TIMER_MS,
   PermanentError,
   Worker,
   resolveWorkerOptions,

@@ -38,8 +38,13 @@ export const DEFAULT_WORKER_LIVE_TTL_MS = 60_000;
 export const MAX_WORKER_LIVE_INTERVAL_MS = 5_000;
 /** Most items in flight per worker. */
 export const MAX_WORKER_CONCURRENCY = 10_000;
-/** Longest delay or timeout option, in ms (the longest lease). */
+/** Longest delay option the server applies (a retry delay), in ms: the longest lease. */
 const MAX_DELAY_MS = ATTEMPT_LIST_LIMITS.maxLeaseMs;
+/**
+ * Longest option this process waits out on a timer (timeoutMs, stopTimeoutMs, pollIntervalMs), in
+ * ms: 2^31 - 1, about 24.8 days. Node runs a longer setTimeout after 1 ms instead.
+ */
+export const MAX_WORKER_TIMER_MS = 2_147_483_647;
 
 /**
  * Thrown by a handler to retire its item to dead at once, whatever its attempts: the failure
@@ -159,7 +164,7 @@ export function resolveWorkerOptions(options: WorkerOptions = {}): ResolvedWorke
   const pollIntervalMs = optionalInt(
     'options.pollIntervalMs',
     o.pollIntervalMs,
-    { min: 1, max: MAX_DELAY_MS },
+    { min: 1, max: MAX_WORKER_TIMER_MS },
     DEFAULT_WORKER_POLL_INTERVAL_MS,
   );
   const maxAttempts = optionalInt(
@@ -193,7 +198,12 @@ export function resolveWorkerOptions(options: WorkerOptions = {}): ResolvedWorke
     DEFAULT_WORKER_LIVE_TTL_MS,
   );
   const heartbeatMs = Math.max(10, Math.floor(leaseMs / 3));
-  const timeoutMs = optionalInt('options.timeoutMs', o.timeoutMs, { min: 1, max: MAX_DELAY_MS }, 0);
+  const timeoutMs = optionalInt(
+    'options.timeoutMs',
+    o.timeoutMs,
+    { min: 1, max: MAX_WORKER_TIMER_MS },
+    0,
+  );
   if (o.listener !== undefined && !(o.listener instanceof Listener)) {
     throw new ValidationError(
       'options.listener',
@@ -221,7 +231,12 @@ export function resolveWorkerOptions(options: WorkerOptions = {}): ResolvedWorke
     maxAttempts: maxAttempts === 0 ? undefined : maxAttempts,
     retryDelay,
     timeoutMs: timeoutMs === 0 ? undefined : timeoutMs,
-    stopTimeoutMs: delay('stopTimeoutMs', o.stopTimeoutMs, DEFAULT_WORKER_STOP_TIMEOUT_MS),
+    stopTimeoutMs: optionalInt(
+      'options.stopTimeoutMs',
+      o.stopTimeoutMs,
+      { min: 0, max: MAX_WORKER_TIMER_MS },
+      DEFAULT_WORKER_STOP_TIMEOUT_MS,
+    ),
     handleSignals: checkBoolean('options.handleSignals', o.handleSignals, false),
     liveTtlMs,
     // Not tied to leaseMs: a short lease needs frequent extends, not frequent live rows.

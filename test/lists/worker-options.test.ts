@@ -6,6 +6,7 @@ import {
   ATTEMPT_LIST_LIMITS,
   MAX_WORKER_CONCURRENCY,
   MAX_WORKER_LIVE_INTERVAL_MS,
+  MAX_WORKER_TIMER_MS,
   ValidationError,
   resolveWorkerOptions,
   type WorkerOptions,
@@ -15,12 +16,12 @@ const MAX_MS = ATTEMPT_LIST_LIMITS.maxLeaseMs;
 const RANGES: Array<[keyof WorkerOptions, number, number]> = [
   ['concurrency', 1, MAX_WORKER_CONCURRENCY],
   ['leaseMs', 30, MAX_MS],
-  ['pollIntervalMs', 1, MAX_MS],
+  ['pollIntervalMs', 1, MAX_WORKER_TIMER_MS],
   ['maxAttempts', 1, ATTEMPT_LIST_LIMITS.maxAttempts],
   ['retryDelayMs', 0, MAX_MS],
   ['maxRetryDelayMs', 0, MAX_MS],
-  ['timeoutMs', 1, MAX_MS],
-  ['stopTimeoutMs', 0, MAX_MS],
+  ['timeoutMs', 1, MAX_WORKER_TIMER_MS],
+  ['stopTimeoutMs', 0, MAX_WORKER_TIMER_MS],
   ['liveTtlMs', 30, MAX_MS],
 ];
 
