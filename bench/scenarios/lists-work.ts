@@ -21,8 +21,8 @@ import { roundRatio, spread } from '../lists-workers.js';
  * a high concurrency, claimed in batches of a few hundred, so several claims are in flight.
  */
 export const FAST_WORKER: WorkerOptions = { concurrency: 800, batchSize: 200 };
-/** 50 items in flight per process, 1 ms of async work each; as many more claimed ahead. */
-export const SLOW_WORKER: WorkerOptions = { concurrency: 50, prefetch: 50 };
+/** 50 items in flight per process, 1 ms of async work each; 450 more claimed ahead (500 held, as graphile-worker's local queue), in claims of 100. */
+export const SLOW_WORKER: WorkerOptions = { concurrency: 50, prefetch: 450, batchSize: 100 };
 
 interface System {
   name: string;
@@ -42,7 +42,7 @@ const SYSTEMS: System[] = [
     ],
     note: (mode) =>
       mode === 'work-1ms'
-        ? `list.work concurrency ${SLOW_WORKER.concurrency}, prefetch ${SLOW_WORKER.prefetch}`
+        ? `list.work concurrency ${SLOW_WORKER.concurrency}, prefetch ${SLOW_WORKER.prefetch}, batchSize ${SLOW_WORKER.batchSize}`
         : mode === 'latency'
           ? 'list.work defaults, woken through its own Listener; insertOne'
           : `list.work concurrency ${FAST_WORKER.concurrency}, batchSize ${FAST_WORKER.batchSize}`,

@@ -298,8 +298,11 @@ export class Worker extends EventEmitter<WorkerEvents> {
     while (!this.stopping && this.claiming.size < most && performance.now() >= this.retryAt) {
       const held = this.running.size + this.queued.length + this.reserved;
       const limit = Math.min(batchSize, capacity - held);
-      const claimMore = limit > 0 && this.more;
-      if (!claimMore && this.done.length === 0) return;
+      // While claimed-ahead items wait, no slot idles: only full batches are worth a round trip
+      // (completions ride along with them, or go once nothing waits).
+      const waiting = this.queued.length > 0;
+      const claimMore = limit > 0 && this.more && (!waiting || limit === batchSize);
+      if (!claimMore && (waiting || this.done.length === 0)) return;
       const claim = this.claimOnce(claimMore ? limit : 0);
       this.claiming.add(claim);
       void claim.finally(() => this.claiming.delete(claim));

@@ -107,6 +107,26 @@ describe('Worker batchSize and prefetch', () => {
     expect(worker.metrics()).toMatchObject({ completed: 2, released: 3, inFlight: 0 });
   });
 
+  it('prefetch: while items wait, claims go out in full batches', async () => {
+    const list = new AttemptList(db.pool);
+    const name = fresh('full');
+    await list.insertBatch(name, items(400, 'f'));
+    const claims = watchClaims(list);
+    const worker = list.work(name, () => new Promise<void>((resolve) => setTimeout(resolve, 1)), {
+      concurrency: 10,
+      prefetch: 90,
+      batchSize: 20,
+      pollIntervalMs: 50,
+    });
+    await waitFor(async () => (await list.count(name)) === 0);
+    await worker.stop();
+    const partial = claims.limits.filter((l) => l > 0 && l < 20);
+    const full = claims.limits.filter((l) => l === 20);
+    expect(full.length).toBeGreaterThanOrEqual(400 / 20);
+    expect(partial.length).toBeLessThan(full.length / 4);
+    expect(worker.metrics()).toMatchObject({ claimed: 400, completed: 400 });
+  });
+
   it('prefetch: a waiting item keeps its lease while a handler runs several leases long', async () => {
     const list = new AttemptList(db.pool);
     const name = fresh('keep');
