@@ -95,6 +95,8 @@ export class Worker extends EventEmitter<WorkerEvents> {
   private readonly lifecycle: Lifecycle;
   private readonly running = new Map<string, Running>();
   private done: Claim[] = [];
+  /** When (performance.now()) the oldest completion not yet sent was made. */
+  private doneSince = 0;
   private readonly counters = {
     claimed: 0,
     started: 0,
@@ -300,9 +302,11 @@ export class Worker extends EventEmitter<WorkerEvents> {
       const limit = Math.min(batchSize, capacity - held);
       // While claimed-ahead items wait, no slot idles: only full batches are worth a round trip
       // (completions ride along with them, or go once nothing waits).
+      // Completed items are no longer heartbeated: never hold them past a heartbeat interval.
       const waiting = this.queued.length > 0;
+      const overdue = performance.now() - this.doneSince >= this.options.heartbeatMs;
       const claimMore = limit > 0 && this.more && (!waiting || limit === batchSize);
-      if (!claimMore && (waiting || this.done.length === 0)) return;
+      if (!claimMore && (this.done.length === 0 || (waiting && !overdue))) return;
       const claim = this.claimOnce(claimMore ? limit : 0);
       this.claiming.add(claim);
       void claim.finally(() => this.claiming.delete(claim));
@@ -399,6 +403,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
       }
       if (r.settled) return;
       this.settle(r);
+      if (this.done.length === 0) this.doneSince = performance.now();
       this.done.push(claim);
       this.emit('item:complete', work);
     })().catch((err: unknown) => {
@@ -455,6 +460,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
    * lease is gone and drops such items.
    */
   private beat(): void {
+    if (this.done.length > 0) this.signalLoop(); // held completions may be due (launchClaims)
     if (this.heartbeating || (this.running.size === 0 && this.queued.length === 0)) return;
     const batch = [...this.running.values()];
     const ahead = this.queued;

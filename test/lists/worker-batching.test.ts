@@ -127,6 +127,31 @@ describe('Worker batchSize and prefetch', () => {
     expect(worker.metrics()).toMatchObject({ claimed: 400, completed: 400 });
   });
 
+  it('prefetch: completions held for a full batch are sent within the lease anyway', async () => {
+    const list = new AttemptList(db.pool);
+    const name = fresh('held');
+    await list.insertBatch(name, items(22, 'h'));
+    const gate = deferred();
+    let started = 0;
+    // The first two finish at once; the rest wait: 2 done, 2 running, 18 claimed ahead, so no
+    // full batch of 20 frees up and only the lease bound sends the two completions.
+    const worker = list.work(
+      name,
+      async () => {
+        if (++started > 2) await gate.promise;
+      },
+      { concurrency: 2, prefetch: 20, batchSize: 20, leaseMs: 300, pollIntervalMs: 60_000 },
+    );
+    await waitFor(() => worker.metrics().completed === 2, { timeoutMs: 5_000 });
+    const left = await rows(name);
+    expect(left).toHaveLength(20);
+    expect(left.every((r) => r.leased)).toBe(true);
+    gate.resolve();
+    await waitFor(async () => (await list.count(name)) === 0);
+    await worker.stop();
+    expect(worker.metrics()).toMatchObject({ completed: 22, leaseLost: 0 });
+  });
+
   it('prefetch: a waiting item keeps its lease while a handler runs several leases long', async () => {
     const list = new AttemptList(db.pool);
     const name = fresh('keep');
