@@ -5,6 +5,8 @@
 // needs to show; the machine is shared, so only ratios within one run count.
 //
 // Workloads: lists-claim (import, then 4 workers completeAndClaim in batches of 100),
+// lists-work (import, then list.work with a no-op handler at the lists-work scenario's settings),
+// lists-work-1ms (the same with 1 ms of async work per item, 50 in flight),
 // lists-insert (8 callers, insertOne: one transaction each),
 // ratelimit (16 callers, fixed window, 1,000 keys), kv (16 callers, set then get). Writes
 // bench/results/ab/<workload>.json.
@@ -16,6 +18,7 @@ import pg from 'pg';
 import { createDatabase, databaseUrl, dropDatabase } from '../test/helpers/db.js';
 import { root, type BenchResult } from './lib.js';
 import { items } from './lists-workers.js';
+import { FAST_WORKER, SLOW_WORKER } from './scenarios/lists-work.js';
 
 type Pgcoord = typeof import('../src/index.js');
 
@@ -23,14 +26,14 @@ const args = process.argv.slice(2);
 const oldDir = args.find((a) => !a.startsWith('--'));
 if (!oldDir || !fs.existsSync(path.join(oldDir, 'src/index.ts'))) {
   console.error(
-    'usage: npm run bench:ab -- <old-checkout> [lists-claim|ratelimit|kv ...] [--rounds N] [--quick]',
+    'usage: npm run bench:ab -- <old-checkout> [lists-claim|lists-work|lists-work-1ms|lists-insert|ratelimit|kv ...] [--rounds N] [--quick]',
   );
   process.exit(2);
 }
 const quick = args.includes('--quick');
 const roundsArg = args.indexOf('--rounds');
 const rounds = roundsArg >= 0 ? Number(args[roundsArg + 1]) : quick ? 2 : 4;
-const known = ['lists-claim', 'lists-insert', 'ratelimit', 'kv'];
+const known = ['lists-claim', 'lists-work', 'lists-work-1ms', 'lists-insert', 'ratelimit', 'kv'];
 const wanted = args.filter((a, i) => known.includes(a) && args[i - 1] !== '--rounds');
 const workloads = wanted.length > 0 ? wanted : known;
 
@@ -92,6 +95,9 @@ const run: Record<string, (p: Pgcoord, pool: pg.Pool) => Promise<number>> = {
     if (remaining !== 0) throw new Error(`${remaining} items were not processed`);
     return (n / (performance.now() - t0)) * 1000;
   },
+  // Options the old code does not know are ignored by it (its option checks take unknown keys).
+  'lists-work': (p, pool) => work(p, pool, quick ? 20_000 : 100_000, FAST_WORKER, 0),
+  'lists-work-1ms': (p, pool) => work(p, pool, quick ? 5_000 : 30_000, SLOW_WORKER, 1),
   async 'lists-insert'(p, pool) {
     await p.migrate(pool);
     const list = new p.AttemptList(pool);
@@ -113,6 +119,34 @@ const run: Record<string, (p: Pgcoord, pool: pg.Pool) => Promise<number>> = {
     );
   },
 };
+
+/** Imports `n` items and runs list.work over them with `options`; returns items per second. */
+async function work(
+  p: Pgcoord,
+  pool: pg.Pool,
+  n: number,
+  options: object,
+  handlerMs: number,
+): Promise<number> {
+  await p.migrate(pool);
+  const list = new p.AttemptList(pool);
+  await list.import('ab', items(n));
+  await pool.query('VACUUM ANALYZE pgcoord.list_items');
+  let processed = 0;
+  let resolveDone!: () => void;
+  const done = new Promise<void>((r) => (resolveDone = r));
+  const handler = async () => {
+    if (handlerMs > 0) await new Promise((r) => setTimeout(r, handlerMs));
+    if (++processed === n) resolveDone();
+  };
+  const t0 = performance.now();
+  const worker = list.work('ab', handler, options);
+  await done;
+  await worker.stop();
+  const rate = (n / (performance.now() - t0)) * 1000;
+  if ((await list.count('ab')) !== 0) throw new Error('items left in the list');
+  return rate;
+}
 
 for (const workload of workloads) {
   const rates: Record<'old' | 'new', number[]> = { old: [], new: [] };

@@ -62,3 +62,50 @@ export function countdown(count: number): { add(n: number): void; done: Promise<
     done,
   };
 }
+
+/** What a latency mode prints as its last line: insert -> handler start, in ms, per sample. */
+export interface LatencyResult {
+  samples: number[];
+}
+
+/**
+ * Idle insert -> handler start latency, on one process clock: `send(i)` inserts one item while the
+ * workers sit idle (LISTENing), and the handler calls `started()` first thing. Each sample waits
+ * for its handler, then `gapMs` of quiet. The first `warmUp` samples are dropped.
+ */
+export function latencyProbe(): {
+  started(): void;
+  run(
+    samples: number,
+    gapMs: number,
+    send: (i: number) => Promise<unknown>,
+    warmUp?: number,
+  ): Promise<LatencyResult>;
+} {
+  let sentAt = 0;
+  let resolveStart: ((ms: number) => void) | undefined;
+  return {
+    started() {
+      const r = resolveStart;
+      resolveStart = undefined;
+      r?.(performance.now() - sentAt);
+    },
+    async run(samples, gapMs, send, warmUp = 5) {
+      const out: number[] = [];
+      for (let i = 0; i < samples + warmUp; i++) {
+        const started = new Promise<number>((r) => (resolveStart = r));
+        sentAt = performance.now();
+        await send(i);
+        const ms = await started;
+        if (i >= warmUp) out.push(ms);
+        await new Promise((r) => setTimeout(r, gapMs));
+      }
+      return { samples: out };
+    },
+  };
+}
+
+/** A handler's 1 ms of async work (a timer, as an I/O wait would be). */
+export function asyncWork(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

@@ -87,6 +87,18 @@ export type WorkHandler = (item: WorkItem, context: WorkContext) => Promise<void
 export interface WorkerOptions {
   /** Items in flight at once, 1 to 10,000. Default 10. */
   concurrency?: number;
+  /**
+   * Most items one claim round trip takes, 1 to 10,000. Default: `concurrency`, so one claim at a
+   * time. Below `concurrency + prefetch`, up to `(concurrency + prefetch) / batchSize` claims run
+   * at once (each on a connection of the pool), refilling in batches of this size as slots free.
+   */
+  batchSize?: number;
+  /**
+   * Items claimed ahead of free slots, 0 to 10,000. Default 0. They wait in the worker (their
+   * leases extended by the heartbeat) and start the moment a slot frees, so short handlers never
+   * wait for a claim round trip; stop() gives back the ones that never started.
+   */
+  prefetch?: number;
   /** Lease of each claim, ms (renewed about every third of it while the handler runs). Default 30 s. */
   leaseMs?: number;
   /** Idle wait between claims when no notification comes, ms. Default 1 s. */
@@ -128,6 +140,8 @@ export interface WorkerOptions {
 /** {@link WorkerOptions} resolved: every default applied, frozen. */
 export interface ResolvedWorkerOptions {
   readonly concurrency: number;
+  readonly batchSize: number;
+  readonly prefetch: number;
   readonly leaseMs: number;
   readonly heartbeatMs: number;
   readonly pollIntervalMs: number;
@@ -154,6 +168,21 @@ export function resolveWorkerOptions(options: WorkerOptions = {}): ResolvedWorke
     o.concurrency,
     { min: 1, max: MAX_WORKER_CONCURRENCY },
     DEFAULT_WORKER_CONCURRENCY,
+  );
+  const prefetch = optionalInt(
+    'options.prefetch',
+    o.prefetch,
+    { min: 0, max: MAX_WORKER_CONCURRENCY },
+    0,
+  );
+  const batchSize = Math.min(
+    concurrency + prefetch,
+    optionalInt(
+      'options.batchSize',
+      o.batchSize,
+      { min: 1, max: ATTEMPT_LIST_LIMITS.maxClaimLimit },
+      concurrency,
+    ),
   );
   const leaseMs = optionalInt(
     'options.leaseMs',
@@ -225,6 +254,8 @@ export function resolveWorkerOptions(options: WorkerOptions = {}): ResolvedWorke
   }
   return frozen({
     concurrency,
+    batchSize,
+    prefetch,
     leaseMs,
     heartbeatMs,
     pollIntervalMs,

@@ -5,7 +5,6 @@ import {
   checkFunction,
   Lifecycle,
   reportError,
-  sleep,
   TimeoutError,
 } from '../core/index.js';
 import { Listener } from '../listen/index.js';
@@ -73,6 +72,12 @@ export interface WorkerEvents {
   error: [Error];
 }
 
+interface Queued {
+  claim: Claim;
+  /** Local time by which the lease surely ends unless extended again. */
+  deadline: number;
+}
+
 interface Running {
   claim: Claim;
   work: WorkItem;
@@ -105,6 +110,8 @@ export class Worker extends EventEmitter<WorkerEvents> {
   private readonly lifecycle: Lifecycle;
   private readonly running = new Map<string, Running>();
   private done: Claim[] = [];
+  /** When (performance.now()) the oldest completion not yet sent was made. */
+  private doneSince = 0;
   private readonly counters = {
     claimed: 0,
     started: 0,
@@ -127,6 +134,18 @@ export class Worker extends EventEmitter<WorkerEvents> {
   private liveStartedAt: Date | undefined;
   private wakeResolve: (() => void) | undefined;
   private woken = false;
+  /** Wakes from outside the claim loop so far (a claim started before the last one is stale). */
+  private wakes = 0;
+  /** Whether claiming may find items: false after a short batch, until the next wake. */
+  private more = true;
+  /** Claimed ahead (`prefetch`), not started yet, oldest first. */
+  private queued: Queued[] = [];
+  /** Claim round trips in flight, and the slots they asked for. */
+  private readonly claiming = new Set<Promise<void>>();
+  private reserved = 0;
+  /** Consecutive failed claims, and when (performance.now()) the next may go. */
+  private failures = 0;
+  private retryAt = 0;
   private stopping = false;
   private ownListener: Listener | undefined;
   private onSignal: (() => void) | undefined;
@@ -269,77 +288,132 @@ export class Worker extends EventEmitter<WorkerEvents> {
     this.emit('stopped');
   }
 
-  /** The claim loop: claim for free slots (sending completions along), start, wait, repeat. */
+  /**
+   * The claim loop: claims for free slots (sending completions along), at most `batchSize` per
+   * round trip and `concurrency / batchSize` round trips at once, starts what comes back, waits
+   * for a wake (a settled handler, a returned claim, a notification, the poll), repeats.
+   */
   private async run(): Promise<void> {
-    const { concurrency, leaseMs, maxAttempts, pollIntervalMs } = this.options;
-    let failures = 0;
-    let idle = false;
+    const { concurrency, pollIntervalMs } = this.options;
+    // The handlers started when 'idle' was last emitted: once per quiet spell, not per poll.
+    let idleAt = -1;
     while (!this.stopping) {
-      const free = concurrency - this.running.size;
-      if (free > 0 || this.done.length > 0) {
-        const done = this.done;
-        this.done = [];
-        let claims: Claim[];
-        try {
-          const r = await this.attemptList.completeAndClaim(this.list, done, {
-            limit: free,
-            leaseMs,
-            maxAttempts,
-          });
-          this.counters.claims++;
-          this.counters.completed += r.count;
-          this.counters.staleCompletions += r.stale.length;
-          claims = r.claims;
-          failures = 0;
-        } catch (err) {
-          // Completions may or may not have been applied: sending them again is safe (a
-          // completed item's token is stale, never applied twice).
-          this.done = done.concat(this.done);
-          reportError(this, this.options.logger, err, 'worker claim failed', { list: this.list });
-          failures++;
-          await sleep(
-            backoffDelayMs(failures, {
-              baseMs: CLAIM_RETRY_BASE_MS,
-              maxMs: pollIntervalMs,
-              jitter: 'equal',
-            }),
-            this.lifecycle.signal,
-          );
-          continue;
-        }
-        if (this.stopping) {
-          await this.release(claims);
-          break;
-        }
-        for (const claim of claims) this.startOne(claim);
-        if (claims.length > 0) idle = false;
-        if (claims.length === free && free > 0) continue;
-      }
-      if (this.running.size === 0 && this.done.length === 0 && !idle) {
-        idle = true;
+      this.startQueued();
+      this.launchClaims();
+      const quiet =
+        this.claiming.size === 0 &&
+        this.running.size === 0 &&
+        this.queued.length === 0 &&
+        this.done.length === 0;
+      if (quiet && idleAt !== this.counters.started) {
+        idleAt = this.counters.started;
         this.emit('idle');
       }
-      await this.waitForWake(this.running.size < concurrency ? pollIntervalMs : undefined);
+      const waitMs = Math.max(0, this.retryAt - performance.now());
+      const free = this.running.size + this.queued.length + this.reserved < concurrency;
+      await this.waitForWake(waitMs > 0 ? waitMs : free ? pollIntervalMs : undefined);
+    }
+    await Promise.all([...this.claiming]);
+    // Claimed ahead but never started: give them back without counting an attempt.
+    const unstarted = this.queued.map((q) => q.claim);
+    this.queued = [];
+    await this.release(unstarted);
+  }
+
+  /** Starts claimed-ahead items while slots are free. */
+  private startQueued(): void {
+    const { concurrency } = this.options;
+    let i = 0;
+    while (i < this.queued.length && this.running.size < concurrency && !this.stopping) {
+      const q = this.queued[i++]!;
+      this.startOne(q.claim, q.deadline);
+    }
+    if (i > 0) this.queued = this.queued.slice(i);
+  }
+
+  /** Starts claim round trips while slots are free (or completions wait) and the limits allow. */
+  private launchClaims(): void {
+    const { concurrency, batchSize, prefetch } = this.options;
+    const capacity = concurrency + prefetch;
+    const most = Math.ceil(capacity / batchSize);
+    while (!this.stopping && this.claiming.size < most && performance.now() >= this.retryAt) {
+      const held = this.running.size + this.queued.length + this.reserved;
+      const limit = Math.min(batchSize, capacity - held);
+      // While claimed-ahead items wait, no slot idles: only full batches are worth a round trip
+      // (completions ride along with them, or go once nothing waits).
+      // Completed items are no longer heartbeated: never hold them past a heartbeat interval.
+      const waiting = this.queued.length > 0;
+      const overdue = performance.now() - this.doneSince >= this.options.heartbeatMs;
+      const claimMore = limit > 0 && this.more && (!waiting || limit === batchSize);
+      if (!claimMore && (this.done.length === 0 || (waiting && !overdue))) return;
+      const claim = this.claimOnce(claimMore ? limit : 0);
+      this.claiming.add(claim);
+      void claim.finally(() => this.claiming.delete(claim));
     }
   }
 
-  private startOne(claim: Claim): void {
-    this.counters.claimed++;
+  /** One completeAndClaim round trip: sends the completions so far, claims up to `limit`. */
+  private async claimOnce(limit: number): Promise<void> {
+    const { leaseMs, maxAttempts, pollIntervalMs } = this.options;
+    const done = this.done;
+    this.done = [];
+    this.reserved += limit;
+    const wakes = this.wakes;
+    try {
+      let claims: Claim[];
+      try {
+        const r = await this.attemptList.completeAndClaim(this.list, done, {
+          limit,
+          leaseMs,
+          maxAttempts,
+        });
+        this.counters.claims++;
+        this.counters.completed += r.count;
+        this.counters.staleCompletions += r.stale.length;
+        claims = r.claims;
+        this.failures = 0;
+      } catch (err) {
+        // Completions may or may not have been applied: sending them again is safe (a
+        // completed item's token is stale, never applied twice).
+        this.done = done.concat(this.done);
+        reportError(this, this.options.logger, err, 'worker claim failed', { list: this.list });
+        this.failures++;
+        this.retryAt =
+          performance.now() +
+          backoffDelayMs(this.failures, {
+            baseMs: CLAIM_RETRY_BASE_MS,
+            maxMs: pollIntervalMs,
+            jitter: 'equal',
+          });
+        return;
+      }
+      if (this.stopping) {
+        await this.release(claims);
+        return;
+      }
+      this.counters.claimed += claims.length;
+      const deadline = Date.now() + leaseMs;
+      for (const claim of claims) this.queued.push({ claim, deadline });
+      this.startQueued();
+      // A short batch means nothing more is claimable now: claim again on the next wake (a
+      // settled handler, a notification, the poll), unless one came while this claim ran.
+      if (claims.length < limit && wakes === this.wakes) this.more = false;
+    } finally {
+      this.reserved -= limit;
+      this.signalLoop();
+    }
+  }
+
+  private startOne(claim: Claim, deadline: number): void {
     this.counters.started++;
-    const work: WorkItem = {
-      list: this.list,
-      item: claim.item,
-      attempts: claim.attempts,
-      token: claim.token,
-      leaseUntil: claim.leaseUntil,
-    };
+    const work = workItem(this.list, claim);
     const controller = new AbortController();
     const r: Running = {
       claim,
       work,
       controller,
       settled: false,
-      deadline: Date.now() + this.options.leaseMs,
+      deadline,
       timer: undefined,
       finished: Promise.resolve(),
     };
@@ -369,6 +443,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
       }
       if (r.settled) return;
       this.settle(r);
+      if (this.done.length === 0) this.doneSince = performance.now();
       this.done.push(claim);
       this.emit('item:complete', work);
     })().catch((err: unknown) => {
@@ -420,15 +495,20 @@ export class Worker extends EventEmitter<WorkerEvents> {
     this.emit('lease:lost', r.work);
   }
 
-  /** Extends the leases of running handlers; aborts the ones whose lease is gone. */
+  /**
+   * Extends the leases of running handlers and claimed-ahead items; aborts the handlers whose
+   * lease is gone and drops such items.
+   */
   private beat(): void {
-    if (this.heartbeating || this.running.size === 0) return;
+    if (this.done.length > 0) this.signalLoop(); // held completions may be due (launchClaims)
+    if (this.heartbeating || (this.running.size === 0 && this.queued.length === 0)) return;
     const batch = [...this.running.values()];
+    const ahead = this.queued;
     this.heartbeating = (async () => {
       try {
         const r = await this.attemptList.extend(
           this.list,
-          batch.map((x) => x.claim),
+          batch.map((x) => x.claim).concat(ahead.map((q) => q.claim)),
           { leaseMs: this.options.leaseMs },
         );
         const stale = new Set(r.stale);
@@ -437,11 +517,17 @@ export class Worker extends EventEmitter<WorkerEvents> {
           if (stale.has(x.claim.item)) this.loseLease(x);
           else x.deadline = now + this.options.leaseMs;
         }
+        // Claimed-ahead items may have started since: their Running took the deadline then.
+        for (const q of ahead) {
+          if (stale.has(q.claim.item)) this.loseAhead(q);
+          else q.deadline = now + this.options.leaseMs;
+        }
       } catch (err) {
         reportError(this, this.options.logger, err, 'worker heartbeat failed', { list: this.list });
         // The lease may still hold; once it surely ended, someone else may run the item.
         const now = Date.now();
         for (const x of batch) if (now >= x.deadline) this.loseLease(x);
+        for (const q of ahead) if (now >= q.deadline) this.loseAhead(q);
       } finally {
         this.heartbeating = undefined;
       }
@@ -474,6 +560,19 @@ export class Worker extends EventEmitter<WorkerEvents> {
         this.liveWriting = undefined;
       }
     })();
+  }
+
+  /** A claimed-ahead item's lease is gone: drop it if still waiting, else lose its handler's. */
+  private loseAhead(q: Queued): void {
+    const i = this.queued.indexOf(q);
+    if (i >= 0) {
+      this.queued.splice(i, 1);
+      this.counters.leaseLost++;
+      this.emit('lease:lost', workItem(this.list, q.claim));
+      return;
+    }
+    const r = this.running.get(q.claim.item);
+    if (r !== undefined && r.claim === q.claim) this.loseLease(r);
   }
 
   private loseLease(r: Running): void {
@@ -514,7 +613,15 @@ export class Worker extends EventEmitter<WorkerEvents> {
     }
   }
 
+  /** Something happened that may make items claimable or free a slot: claim again. */
   private wake(): void {
+    this.wakes++;
+    this.more = true;
+    this.signalLoop();
+  }
+
+  /** Lets the claim loop look again (a claim returned) without claiming for it alone. */
+  private signalLoop(): void {
     this.woken = true;
     const resolve = this.wakeResolve;
     this.wakeResolve = undefined;
@@ -529,10 +636,26 @@ export class Worker extends EventEmitter<WorkerEvents> {
     let timer: ReturnType<typeof setTimeout> | undefined;
     await new Promise<void>((resolve) => {
       this.wakeResolve = resolve;
-      if (timeoutMs !== undefined) timer = setTimeout(resolve, timeoutMs);
+      if (timeoutMs !== undefined) {
+        timer = setTimeout(() => {
+          this.more = true; // the poll: look again whatever the last claim found
+          resolve();
+        }, timeoutMs);
+      }
     });
     clearTimeout(timer);
     this.wakeResolve = undefined;
     this.woken = false;
   }
+}
+
+/** What a handler gets for `claim`. */
+function workItem(list: string, claim: Claim): WorkItem {
+  return {
+    list,
+    item: claim.item,
+    attempts: claim.attempts,
+    token: claim.token,
+    leaseUntil: claim.leaseUntil,
+  };
 }

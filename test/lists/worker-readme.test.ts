@@ -10,3 +10,10 @@ describe('README: workers example', () => {
     expect(stdout.trim()).toBe(`2 [ { item: 'broken.gif', attempts: 1 } ]`);
   });
 });
+
+describe('docs: worker tuning example', () => {
+  it('runs as written and prints what its comment says', async () => {
+    const { stdout } = await runReadmeExample('worker-tuning', db.url);
+    expect(stdout.trim()).toBe('10000 0');
+  });
+});
