@@ -11,6 +11,7 @@ import { Listener } from '../listen/index.js';
 import type { Claim } from './attempt-list-types.js';
 import type { AttemptList } from './attempt-list.js';
 import type { LiveWorkers } from './live-workers.js';
+import { subscribeWake } from './worker-wakeups.js';
 import {
   PermanentError,
   resolveWorkerOptions,
@@ -129,6 +130,8 @@ export class Worker extends EventEmitter<WorkerEvents> {
   private heartbeating: Promise<void> | undefined;
   private readonly live: LiveWorkers;
   private liveTimer: ReturnType<typeof setInterval> | undefined;
+  /** Removes this worker from the shared listener's wake-ups (when given a `listener`). */
+  private unsubscribeWake: (() => void) | undefined;
   private liveWriting: Promise<void> | undefined;
   /** When the live row was first written (server clock), kept if it must be written again. */
   private liveStartedAt: Date | undefined;
@@ -219,7 +222,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
     const { listener, handleSignals } = this.options;
     const wake = () => this.wake();
     if (listener) {
-      listener.handle(this.channel, wake, { backlog: wake });
+      this.unsubscribeWake = subscribeWake(listener, this.channel, wake);
     } else if (this.ownListener) {
       // Connects in the background (and keeps retrying); polling covers the meantime.
       this.ownListener
@@ -283,7 +286,8 @@ export class Worker extends EventEmitter<WorkerEvents> {
       process.removeListener('SIGINT', this.onSignal);
       this.onSignal = undefined;
     }
-    if (this.options.listener) this.options.listener.unhandle(this.channel);
+    this.unsubscribeWake?.();
+    this.unsubscribeWake = undefined;
     await this.ownListener?.stop();
     this.emit('stopped');
   }

@@ -407,6 +407,31 @@ describe('Worker', () => {
     }
   });
 
+  it('wakes every worker sharing one listener, and the rest after one of them stops', async () => {
+    const list = new AttemptList(db.pool);
+    const name = fresh('shared');
+    const listener = new Listener({ connectionString: db.url });
+    await listener.start();
+    try {
+      const handledBy: string[] = [];
+      const options = { pollIntervalMs: 600_000, listener };
+      const first = list.work(name, async () => void handledBy.push('first'), options);
+      const second = list.work(name, async () => void handledBy.push('second'), options);
+      await Promise.all([nextEvent(first, 'idle'), nextEvent(second, 'idle')]);
+      await listener.ready();
+      await first.stop();
+      // Only a notification can wake the second worker now (its poll is ten minutes away): the
+      // first one's stop must not have taken the channel from it.
+      const idle = nextEvent(second, 'idle', 10_000);
+      await list.insertOne(name, 'after-stop');
+      await idle;
+      expect(handledBy).toEqual(['second']);
+      await second.stop();
+    } finally {
+      await listener.stop();
+    }
+  });
+
   it('wakes through a listener it owns when given connection settings', async () => {
     const list = new AttemptList(db.pool);
     const name = fresh('own');
