@@ -194,7 +194,9 @@ describe('pgcoord serve on the embedded PostgreSQL', () => {
     // A clean stop, not a crash: the data folder is released and PostgreSQL shut down cleanly.
     expect(fs.existsSync(path.join(dataDir, 'owner.json'))).toBe(false);
     expect(fs.existsSync(path.join(dataDir, 'data/postmaster.pid'))).toBe(false);
-  });
+    // npx runs the package's prepare (the whole build, the console's bundle included) before
+    // serve starts: startServe waits up to 90 s for it, and the stop up to 30 s.
+  }, 180_000);
 
   it('stops PostgreSQL when serve is killed with SIGKILL; the next serve starts', async () => {
     const killed = await startServe();
