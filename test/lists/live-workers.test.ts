@@ -9,18 +9,13 @@ import { AttemptList, ValidationError, type LiveWorker } from '../../src/index.j
 import { useTestDatabase } from '../helpers/db.js';
 import { runReadmeExample } from '../helpers/readme-example.js';
 import { nextEvent, waitFor } from '../helpers/wait-for.js';
+import { deferred } from '../helpers/worker-test.js';
 
 const db = useTestDatabase();
 const here = path.dirname(fileURLToPath(import.meta.url));
 
 let n = 0;
 const fresh = (label: string) => `${label}-${++n}`;
-
-function deferred() {
-  let resolve!: () => void;
-  const promise = new Promise<void>((r) => (resolve = r));
-  return { promise, resolve };
-}
 
 async function serverNow(): Promise<Date> {
   const { rows } = await db.pool.query<{ now: Date }>('SELECT clock_timestamp() AS now');

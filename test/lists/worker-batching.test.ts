@@ -5,28 +5,14 @@ import { describe, expect, it } from 'vitest';
 import { AttemptList, ValidationError, type Claim } from '../../src/index.js';
 import { useTestDatabase } from '../helpers/db.js';
 import { nextEvent, waitFor } from '../helpers/wait-for.js';
+import { deferred, listRows } from '../helpers/worker-test.js';
 
 const db = useTestDatabase();
 
 let n = 0;
 const fresh = (label: string) => `${label}-${++n}`;
 
-function deferred<T = void>() {
-  let resolve!: (value: T) => void;
-  const promise = new Promise<T>((r) => (resolve = r));
-  return { promise, resolve };
-}
-
-/** Every row of a list: item, attempts, whether it is leased now. */
-async function rows(list: string) {
-  const { rows } = await db.pool.query<{ item: string; attempts: number; leased: boolean }>(
-    `SELECT item, attempts,
-            token IS NOT NULL AND coalesce(leased_until, run_at) > now() AS leased
-       FROM pgcoord.list_items WHERE list = $1 ORDER BY item`,
-    [list],
-  );
-  return rows;
-}
+const rows = (list: string) => listRows(db.pool, list);
 
 /** Records the limit of every completeAndClaim the list's workers make, and the most at once. */
 function watchClaims(list: AttemptList) {

@@ -14,6 +14,7 @@ import {
 } from '../../src/index.js';
 import { useTestDatabase } from '../helpers/db.js';
 import { nextEvent, waitFor } from '../helpers/wait-for.js';
+import { deferred, listRows } from '../helpers/worker-test.js';
 
 const db = useTestDatabase();
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -21,23 +22,7 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 let n = 0;
 const fresh = (label: string) => `${label}-${++n}`;
 
-/** A promise and its resolver. */
-function deferred<T = void>() {
-  let resolve!: (value: T) => void;
-  const promise = new Promise<T>((r) => (resolve = r));
-  return { promise, resolve };
-}
-
-/** Every row of a list: item, attempts, whether it is leased now, whether it is dead. */
-async function rows(list: string) {
-  const { rows } = await db.pool.query<{ item: string; attempts: number; leased: boolean }>(
-    `SELECT item, attempts,
-            token IS NOT NULL AND coalesce(leased_until, run_at) > now() AS leased
-       FROM pgcoord.list_items WHERE list = $1 ORDER BY item`,
-    [list],
-  );
-  return rows;
-}
+const rows = (list: string) => listRows(db.pool, list);
 
 describe('Worker', () => {
   it('processes a list to completion exactly once with concurrency', async () => {
