@@ -16,6 +16,11 @@ export const ATTEMPT_LIST_LIMITS = Object.freeze({
    * so no item can make an index insert fail.
    */
   maxItemBytes: 2048,
+  /**
+   * Longest key, in UTF-8 bytes: as long as an item, so a key a regex derives from an item always
+   * fits. (list, key) stays well inside a B-tree entry. The empty key is reserved ("no key").
+   */
+  maxKeyBytes: 2048,
   /** Most items in one insertBatch / incrementBatch / deleteBatch / requeue call. */
   maxBatchItems: 1_000_000,
   /** Most entries one getBatch / dead page returns. */
@@ -57,6 +62,68 @@ export function checkItems(value: unknown, argument = 'items'): string[] {
     maxBytes: ATTEMPT_LIST_LIMITS.maxItemBytes,
     maxLength: ATTEMPT_LIST_LIMITS.maxBatchItems,
   });
+}
+
+/** An item to insert with its key ({@link AttemptList.insertBatch}). */
+export interface KeyedItem {
+  /** The item. */
+  item: string;
+  /** Its key (a host, a tenant): 1 to 2,048 bytes. Default: the list's key rule, else none. */
+  key?: string;
+}
+
+const KEY_RULE = { maxBytes: ATTEMPT_LIST_LIMITS.maxKeyBytes };
+
+/**
+ * A batch of items to insert, each a string or a {@link KeyedItem}: the items, and their keys
+ * (undefined when none was given, else one per item, null where none).
+ */
+export function checkEntries(
+  value: unknown,
+  argument = 'items',
+): { items: string[]; keys: Array<string | null> | undefined } {
+  if (!Array.isArray(value)) {
+    throw new ValidationError(argument, `must be an array of items, got ${describe(value)}`);
+  }
+  if (value.length > ATTEMPT_LIST_LIMITS.maxBatchItems) {
+    throw new ValidationError(
+      argument,
+      `has ${value.length} entries; the limit is ${ATTEMPT_LIST_LIMITS.maxBatchItems} per call`,
+    );
+  }
+  if (value.every((v) => typeof v === 'string')) {
+    return { items: checkItems(value, argument), keys: undefined };
+  }
+  const items: string[] = new Array<string>(value.length);
+  const keys: Array<string | null> = new Array<string | null>(value.length);
+  for (let i = 0; i < value.length; i++) {
+    const v = value[i] as unknown;
+    if (typeof v === 'string') {
+      const problem = textProblem(v, ITEM_RULE);
+      if (problem !== undefined) throw new ValidationError(`${argument}[${i}]`, problem);
+      items[i] = v;
+      keys[i] = null;
+      continue;
+    }
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) {
+      throw new ValidationError(
+        `${argument}[${i}]`,
+        `must be an item or {item, key}, got ${describe(v)}`,
+      );
+    }
+    const e = v as Partial<KeyedItem>;
+    const problem = textProblem(e.item, ITEM_RULE);
+    if (problem !== undefined) throw new ValidationError(`${argument}[${i}].item`, problem);
+    items[i] = e.item as string;
+    if (e.key === undefined) {
+      keys[i] = null;
+    } else {
+      const kp = textProblem(e.key, KEY_RULE);
+      if (kp !== undefined) throw new ValidationError(`${argument}[${i}].key`, kp);
+      keys[i] = e.key;
+    }
+  }
+  return { items, keys };
 }
 
 /**

@@ -11,16 +11,29 @@ import {
 import {
   ATTEMPT_LIST_LIMITS,
   CHUNK_ITEMS,
+  checkEntries,
   checkItem,
   checkItems,
   checkList,
+  type KeyedItem,
 } from './attempt-list-limits.js';
+import {
+  checkKey,
+  checkLimits,
+  MAX_KEY_WEIGHT,
+  readLimits,
+  settingsSql,
+  writeLimits,
+  type ListLimits,
+  type StoredListLimits,
+} from './attempt-list-settings.js';
 import { buildSql, type AttemptListSql } from './attempt-list-sql.js';
 import { InsertNotifications } from './insert-notifications.js';
 import {
   checkOptions,
   checkQueryable,
   checkSchemaName,
+  checkInt,
   checkText,
   checkTx,
   DEFAULT_SCHEMA,
@@ -81,6 +94,8 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
   private readonly notifications: InsertNotifications;
   /** claim, completeAndClaim and the settlements, on their own fast path. */
   private readonly claiming: AttemptListClaims;
+  /** Keys and limits (migration 0014). */
+  private readonly settings: ReturnType<typeof settingsSql>;
 
   /**
    * @param queryable a `pg.Pool` (or client); never closed by the list.
@@ -101,16 +116,27 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
     this.sql = buildSql(schema);
     this.notifications = new InsertNotifications(queryable, this.sql);
     this.claiming = new AttemptListClaims(queryable, schema, this.sql, maxAttempts, this);
+    this.settings = settingsSql(schema);
   }
 
-  /** Inserts one item. Idempotent: an existing item keeps its attempts. Returns 1 if new, else 0. */
-  async insertOne(list: string, item: string, options?: WriteOptions): Promise<number> {
+  /**
+   * Inserts one item. Idempotent: an existing item keeps its attempts (and its key). Returns 1 if
+   * new, else 0. `options.key`: the item's key (see {@link setLimits}); default the list's key
+   * rule, else none.
+   */
+  async insertOne(
+    list: string,
+    item: string,
+    options?: WriteOptions & { key?: string },
+  ): Promise<number> {
     checkList(list);
     checkItem(item);
-    const tx = optionsTx(options);
+    const o = checkOptions('options', options);
+    const key = o.key === undefined ? null : checkKey(o.key, 'options.key');
+    const tx = checkTx(o.tx);
     const { sql, quiet } = this.notifications.choose(list, tx !== undefined);
     const n = await this.statements.run(
-      async (q) => (await q.query(sql, [list, [item]])).rowCount ?? 0,
+      async (q) => affected(await q.query(sql, [list, [item], key === null ? null : [key], null])),
       { tx },
     );
     if (quiet) this.notifications.settled(list);
@@ -119,18 +145,83 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
 
   /**
    * Inserts a batch atomically (chunked inside one transaction; up to 1,000,000 items per call).
-   * Existing items keep their attempts; duplicates in the input count once. Returns how many
-   * were new.
+   * Each entry is an item, or `{ item, key }` to give its key (see {@link setLimits}); an item
+   * given without one gets the list's key rule's. Existing items keep their attempts and key;
+   * duplicates in the input count once. Returns how many were new.
    */
-  async insertBatch(list: string, items: string[], options?: WriteOptions): Promise<number> {
+  async insertBatch(
+    list: string,
+    items: Array<string | KeyedItem>,
+    options?: WriteOptions,
+  ): Promise<number> {
     checkList(list);
-    checkItems(items);
+    const entries = checkEntries(items);
     const tx = optionsTx(options);
-    if (items.length === 0) return 0;
+    if (entries.items.length === 0) return 0;
     const { sql, quiet } = this.notifications.choose(list, tx !== undefined);
-    const n = await this.chunked(tx, list, items, sql, this.sql.table);
+    const n = await this.chunked(
+      tx,
+      list,
+      entries.items,
+      sql,
+      this.sql.table,
+      entries.keys ?? null,
+    );
     if (quiet) this.notifications.settled(list);
     return n;
+  }
+
+  /**
+   * Stores a list's key rule and limits, replacing what it had (a field left out: no such
+   * limit). Every claim of the list from then on obeys them, in every process: the workers, the
+   * CLI, the HTTP claim routes. Items already leased count toward them. Waits for claims and
+   * inserts in flight on this schema's lists to finish (it is the fence that makes the change
+   * exact); setting limits on a list that already holds items without keys gives those the key
+   * `''` ("no key"), one write per item. See docs/attempt-lists.md, "Keys and limits".
+   *
+   * @example
+   * await list.setLimits('crawl', {
+   *   keyRegex: '^https?://([^/]+)',
+   *   perKey: { concurrency: 2, rate: { limit: 10, periodMs: 1000 } },
+   * });
+   */
+  async setLimits(list: string, limits: ListLimits, options?: WriteOptions): Promise<void> {
+    checkList(list);
+    const resolved = checkLimits(limits);
+    const tx = optionsTx(options);
+    await this.statements.run(
+      (q) => withTransaction(q, (t) => writeLimits(t, this.settings, list, resolved)),
+      { tx },
+    );
+  }
+
+  /** Removes a list's key rule and limits (its items keep their keys). */
+  async clearLimits(list: string, options?: WriteOptions): Promise<void> {
+    return this.setLimits(list, {}, options);
+  }
+
+  /** A list's stored key rule and limits, defaults applied; `{}` when it has none. */
+  async limits(list: string, options?: { tx?: Queryable }): Promise<StoredListLimits> {
+    checkList(list);
+    const tx = optionsTx(options);
+    return this.statements.run((q) => readLimits(q, this.settings, list), { tx });
+  }
+
+  /**
+   * Sets a key's weight: on a list with limits, the key gets up to `weight` items per
+   * round-robin turn where a key of weight 1 gets one. 1 .. 1000; default 1.
+   */
+  async setKeyWeight(
+    list: string,
+    key: string,
+    weight: number,
+    options?: WriteOptions,
+  ): Promise<void> {
+    checkList(list);
+    checkKey(key);
+    checkInt('weight', weight, { min: 1, max: MAX_KEY_WEIGHT });
+    const tx = optionsTx(options);
+    await this.statements.run((q) => q.query(this.settings.weight, [list, key, weight]), { tx });
   }
 
   /** Attempts of an item, or `undefined` when the list or item does not exist (not an error). */
@@ -243,9 +334,10 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
   ): Promise<ImportResult> {
     checkList(list);
     const o = checkOptions('options', options);
-    return this.statements.run((q) => importItems(q, this.statements.schema, list, source, o), {
-      tx: o.tx,
-    });
+    return this.statements.run(
+      (q) => importItems(q, this.statements.schema, list, source, o, this.sql.insertQuiet),
+      { tx: o.tx },
+    );
   }
 
   /**
@@ -319,10 +411,9 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
     if (items !== undefined) return this.writeBatch(this.sql.requeue, list, items, options);
     checkList(list);
     const tx = optionsTx(options);
-    return this.statements.run(
-      async (q) => (await q.query(this.sql.requeueAll, [list])).rowCount ?? 0,
-      { tx },
-    );
+    return this.statements.run(async (q) => affected(await q.query(this.sql.requeueAll, [list])), {
+      tx,
+    });
   }
 
   /** One item through a one-array statement (insert, increment, delete); returns its rowCount. */
@@ -364,7 +455,10 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
     );
   }
 
-  /** Runs `items` through a one-array statement in chunks, all inside one transaction; sums rowCount. */
+  /**
+   * Runs `items` through a one-array statement in chunks, all inside one transaction; sums the
+   * rows touched. Inserts also take `keys` (one per item, or null) and a key rule (null).
+   */
   private chunked(
     tx: Queryable | undefined,
     list: string,
@@ -372,16 +466,20 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
     sql: string,
     /** The table to refresh statistics of after a big load. */
     analyze?: string,
+    keys?: Array<string | null> | null,
   ): Promise<number> {
+    const params = (from: number, to: number) =>
+      keys === undefined
+        ? [list, items.slice(from, to)]
+        : [list, items.slice(from, to), keys === null ? null : keys.slice(from, to), null];
     return this.statements.run(
       async (q) => {
-        const once = async (on: Queryable, chunk: string[]) =>
-          (await on.query(sql, [list, chunk])).rowCount ?? 0;
-        if (items.length <= CHUNK_ITEMS) return once(q, items);
+        const once = async (on: Queryable, from: number, to: number) =>
+          affected(await on.query(sql, params(from, to)));
+        if (items.length <= CHUNK_ITEMS) return once(q, 0, items.length);
         return withTransaction(q, async (t) => {
           let n = 0;
-          for (let i = 0; i < items.length; i += CHUNK_ITEMS)
-            n += await once(t, items.slice(i, i + CHUNK_ITEMS));
+          for (let i = 0; i < items.length; i += CHUNK_ITEMS) n += await once(t, i, i + CHUNK_ITEMS);
           // A big load refreshes the statistics at once (see ANALYZE_AFTER_ROWS).
           if (analyze !== undefined && n >= ANALYZE_AFTER_ROWS) await refreshStatistics(t, analyze);
           return n;
@@ -405,6 +503,12 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
       );
     return worker;
   }
+}
+
+/** Rows a write touched: its `n` when it counts them itself (inserts, requeues), else rowCount. */
+function affected(result: { rows: Array<{ n?: unknown }>; rowCount: number | null }): number {
+  const n = result.rows[0]?.n;
+  return typeof n === 'number' ? n : (result.rowCount ?? 0);
 }
 
 function checkPage(options: PageOptions) {

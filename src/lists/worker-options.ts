@@ -16,6 +16,7 @@ import {
 } from '../core/index.js';
 import { Listener } from '../listen/index.js';
 import { ATTEMPT_LIST_LIMITS } from './attempt-list-limits.js';
+import { checkLimits, type ListLimits, type StoredListLimits } from './attempt-list-settings.js';
 
 /** Default items in flight per worker. */
 export const DEFAULT_WORKER_CONCURRENCY = 10;
@@ -104,6 +105,13 @@ export interface WorkerOptions {
   connection?: ConnectionInput;
   /** Where background failures go when nobody listens for 'error'. Default: nowhere. */
   logger?: LoggerInput;
+  /**
+   * Limits of the list ({@link AttemptList.setLimits}): stored on the list when the worker
+   * starts, if they differ (a field left out keeps its stored value), before its first claim.
+   * They bind every worker of the list, so give every worker the same (or none). Default: the
+   * stored limits as they are.
+   */
+  limits?: ListLimits;
 }
 
 /** {@link WorkerOptions} resolved: every default applied, frozen. */
@@ -120,6 +128,7 @@ export interface ResolvedWorkerOptions {
   readonly listener: Listener | undefined;
   readonly connection: ConnectionInput | undefined;
   readonly logger: Logger;
+  readonly limits: StoredListLimits | undefined;
 }
 
 /** Validates {@link WorkerOptions} and applies the defaults. */
@@ -202,6 +211,7 @@ export function resolveWorkerOptions(options: WorkerOptions = {}): ResolvedWorke
     listener: o.listener,
     connection: o.connection,
     logger: resolveLogger(o.logger),
+    limits: o.limits === undefined ? undefined : checkLimits(o.limits, 'options.limits'),
   });
 }
 

@@ -9,6 +9,7 @@ import {
 } from '../core/index.js';
 import { Listener } from '../listen/index.js';
 import type { Claim } from './attempt-list-types.js';
+import type { StoredListLimits } from './attempt-list-settings.js';
 import type { AttemptList } from './attempt-list.js';
 import {
   PermanentError,
@@ -19,6 +20,22 @@ import {
   type WorkItem,
   type WorkerOptions,
 } from './worker-options.js';
+
+/** Stored limits with a worker's over them (a field the worker gives replaces the stored one). */
+function mergeLimits(stored: StoredListLimits, wanted: StoredListLimits): StoredListLimits {
+  const out: StoredListLimits = {};
+  const keyRegex = wanted.keyRegex ?? stored.keyRegex;
+  if (keyRegex !== undefined) out.keyRegex = keyRegex;
+  const perKey = { ...stored.perKey, ...wanted.perKey };
+  if (perKey.concurrency !== undefined || perKey.rate !== undefined) {
+    out.perKey = {};
+    if (perKey.concurrency !== undefined) out.perKey.concurrency = perKey.concurrency;
+    if (perKey.rate !== undefined) out.perKey.rate = perKey.rate;
+  }
+  const concurrency = wanted.concurrency ?? stored.concurrency;
+  if (concurrency !== undefined) out.concurrency = concurrency;
+  return out;
+}
 
 /** Delay before claiming again after a failed claim: first, and cap, in ms. */
 const CLAIM_RETRY_BASE_MS = 50;
@@ -230,12 +247,48 @@ export class Worker extends EventEmitter<WorkerEvents> {
     this.emit('stopped');
   }
 
+  /**
+   * Stores the worker's `limits` on the list when they differ from the stored ones (fields it
+   * leaves out keep their stored values). Retried with the claim backoff until it succeeds or the
+   * worker stops: no item is claimed under other limits than the ones asked for.
+   */
+  private async applyLimits(): Promise<void> {
+    const wanted = this.options.limits;
+    if (wanted === undefined) return;
+    for (let failures = 1; !this.stopping; failures++) {
+      try {
+        const stored = await this.attemptList.limits(this.list);
+        const merged = mergeLimits(stored, wanted);
+        if (JSON.stringify(merged) !== JSON.stringify(stored)) {
+          await this.attemptList.setLimits(this.list, merged);
+        }
+        return;
+      } catch (err) {
+        reportError(this, this.options.logger, err, 'worker could not set the list limits', {
+          list: this.list,
+        });
+        await sleep(
+          backoffDelayMs(failures, {
+            baseMs: CLAIM_RETRY_BASE_MS,
+            maxMs: this.options.pollIntervalMs,
+            jitter: 'equal',
+          }),
+          this.lifecycle.signal,
+        );
+      }
+    }
+  }
+
   /** The claim loop: claim for free slots (sending completions along), start, wait, repeat. */
   private async run(): Promise<void> {
     const { concurrency, leaseMs, maxAttempts, pollIntervalMs } = this.options;
     let failures = 0;
     let idle = false;
+    await this.applyLimits();
     while (!this.stopping) {
+      // When the list's limits left the claim short: how long until a slot may free (server
+      // clock), so the worker sleeps until then rather than until the poll.
+      let nextSlotMs: number | undefined;
       const free = concurrency - this.running.size;
       if (free > 0 || this.done.length > 0) {
         const done = this.done;
@@ -250,6 +303,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
           this.counters.claims++;
           this.counters.completed += r.count;
           claims = r.claims;
+          nextSlotMs = r.nextSlotMs;
           failures = 0;
         } catch (err) {
           // Completions may or may not have been applied: sending them again is safe (a
@@ -279,7 +333,11 @@ export class Worker extends EventEmitter<WorkerEvents> {
         idle = true;
         this.emit('idle');
       }
-      await this.waitForWake(this.running.size < concurrency ? pollIntervalMs : undefined);
+      await this.waitForWake(
+        this.running.size < concurrency
+          ? Math.min(pollIntervalMs, Math.max(1, Math.ceil(nextSlotMs ?? pollIntervalMs)))
+          : undefined,
+      );
     }
   }
 
