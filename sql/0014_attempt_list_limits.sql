@@ -182,6 +182,8 @@ SET enable_bitmapscan = off
 SET enable_seqscan = off
 SET enable_hashjoin = off
 SET enable_mergejoin = off
+SET enable_sort = on
+SET jit = off
 AS $fn$
 DECLARE
   v_list_limit boolean;
@@ -282,7 +284,7 @@ BEGIN
 END
 $fn$;
 
--- Claims up to p_limit items of a list with limits. In passes (at most 3): lock the keys whose
+-- Claims up to p_limit items of a list with limits. In passes (at most 4): lock the keys whose
 -- turn has come (next_at <= now), least recently served first, skipping keys another claim or
 -- settlement holds; read the clock; give each key a share (its weight times an even split of
 -- what is left, capped by its free slots); lock that many of its claimable items; take them
@@ -319,6 +321,11 @@ SET enable_bitmapscan = off
 SET enable_seqscan = off
 SET enable_hashjoin = off
 SET enable_mergejoin = off
+-- Sorts of a few rows (the keys of a pass, their candidates) are what this function needs; the
+-- caller (list_claim) turns them off for its own walk. jit: a plan with a disabled node costs
+-- 1e10, which would make every call JIT-compile its statements (measured: 1.4 s a call).
+SET enable_sort = on
+SET jit = off
 AS $fn$
 DECLARE
   s {{schema}}.list_settings%ROWTYPE;
@@ -358,7 +365,7 @@ BEGIN
     PERFORM 1 FROM {{schema}}.list_settings AS x WHERE x.list = p_list FOR UPDATE;
   END IF;
   v_token := nextval(format('%I.list_token_seq', {{schema_literal}})::regclass);
-  WHILE v_left > 0 AND v_pass < 3 LOOP
+  WHILE v_left > 0 AND v_pass < 4 LOOP
     v_pass := v_pass + 1;
     SELECT array_agg(k.key ORDER BY k.next_at, k.key),
            array_agg(k.weight ORDER BY k.next_at, k.key)
@@ -367,7 +374,9 @@ BEGIN
       SELECT x.key, x.next_at, x.weight FROM {{schema}}.list_keys AS x
       WHERE x.list = p_list AND x.next_at <= clock_timestamp()
       ORDER BY x.next_at, x.key
-      LIMIT v_left
+      -- A few more keys than items wanted, so a few due keys with nothing to give (found empty
+      -- by this pass) do not cost a pass each.
+      LIMIT v_left + 4
       FOR UPDATE SKIP LOCKED
     ) AS k;
     EXIT WHEN v_keys IS NULL;
@@ -474,13 +483,16 @@ BEGIN
       SELECT e.o_hashes, e.o_ends, CASE
         -- Its rate said no: due when the rate allows the next claim.
         WHEN g.retry_ms IS NOT NULL THEN v_now + g.retry_ms * interval '1 millisecond'
-        -- At its concurrency limit: due when its first lease ends (a settlement brings it back
-        -- sooner).
-        WHEN v_kc IS NOT NULL AND cardinality(e.o_ends) >= v_kc THEN e.o_ends[1]
+        -- At its stored concurrency limit: due when its first lease ends (a settlement brings
+        -- it back sooner).
+        WHEN s.key_concurrency IS NOT NULL AND cardinality(e.o_ends) >= s.key_concurrency
+          THEN e.o_ends[1]
         -- Served: to the back of the round.
         WHEN g.served THEN v_now
-        -- Had items found but cut off by the claim's limit or the list's room: keeps its place.
-        WHEN g.found OR v_room <= 0 THEN x.next_at
+        -- Had items found but cut off by the claim's limit or the list's room, or held back by
+        -- this claim's own tighter limit: keeps its place.
+        WHEN g.found OR v_room <= 0 OR (v_kc IS NOT NULL AND cardinality(e.o_ends) >= v_kc)
+          THEN x.next_at
         -- Its turn came and it had nothing claimable: due when its first delayed item is, or
         -- when its first lease ends (an expired lease makes its item claimable again).
         ELSE coalesce(least(e.o_ends[1], (
@@ -509,7 +521,10 @@ BEGIN
       WHERE x.list = p_list;
     END IF;
     v_left := p_limit - cardinality(v_items);
-    EXIT WHEN v_room <= 0 OR cardinality(k_took) = 0;
+    -- Another pass while the claim is short: keys served in this one come round again after
+    -- every key still due (they are now the most recently served), and keys found empty or at
+    -- their limit are no longer due.
+    EXIT WHEN v_room <= 0;
   END LOOP;
   IF v_left > 0 THEN
     v_now := coalesce(v_now, clock_timestamp());
@@ -567,6 +582,7 @@ SET enable_seqscan = off
 SET enable_sort = off
 SET enable_hashjoin = off
 SET enable_mergejoin = off
+SET jit = off
 AS $fn$
 DECLARE
   v_done text[] := '{}';

@@ -138,7 +138,10 @@ function checkRate(value: unknown, argument: string): Required<KeyRate> {
 export function parseKeyRate(text: string, argument = 'rate'): KeyRate {
   const m = /^\s*(\d+)\s*\/\s*(\d+)\s*$/.exec(text);
   if (!m) {
-    throw new ValidationError(argument, `must be LIMIT/PERIOD_MS (say 10/1000), got ${describe(text)}`);
+    throw new ValidationError(
+      argument,
+      `must be LIMIT/PERIOD_MS (say 10/1000), got ${describe(text)}`,
+    );
   }
   return { limit: Number(m[1]), periodMs: Number(m[2]) };
 }
@@ -149,10 +152,10 @@ export function checkKey(value: unknown, argument = 'key'): string {
 }
 
 /** Optional tighter limits of one claim. */
-export function checkClaimLimits(o: {
-  perKeyConcurrency?: unknown;
-  concurrency?: unknown;
-}): { perKey: number | null; list: number | null } {
+export function checkClaimLimits(o: { perKeyConcurrency?: unknown; concurrency?: unknown }): {
+  perKey: number | null;
+  list: number | null;
+} {
   return {
     perKey:
       o.perKeyConcurrency === undefined

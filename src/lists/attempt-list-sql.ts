@@ -178,9 +178,11 @@ export function buildSql(schema: string) {
     ),
     deadPage: `SELECT item, attempts FROM ${t}
       WHERE list = $1::text AND run_at IS NULL AND item > $2::text ORDER BY item LIMIT $3::int`,
-    requeueAll: requeued(`UPDATE ${t} SET attempts = 0, token = NULL, leased_until = NULL, run_at = '-infinity'
+    requeueAll:
+      requeued(`UPDATE ${t} SET attempts = 0, token = NULL, leased_until = NULL, run_at = '-infinity'
       WHERE list = $1::text AND run_at IS NULL RETURNING key`),
-    requeue: requeued(`UPDATE ${t} SET attempts = 0, token = NULL, leased_until = NULL, run_at = '-infinity'
+    requeue:
+      requeued(`UPDATE ${t} SET attempts = 0, token = NULL, leased_until = NULL, run_at = '-infinity'
       WHERE list = $1::text AND item = ANY($2::text[]) AND run_at IS NULL RETURNING key`),
   };
 }

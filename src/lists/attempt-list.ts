@@ -479,7 +479,8 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
         if (items.length <= CHUNK_ITEMS) return once(q, 0, items.length);
         return withTransaction(q, async (t) => {
           let n = 0;
-          for (let i = 0; i < items.length; i += CHUNK_ITEMS) n += await once(t, i, i + CHUNK_ITEMS);
+          for (let i = 0; i < items.length; i += CHUNK_ITEMS)
+            n += await once(t, i, i + CHUNK_ITEMS);
           // A big load refreshes the statistics at once (see ANALYZE_AFTER_ROWS).
           if (analyze !== undefined && n >= ANALYZE_AFTER_ROWS) await refreshStatistics(t, analyze);
           return n;

@@ -32,6 +32,8 @@ const PINNED: Readonly<Record<string, string>> = {
     '97f8d5a405630acb7235fd6af2a28ad24bc32c86a571f50d5cebaaa57a58ee39',
   '0012_attempt_list_schedule.sql':
     'da6579ffa09f5fbf9efb3c6d6bfd2237b77b8e618e5722001e7c56df812567ed',
+  '0014_attempt_list_limits.sql':
+    'a4b2be21ba269c294eb11c3e5e68480282d46504541f19573e49e7f0181be2d9',
 };
 
 const SQL_DIR = path.resolve('sql');
