@@ -1,5 +1,6 @@
 import { AttemptList } from '../lists/index.js';
-import type { Claim, ListEntry, PageOptions } from '../lists/index.js';
+import type { Claim, KeyedItem, ListEntry, ListLimits, PageOptions } from '../lists/index.js';
+import { MAX_LIST_CONCURRENCY } from '../lists/index.js';
 import { ATTEMPT_LIST_LIMITS as L } from '../lists/index.js';
 import { NotFoundError } from '../core/index.js';
 import { errorSchema } from './http-errors.js';
@@ -22,6 +23,60 @@ const itemsBody = {
       items: { type: 'string' },
       description: `Items, each 1 to ${L.maxItemBytes} bytes; at most ${L.maxBatchItems} per call`,
     },
+  },
+};
+/** An insert's items: strings, or `{ item, key }` objects (keys and limits, migration 0014). */
+const insertBody = {
+  type: 'object',
+  required: ['items'],
+  additionalProperties: false,
+  properties: {
+    items: {
+      type: 'array',
+      items: {
+        anyOf: [
+          { type: 'string' },
+          {
+            type: 'object',
+            required: ['item'],
+            additionalProperties: false,
+            properties: { item: { type: 'string' }, key: { type: 'string' } },
+          },
+        ],
+      },
+      description: `Items, each 1 to ${L.maxItemBytes} bytes, or {item, key} with a key of 1 to ${L.maxKeyBytes} bytes; at most ${L.maxBatchItems} per call`,
+    },
+  },
+};
+const concurrencyLimit = { type: 'integer', minimum: 1, maximum: MAX_LIST_CONCURRENCY };
+/** A list's limits as stored (see AttemptList.setLimits). */
+const limitsSchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    keyRegex: {
+      type: 'string',
+      description: 'PostgreSQL regular expression; its first capture group is the key',
+    },
+    perKey: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        concurrency: concurrencyLimit,
+        rate: {
+          type: 'object',
+          required: ['limit', 'periodMs'],
+          additionalProperties: false,
+          properties: {
+            limit: { type: 'integer' },
+            periodMs: { type: 'integer' },
+            algorithm: { type: 'string' },
+            burst: { type: 'integer' },
+          },
+        },
+      },
+    },
+    concurrency: concurrencyLimit,
   },
 };
 const claimRefs = {
@@ -51,6 +106,7 @@ const settleReply = {
     dead: { type: 'array', items: { type: 'string' } },
     leaseUntil: { type: 'string', format: 'date-time' },
     claims: { type: 'array', items: claimSchema },
+    nextSlotMs: { type: 'number' },
   },
 };
 const leaseMs = {
@@ -69,6 +125,14 @@ function claimOptions(minLimit: number) {
       limit: { type: 'integer', minimum: minLimit, maximum: L.maxClaimLimit },
       leaseMs,
       maxAttempts: { type: 'integer', minimum: 1, maximum: L.maxAttempts },
+      perKeyConcurrency: {
+        ...concurrencyLimit,
+        description: "On a list with limits: this claim's tighter per-key concurrency",
+      },
+      concurrency: {
+        ...concurrencyLimit,
+        description: "On a list with limits: this claim's tighter list-wide concurrency",
+      },
     },
   };
 }
@@ -189,14 +253,14 @@ export const listRoutes: RouteFamily = (app, ctx) => {
     }),
   );
 
-  app.post<{ Params: ListParams; Body: { items: string[] } }>(
+  app.post<{ Params: ListParams; Body: { items: Array<string | KeyedItem> } }>(
     '/v1/lists/:list/items',
     {
       schema: routeSchema({
-        summary: 'Insert items (idempotent: existing items keep their attempts)',
+        summary: 'Insert items (idempotent: existing items keep their attempts and keys)',
         tags,
         params: listParams,
-        body: itemsBody,
+        body: insertBody,
         response: {
           200: { type: 'object', properties: { inserted: { type: 'integer' } } },
           ...errors,
@@ -276,23 +340,74 @@ export const listRoutes: RouteFamily = (app, ctx) => {
     );
   }
 
-  app.post<{ Params: ListParams; Body: { limit: number; leaseMs: number; maxAttempts?: number } }>(
+  app.get<{ Params: ListParams }>(
+    '/v1/lists/:list/limits',
+    {
+      schema: routeSchema({
+        summary: "A list's key rule and limits ({} when it has none)",
+        tags,
+        params: listParams,
+        response: { 200: limitsSchema, ...errors },
+      }),
+    },
+    async (request) => lists.limits(request.params.list),
+  );
+
+  app.put<{ Params: ListParams; Body: ListLimits }>(
+    '/v1/lists/:list/limits',
+    {
+      schema: routeSchema({
+        summary:
+          "Store a list's key rule and limits, replacing what it had ({} clears them); every claim obeys them",
+        tags,
+        params: listParams,
+        body: limitsSchema,
+        response: { 200: limitsSchema, ...errors },
+      }),
+    },
+    async (request) => {
+      await lists.setLimits(request.params.list, request.body);
+      return lists.limits(request.params.list);
+    },
+  );
+
+  app.post<{
+    Params: ListParams;
+    Body: {
+      limit: number;
+      leaseMs: number;
+      maxAttempts?: number;
+      perKeyConcurrency?: number;
+      concurrency?: number;
+    };
+  }>(
     '/v1/lists/:list/claims',
     {
       schema: routeSchema({
-        summary: 'Claim up to `limit` items for `leaseMs` (each item to exactly one claimer)',
+        summary:
+          'Claim up to `limit` items for `leaseMs` (each item to exactly one claimer, within the list limits)',
         tags,
         params: listParams,
         body: claimOptions(1),
         response: {
-          200: { type: 'object', properties: { claims: { type: 'array', items: claimSchema } } },
+          200: {
+            type: 'object',
+            properties: {
+              claims: { type: 'array', items: claimSchema },
+              nextSlotMs: {
+                type: 'number',
+                description:
+                  'On a list with limits, when the claim came short: ms until a slot may free',
+              },
+            },
+          },
           ...errors,
         },
       }),
     },
     async (request) => {
-      const claims = await lists.claim(request.params.list, request.body);
-      return { claims: claims.map(claimJson) };
+      const r = await lists.completeAndClaim(request.params.list, [], request.body);
+      return { claims: r.claims.map(claimJson), nextSlotMs: r.nextSlotMs };
     },
   );
 
@@ -300,7 +415,13 @@ export const listRoutes: RouteFamily = (app, ctx) => {
     Params: ListParams;
     Body: {
       claims: Array<{ item: string; token: string }>;
-      next?: { limit: number; leaseMs: number; maxAttempts?: number };
+      next?: {
+        limit: number;
+        leaseMs: number;
+        maxAttempts?: number;
+        perKeyConcurrency?: number;
+        concurrency?: number;
+      };
     };
   }>(
     '/v1/lists/:list/claims/complete',
@@ -327,7 +448,12 @@ export const listRoutes: RouteFamily = (app, ctx) => {
       const { claims, next } = request.body;
       if (next) {
         const r = await lists.completeAndClaim(list, claims, next);
-        return { count: r.count, stale: r.stale, claims: r.claims.map(claimJson) };
+        return {
+          count: r.count,
+          stale: r.stale,
+          claims: r.claims.map(claimJson),
+          nextSlotMs: r.nextSlotMs,
+        };
       }
       return lists.complete(list, claims);
     },
