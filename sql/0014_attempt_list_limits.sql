@@ -503,14 +503,19 @@ BEGIN
       FROM {{schema}}.list_lease_entries(x.lease_hashes, x.lease_ends, v_now, g.h, g.h,
         array_fill(v_until, ARRAY[coalesce(cardinality(g.h), 0)])) AS e)
     FROM (
-      SELECT u.key,
-        EXISTS (SELECT 1 FROM unnest(c_key, c_ok) AS v(key, ok)
-                WHERE v.key = u.key AND v.ok IS NOT FALSE) AS served,
-        u.key = ANY (coalesce(c_had, '{}')) AS found,
-        (SELECT min(v.retry) FROM unnest(c_key, c_ok, c_retry) AS v(key, ok, retry)
-          WHERE v.key = u.key AND NOT v.ok) AS retry_ms,
-        (SELECT array_agg(v.h) FROM unnest(k_took, k_hash) AS v(key, h) WHERE v.key = u.key) AS h
+      -- Per key of the pass, in one grouped pass over each array (a correlated scan of the
+      -- arrays per key cost O(keys x items): 9 ms for 100 keys).
+      SELECT u.key, coalesce(a.served, false) AS served, u.key = ANY (coalesce(c_had, '{}')) AS found,
+             a.retry_ms, t.h
       FROM unnest(v_keys) AS u(key)
+      LEFT JOIN (
+        SELECT v.key, bool_or(v.ok IS NOT FALSE) AS served,
+               min(v.retry) FILTER (WHERE NOT v.ok) AS retry_ms
+        FROM unnest(c_key, c_ok, c_retry) AS v(key, ok, retry)
+        GROUP BY v.key) AS a ON a.key = u.key
+      LEFT JOIN (
+        SELECT v.key, array_agg(v.h) AS h FROM unnest(k_took, k_hash) AS v(key, h)
+        GROUP BY v.key) AS t ON t.key = u.key
     ) AS g
     WHERE x.list = p_list AND x.key = g.key;
     IF s.concurrency IS NOT NULL AND cardinality(k_hash) > 0 THEN

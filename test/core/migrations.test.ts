@@ -33,7 +33,7 @@ const PINNED: Readonly<Record<string, string>> = {
   '0012_attempt_list_schedule.sql':
     'da6579ffa09f5fbf9efb3c6d6bfd2237b77b8e618e5722001e7c56df812567ed',
   '0014_attempt_list_limits.sql':
-    'a4b2be21ba269c294eb11c3e5e68480282d46504541f19573e49e7f0181be2d9',
+    '9718e7d7aab6131626151980a271f53cb3b083ead3b5a71220a3a3ea5b6144cd',
 };
 
 const SQL_DIR = path.resolve('sql');
