@@ -33,7 +33,7 @@ const PINNED: Readonly<Record<string, string>> = {
   '0012_attempt_list_schedule.sql':
     'da6579ffa09f5fbf9efb3c6d6bfd2237b77b8e618e5722001e7c56df812567ed',
   '0014_attempt_list_limits.sql':
-    '9718e7d7aab6131626151980a271f53cb3b083ead3b5a71220a3a3ea5b6144cd',
+    'bd6742ebd6c03e69e377b78810e706cbf5346a1400ea1c29b645d6a1d360cf74',
 };
 
 const SQL_DIR = path.resolve('sql');

@@ -175,9 +175,13 @@ describe('attempt list limits: exact under concurrent worker processes and SIGKI
       await waitFor(() => victim.starts >= 3, { timeoutMs: 30_000, message: 'victim claims' });
       await kill(victim);
       workers.push(spawnWorker(l, 4, 'work'), spawnWorker(l, 4, 'work'), spawnWorker(l, 4, 'work'));
-      // A busy worker killed mid-run, and a replacement.
-      await waitFor(() => workers[0]!.starts >= 20, { timeoutMs: 60_000, message: 'progress' });
-      await kill(workers[0]!);
+      // A busy worker killed mid-run (whichever has run the most: with the list at its limit,
+      // the workers that complete refill first), and a replacement.
+      const busy = await waitFor(() => workers.find((w) => w.starts >= 10), {
+        timeoutMs: 60_000,
+        message: 'progress',
+      });
+      await kill(busy);
       workers.push(spawnWorker(l, 4, 'work'));
       await waitFor(async () => (await list.count(l)) === 0, {
         timeoutMs: 120_000,
