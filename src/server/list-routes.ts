@@ -1,5 +1,5 @@
 import { AttemptList } from '../lists/index.js';
-import type { Claim, KeyedItem, ListEntry, ListLimits, PageOptions } from '../lists/index.js';
+import type { Claim, KeyedItem, ListEntry, PageOptions } from '../lists/index.js';
 import { MAX_LIST_CONCURRENCY } from '../lists/index.js';
 import { ATTEMPT_LIST_LIMITS as L } from '../lists/index.js';
 import { NotFoundError } from '../core/index.js';
@@ -49,36 +49,6 @@ const insertBody = {
   },
 };
 const concurrencyLimit = { type: 'integer', minimum: 1, maximum: MAX_LIST_CONCURRENCY };
-/** A list's limits as stored (see AttemptList.setLimits). */
-const limitsSchema = {
-  type: 'object',
-  additionalProperties: false,
-  properties: {
-    keyRegex: {
-      type: 'string',
-      description: 'PostgreSQL regular expression; its first capture group is the key',
-    },
-    perKey: {
-      type: 'object',
-      additionalProperties: false,
-      properties: {
-        concurrency: concurrencyLimit,
-        rate: {
-          type: 'object',
-          required: ['limit', 'periodMs'],
-          additionalProperties: false,
-          properties: {
-            limit: { type: 'integer' },
-            periodMs: { type: 'integer' },
-            algorithm: { type: 'string' },
-            burst: { type: 'integer' },
-          },
-        },
-      },
-    },
-    concurrency: concurrencyLimit,
-  },
-};
 const claimRefs = {
   type: 'array',
   items: {
@@ -339,37 +309,6 @@ export const listRoutes: RouteFamily = (app, ctx) => {
       },
     );
   }
-
-  app.get<{ Params: ListParams }>(
-    '/v1/lists/:list/limits',
-    {
-      schema: routeSchema({
-        summary: "A list's key rule and limits ({} when it has none)",
-        tags,
-        params: listParams,
-        response: { 200: limitsSchema, ...errors },
-      }),
-    },
-    async (request) => lists.limits(request.params.list),
-  );
-
-  app.put<{ Params: ListParams; Body: ListLimits }>(
-    '/v1/lists/:list/limits',
-    {
-      schema: routeSchema({
-        summary:
-          "Store a list's key rule and limits, replacing what it had ({} clears them); every claim obeys them",
-        tags,
-        params: listParams,
-        body: limitsSchema,
-        response: { 200: limitsSchema, ...errors },
-      }),
-    },
-    async (request) => {
-      await lists.setLimits(request.params.list, request.body);
-      return lists.limits(request.params.list);
-    },
-  );
 
   app.post<{
     Params: ListParams;

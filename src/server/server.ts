@@ -11,6 +11,7 @@ import { useJsonBodyParser } from './json-body.js';
 import { kvRoutes } from './kv-routes.js';
 import { leaseRoutes } from './lease-routes.js';
 import { limitRoutes } from './limit-routes.js';
+import { listLimitsRoutes } from './list-limits-routes.js';
 import { listRoutes } from './list-routes.js';
 import { notifyRoutes } from './notify-routes.js';
 import { HttpError, errorHandler, sendError } from './http-errors.js';
@@ -209,6 +210,7 @@ export async function createServer(options: ServerOptions): Promise<PgcoordServe
   for (const family of [
     healthRoutes,
     listRoutes,
+    listLimitsRoutes,
     iidyRoutes,
     kvRoutes,
     limitRoutes,
