@@ -104,16 +104,22 @@ export function buildSql(schema: string) {
         SELECT $1::text, d.key, statement_timestamp()
         FROM (SELECT DISTINCT ins.key FROM ins WHERE ins.key IS NOT NULL) AS d
         ORDER BY d.key
+        -- An upsert, which waits for a claim holding the key row: that claim may be finding the
+        -- key empty (it cannot see these items yet) and pushing next_at to 'infinity'; this runs
+        -- after it and makes the key due again. (A plain UPDATE ... WHERE next_at > now could
+        -- read the old next_at and skip the row: the key would never be due again.)
         ON CONFLICT (list, key) DO UPDATE SET next_at = EXCLUDED.next_at
         WHERE k.next_at > EXCLUDED.next_at)
     SELECT count(*)::int AS n FROM ins`;
   // Requeued items are claimable at once: their keys' rows are due now (a claim skips keys
-  // whose next_at is later). Returns how many items were requeued.
+  // whose next_at is later). Every such key row is written, not only the ones not due: the
+  // update then waits for a claim holding the row, which may be setting it to 'infinity' (it
+  // cannot see the requeued items yet), and makes it due after it. Returns how many items.
   const requeued = (update: string) => `WITH r AS (${update}),
       keys AS (
-        UPDATE ${s}.list_keys AS k SET next_at = statement_timestamp()
+        UPDATE ${s}.list_keys AS k SET next_at = least(k.next_at, statement_timestamp())
         FROM (SELECT DISTINCT r.key FROM r WHERE r.key IS NOT NULL) AS d
-        WHERE k.list = $1::text AND k.key = d.key AND k.next_at > statement_timestamp())
+        WHERE k.list = $1::text AND k.key = d.key)
     SELECT count(*)::int AS n FROM r`;
   return {
     // One notification per statement (PostgreSQL folds identical ones of a transaction into

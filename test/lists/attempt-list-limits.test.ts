@@ -450,6 +450,21 @@ describe('attempt list limits: keys, fairness, settlements', () => {
     expect(await claimAll(list, l, 10)).toHaveLength(3);
   });
 
+  it('a key whose items all died is due again when they are requeued, or when an item arrives', async () => {
+    const list = new AttemptList(db.pool);
+    const l = fresh('requeue');
+    await list.setLimits(l, { perKey: { concurrency: 5 } });
+    await list.insertBatch(l, keyedItems('q', [2]));
+    const claims = await claimAll(list, l, 10);
+    expect((await list.fail(l, claims, { maxAttempts: 1 })).dead).toHaveLength(2);
+    // Nothing claimable: the claim finds the key empty and parks it.
+    expect(await claimAll(list, l, 10)).toHaveLength(0);
+    expect(await list.requeue(l)).toBe(2);
+    expect(await claimAll(list, l, 10)).toHaveLength(2);
+    await list.insertBatch(l, [{ item: 'q-late', key: 'k0' }]);
+    expect((await claimAll(list, l, 10)).map((c) => c.item)).toEqual(['q-late']);
+  });
+
   it('a rate-limited key says when its next claim is allowed', async () => {
     const list = new AttemptList(db.pool);
     const l = fresh('next');
