@@ -8,6 +8,7 @@ import { formatTable, root, type BenchResult } from './lib.js';
 const ORDER = [
   'lists-import',
   'lists-claim',
+  'lists-limits',
   'kv',
   'ratelimit',
   'listen',
