@@ -18,10 +18,8 @@ import {
 import {
   checkInsertItems,
   checkSchedule,
-  isPlain,
   type InsertItem,
   type InsertRows,
-  type Schedule,
 } from './attempt-list-schedule.js';
 import {
   checkKey,
@@ -34,6 +32,7 @@ import {
   type StoredListLimits,
 } from './attempt-list-settings.js';
 import { buildSql, type AttemptListSql } from './attempt-list-sql.js';
+import { affected, insertParams, slice } from './attempt-list-insert.js';
 import { InsertNotifications } from './insert-notifications.js';
 import { LiveWorkers, type LiveWorker } from './live-workers.js';
 import {
@@ -186,29 +185,11 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
     list: string,
     rows: InsertRows,
   ): Promise<number> {
-    const { items, keys, schedule, schedules } = rows;
-    // $1 list, $2 items, $3 keys (or NULL), $4 no key rule: see insertSql in attempt-list-sql.ts.
-    const keyed = (a: number, b: number) => [
-      list,
-      slice(items, a, b),
-      keys === undefined ? null : slice(keys, a, b),
-      null,
-    ];
-    let pair: { insert: string; insertQuiet: string } = this.sql;
-    let values: (from: number, to: number) => unknown[];
-    if (schedules !== undefined) {
-      pair = this.sql.insertEach;
-      values = (a, b) => [...keyed(a, b), ...eachValues(schedules, a, b)];
-    } else if (isPlain(schedule)) {
-      values = keyed;
-    } else {
-      pair = this.sql.insertScheduled;
-      values = (a, b) => [...keyed(a, b), schedule.runAt, schedule.delayMs, schedule.priority];
-    }
+    const { pair, values } = insertParams(this.sql, list, rows);
     const { sql, quiet } = this.notifications.choose(list, tx !== undefined, pair);
     const n = await this.chunked(
       tx,
-      items.length,
+      rows.items.length,
       async (on, a, b) => affected(await on.query(sql, values(a, b))),
       this.sql.table,
     );
@@ -590,32 +571,6 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
       );
     return worker;
   }
-}
-
-/** Items `from` to `to` of `items` (the array itself when that is all of it). */
-function slice<T>(items: T[], from: number, to: number): T[] {
-  return from === 0 && to === items.length ? items : items.slice(from, to);
-}
-
-/** The schedule parameters ($5 to $7) of the per-item insert (sql.insertEach), items `from` to `to`. */
-function eachValues(schedules: Schedule[], from: number, to: number): unknown[] {
-  const n = to - from;
-  const runAt = new Array<string | null>(n);
-  const delayMs = new Array<number>(n);
-  const priority = new Array<number>(n);
-  for (let i = 0; i < n; i++) {
-    const s = schedules[from + i]!;
-    runAt[i] = s.runAt;
-    delayMs[i] = s.delayMs;
-    priority[i] = s.priority;
-  }
-  return [runAt, delayMs, priority];
-}
-
-/** Rows a write touched: its `n` when it counts them itself (inserts, requeues), else rowCount. */
-function affected(result: { rows: Array<{ n?: unknown }>; rowCount: number | null }): number {
-  const n = result.rows[0]?.n;
-  return typeof n === 'number' ? n : (result.rowCount ?? 0);
 }
 
 function checkPage(options: PageOptions) {
