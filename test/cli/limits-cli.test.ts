@@ -1,11 +1,17 @@
 // `pgcoord lists limits ...` and `lists import --key-regex / --key-separator`, as real processes.
-import { describe, expect, it } from 'vitest';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { AttemptList } from '../../src/lists/index.js';
 import { useTestDatabase } from '../helpers/db.js';
 import { runCli } from '../support/cli.js';
 
 const db = useTestDatabase();
 const run = (args: string[], input?: string) =>
   runCli(['--database-url', db.url, ...args], { input });
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'pgcoord-limits-'));
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 describe('pgcoord lists limits', () => {
   it('sets, shows and clears a list limits; imports keys by a regex and by a separator', async () => {
@@ -78,5 +84,69 @@ describe('pgcoord lists limits', () => {
     expect(
       JSON.parse((await run(['--json', 'lists', 'limits', 'show', 'bad'])).stdout).limits,
     ).toEqual({});
+  });
+
+  it('lists work --per-key-concurrency 1: two items of one key never run at once', async () => {
+    const log = path.join(tmp, 'work.log');
+    const items = ['a-1', 'a-2', 'a-3', 'b-1', 'b-2', 'b-3', 'c-1', 'c-2'];
+    // The key rule first, so the items get their keys on insert (limits set on a list that
+    // already holds items give those the key '').
+    const rule = await run(['lists', 'limits', 'set', 'perkey', '--key-regex', '^([a-z]+)-']);
+    expect(rule.code).toBe(0);
+    await new AttemptList(db.pool).insertBatch('perkey', items);
+    // Each run appends "start ITEM", takes a moment (so runs of one key would overlap without
+    // the limit: 8 slots for 8 items), then appends "end ITEM". Lines this short are appended
+    // whole (O_APPEND), so the file is the order of events.
+    const script = 'echo "start $1" >> "$0"; sleep 0.2; echo "end $1" >> "$0"';
+    const r = await run([
+      'lists',
+      'work',
+      'perkey',
+      '--until-empty',
+      '--poll-interval-ms',
+      '50',
+      '--concurrency',
+      '8',
+      '--per-key-concurrency',
+      '1',
+      '--',
+      'sh',
+      '-c',
+      script,
+      log,
+      '{}',
+    ]);
+    expect(r.stderr).toMatch(/8 done, 0 failed .* the list is drained/);
+    expect(r.code).toBe(0);
+    const events = fs.readFileSync(log, 'utf8').trim().split('\n');
+    expect(events).toHaveLength(16);
+    // Per key: start, end, start, end ... never two starts of the key in a row.
+    const running = new Map<string, string>();
+    let most = 0;
+    for (const line of events) {
+      const [event, item] = line.split(' ') as [string, string];
+      const key = item.split('-')[0]!;
+      if (event === 'start') {
+        expect(running.get(key), `${item} started while ${running.get(key)} ran`).toBeUndefined();
+        running.set(key, item);
+      } else {
+        expect(running.get(key)).toBe(item);
+        running.delete(key);
+      }
+      most = Math.max(most, running.size);
+    }
+    // Different keys did run at once (the limit is per key, not a global one).
+    expect(most).toBeGreaterThan(1);
+    expect(
+      JSON.parse((await run(['--json', 'lists', 'limits', 'show', 'perkey'])).stdout),
+    ).toMatchObject({ limits: { keyRegex: '^([a-z]+)-', perKey: { concurrency: 1 } } });
+  });
+
+  it('lists work refuses a bad limit flag with exit 2, claiming nothing', async () => {
+    await new AttemptList(db.pool).insertBatch('badflag', ['x']);
+    const r = await run(['lists', 'work', 'badflag', '--per-key-rate', 'ten', '--', 'true']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--per-key-rate/);
+    expect(await new AttemptList(db.pool).count('badflag')).toBe(1);
   });
 });
