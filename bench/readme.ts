@@ -9,6 +9,7 @@ const ORDER = [
   'lists-import',
   'lists-claim',
   'lists-work',
+  'lists-limits',
   'kv',
   'ratelimit',
   'listen',

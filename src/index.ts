@@ -96,6 +96,13 @@ export type {
 } from './lists/index.js';
 export type { ClaimRef } from './lists/index.js';
 export { ATTEMPT_LIST_LIMITS } from './lists/index.js';
+export {
+  DEFAULT_KEY_RATE_ALGORITHM,
+  MAX_KEY_REGEX_BYTES,
+  MAX_KEY_WEIGHT,
+  MAX_LIST_CONCURRENCY,
+} from './lists/index.js';
+export type { KeyRate, KeyedItem, ListLimits, StoredListLimits } from './lists/index.js';
 export type { ImportOptions, ImportResult } from './lists/index.js';
 export type { InsertItem, InsertOptions, ScheduleOptions } from './lists/index.js';
 export {

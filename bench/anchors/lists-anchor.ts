@@ -109,3 +109,38 @@ export function latencyProbe(): {
 export function asyncWork(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
+
+/**
+ * Sizes of `keys` keys holding `count` items, Zipf-skewed (s = 1: key k holds about 1/(k+1) of
+ * the first key's share), each at least 1, summing to `count`: the lists-limits backlog.
+ */
+export function zipfSizes(count: number, keys: number): number[] {
+  const weights = Array.from({ length: keys }, (_, k) => 1 / (k + 1));
+  const total = weights.reduce((a, b) => a + b, 0);
+  const sizes = weights.map((w) => Math.max(1, Math.floor((w / total) * count)));
+  let left = count - sizes.reduce((a, b) => a + b, 0);
+  for (let k = 0; left !== 0; k = (k + 1) % keys) {
+    const step = left > 0 ? 1 : -1;
+    if (sizes[k]! + step >= 1) {
+      sizes[k]! += step;
+      left -= step;
+    }
+  }
+  return sizes;
+}
+
+/** The key (`key-<k>`) of each item of a Zipf backlog, in insert order: keys interleaved. */
+export function zipfKeys(count: number, keys: number): string[] {
+  const sizes = zipfSizes(count, keys);
+  const out: string[] = [];
+  const left = [...sizes];
+  while (out.length < count) {
+    for (let k = 0; k < keys; k++) {
+      if (left[k]! > 0) {
+        out.push(`key-${k}`);
+        left[k]!--;
+      }
+    }
+  }
+  return out;
+}

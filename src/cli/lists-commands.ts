@@ -13,6 +13,7 @@ import {
   type GlobalOptions,
 } from './options.js';
 import { out, printJson } from './output.js';
+import { limitsCommand } from './limits-commands.js';
 
 function listsOf(pool: import('pg').Pool, g: GlobalOptions): AttemptList {
   return new AttemptList(pool, g.schema ? { schema: g.schema } : {});
@@ -166,47 +167,66 @@ export function listsCommand(): Command {
       .command('import <list> [file]')
       .description(
         'bulk import one item per line from a file or stdin (COPY; duplicates skipped; atomic); the schedule options apply to every new item',
+      )
+      .option(
+        '--key-regex <re>',
+        "each item's key: the first capture group of this PostgreSQL regular expression (default: the list's key rule)",
+      )
+      .option(
+        '--key-separator <text>',
+        'each line is KEY<text>ITEM (split at the first <text>, say a tab)',
       ),
   )
     .addHelpText(
       'after',
-      '\nExample:\n  $ seq 1 1000000 | pgcoord lists import numbers\n  imported 1000000 items (1000000 new) in 3.1 s: 322,580 items/s',
+      "\nExample:\n  $ seq 1 1000000 | pgcoord lists import numbers\n  imported 1000000 items (1000000 new) in 3.1 s: 322,580 items/s\n  $ pgcoord lists import crawl urls.txt --key-regex '^https?://([^/]+)'",
     )
-    .action(async (list: string, file: string | undefined, o: ScheduleOptions, cmd: Command) => {
-      const source = file === undefined || file === '-' ? process.stdin : openItemFile(file);
-      const started = performance.now();
-      const tty = process.stderr.isTTY === true;
-      let lastDraw = 0;
-      const result = await withLists(cmd, (l) =>
-        l.import(list, source, {
-          ...scheduleOf(o),
-          onProgress: (p) => {
-            const now = performance.now();
-            if (!tty || now - lastDraw < 100) return;
-            lastDraw = now;
-            const rate = p.read / ((now - started) / 1000);
-            process.stderr.write(
-              `\r${bar(p.read)} ${p.read.toLocaleString('en-US')} items, ${Math.round(rate).toLocaleString('en-US')}/s `,
-            );
-          },
-        }),
-      );
-      if (tty) process.stderr.write('\r\x1b[K');
-      const seconds = (performance.now() - started) / 1000;
-      const rate = Math.round(result.read / Math.max(seconds, 1e-6));
-      if (cmd.optsWithGlobals<GlobalOptions>().json) {
-        printJson({
-          read: result.read,
-          inserted: result.inserted,
-          seconds: Number(seconds.toFixed(3)),
-          itemsPerSecond: rate,
-        });
-      } else {
-        out(
-          `imported ${result.read} items (${result.inserted} new) in ${seconds.toFixed(1)} s: ${rate.toLocaleString('en-US')} items/s`,
+    .action(
+      async (
+        list: string,
+        file: string | undefined,
+        o: ScheduleOptions & { keyRegex?: string; keySeparator?: string },
+        cmd: Command,
+      ) => {
+        const source = file === undefined || file === '-' ? process.stdin : openItemFile(file);
+        const started = performance.now();
+        const tty = process.stderr.isTTY === true;
+        let lastDraw = 0;
+        const result = await withLists(cmd, (l) =>
+          l.import(list, source, {
+            ...scheduleOf(o),
+            ...(o.keyRegex !== undefined && { keyRegex: o.keyRegex }),
+            ...(o.keySeparator !== undefined && {
+              keySeparator: o.keySeparator === '\\t' ? '\t' : o.keySeparator,
+            }),
+            onProgress: (p) => {
+              const now = performance.now();
+              if (!tty || now - lastDraw < 100) return;
+              lastDraw = now;
+              const rate = p.read / ((now - started) / 1000);
+              process.stderr.write(
+                `\r${bar(p.read)} ${p.read.toLocaleString('en-US')} items, ${Math.round(rate).toLocaleString('en-US')}/s `,
+              );
+            },
+          }),
         );
-      }
-    });
+        if (tty) process.stderr.write('\r\x1b[K');
+        const seconds = (performance.now() - started) / 1000;
+        const rate = Math.round(result.read / Math.max(seconds, 1e-6));
+        if (cmd.optsWithGlobals<GlobalOptions>().json) {
+          printJson({
+            read: result.read,
+            inserted: result.inserted,
+            seconds: Number(seconds.toFixed(3)),
+            itemsPerSecond: rate,
+          });
+        } else {
+          out(
+            `imported ${result.read} items (${result.inserted} new) in ${seconds.toFixed(1)} s: ${rate.toLocaleString('en-US')} items/s`,
+          );
+        }
+      },
+    );
 
   lists
     .command('claim <list>')
@@ -273,6 +293,7 @@ export function listsCommand(): Command {
         );
       }
     });
+  lists.addCommand(limitsCommand());
 
   return lists;
 }

@@ -24,6 +24,7 @@ import {
   type CommandTemplate,
   type ItemRun,
 } from './item-command.js';
+import { limitFlags, limitsFromFlags, type LimitFlags } from './limits-commands.js';
 import type { GlobalOptions } from './options.js';
 import { onStopRequest, signalExitCode, type StopSignal } from './stop-requests.js';
 import { logToFiles, prefixLines, ProgressLine, shortDuration } from './work-output.js';
@@ -34,7 +35,7 @@ const MAX_TIMER_MS = 2_147_483_647;
 const STATS_INTERVAL_MS = 2_000;
 
 /** Options of `lists work`, parsed. */
-interface WorkCommandOptions {
+interface WorkCommandOptions extends LimitFlags {
   concurrency: number;
   leaseMs: number;
   maxAttempts?: number;
@@ -61,54 +62,56 @@ function wholeNumber(min: number, max: number) {
 
 /** `pgcoord lists work`. */
 export function listsWorkCommand(): Command {
-  return new Command('work')
-    .description(
-      'run a command once per item ({} in its arguments is the item, else it is on stdin); processes on any machine share the list',
-    )
-    .argument('<list>', 'the list to work')
-    .argument('<command...>', 'the command and its arguments, after --')
-    .addOption(
-      new Option('--concurrency <n>', 'commands running at once')
-        .default(os.availableParallelism(), 'CPU count')
-        .argParser(wholeNumber(1, MAX_WORKER_CONCURRENCY)),
-    )
-    .addOption(
-      new Option('--lease-ms <ms>', 'lease of a claimed item, renewed while its command runs')
-        .default(DEFAULT_WORKER_LEASE_MS)
-        .argParser(wholeNumber(30, ATTEMPT_LIST_LIMITS.maxLeaseMs)),
-    )
-    .addOption(
-      new Option(
-        '--max-attempts <n>',
-        'an item failing this many times is dead (default: no limit)',
-      ).argParser(wholeNumber(1, ATTEMPT_LIST_LIMITS.maxAttempts)),
-    )
-    .addOption(
-      new Option('--retry-delay-ms <ms>', 'base of the exponential backoff after a failure')
-        .default(DEFAULT_WORKER_RETRY_DELAY_MS)
-        .argParser(wholeNumber(0, ATTEMPT_LIST_LIMITS.maxLeaseMs)),
-    )
-    .addOption(
-      new Option(
-        '--timeout-ms <ms>',
-        'kill a command (its whole process group) running longer, and fail its item (default: no limit)',
-      ).argParser(wholeNumber(1, MAX_TIMER_MS)),
-    )
-    .addOption(
-      new Option('--poll-interval-ms <ms>', 'idle wait between claims when no insert wakes us')
-        .default(DEFAULT_WORKER_POLL_INTERVAL_MS)
-        .argParser(wholeNumber(1, MAX_TIMER_MS)),
-    )
-    .option(
-      '--until-empty',
-      'exit once no item is claimable, in flight or waiting for a retry, across all workers (else wait for new items)',
-    )
-    .option('--log-dir <dir>', "write each item's output to <dir>/<item>.out and .err")
-    .addOption(
-      new Option('--progress <when>', 'live progress line on stderr')
-        .choices(['auto', 'always', 'never'])
-        .default('auto', 'auto: when stderr is a terminal'),
-    )
+  return limitFlags(
+    new Command('work')
+      .description(
+        'run a command once per item ({} in its arguments is the item, else it is on stdin); processes on any machine share the list',
+      )
+      .argument('<list>', 'the list to work')
+      .argument('<command...>', 'the command and its arguments, after --')
+      .addOption(
+        new Option('--concurrency <n>', 'commands running at once')
+          .default(os.availableParallelism(), 'CPU count')
+          .argParser(wholeNumber(1, MAX_WORKER_CONCURRENCY)),
+      )
+      .addOption(
+        new Option('--lease-ms <ms>', 'lease of a claimed item, renewed while its command runs')
+          .default(DEFAULT_WORKER_LEASE_MS)
+          .argParser(wholeNumber(30, ATTEMPT_LIST_LIMITS.maxLeaseMs)),
+      )
+      .addOption(
+        new Option(
+          '--max-attempts <n>',
+          'an item failing this many times is dead (default: no limit)',
+        ).argParser(wholeNumber(1, ATTEMPT_LIST_LIMITS.maxAttempts)),
+      )
+      .addOption(
+        new Option('--retry-delay-ms <ms>', 'base of the exponential backoff after a failure')
+          .default(DEFAULT_WORKER_RETRY_DELAY_MS)
+          .argParser(wholeNumber(0, ATTEMPT_LIST_LIMITS.maxLeaseMs)),
+      )
+      .addOption(
+        new Option(
+          '--timeout-ms <ms>',
+          'kill a command (its whole process group) running longer, and fail its item (default: no limit)',
+        ).argParser(wholeNumber(1, MAX_TIMER_MS)),
+      )
+      .addOption(
+        new Option('--poll-interval-ms <ms>', 'idle wait between claims when no insert wakes us')
+          .default(DEFAULT_WORKER_POLL_INTERVAL_MS)
+          .argParser(wholeNumber(1, MAX_TIMER_MS)),
+      )
+      .option(
+        '--until-empty',
+        'exit once no item is claimable, in flight or waiting for a retry, across all workers (else wait for new items)',
+      )
+      .option('--log-dir <dir>', "write each item's output to <dir>/<item>.out and .err")
+      .addOption(
+        new Option('--progress <when>', 'live progress line on stderr')
+          .choices(['auto', 'always', 'never'])
+          .default('auto', 'auto: when stderr is a terminal'),
+      ),
+  )
     .addHelpText(
       'after',
       `
@@ -118,9 +121,13 @@ Exit codes: 0 done (--until-empty: every item completed), 1 --until-empty ended 
 in the list, 2 bad options or a command that cannot run (nothing claimed), 130/143 stopped by
 SIGINT/SIGTERM (in-flight commands finish, a second signal kills them and releases their items).
 
+The limit flags (--per-key-concurrency, --per-key-rate, --list-concurrency, --key-regex) are
+stored on the list before anything is claimed and hold for every worker of it (see lists limits).
+
 Example:
   $ pgcoord lists import urls urls.txt
-  $ pgcoord lists work urls --concurrency 16 -- curl -fsSO {}`,
+  $ pgcoord lists work urls --concurrency 16 -- curl -fsSO {}
+  $ pgcoord lists work urls --key-regex '^https?://([^/]+)' --per-key-concurrency 2 -- curl -fsSO {}`,
     )
     .action(async (list: string, command: string[], o: WorkCommandOptions, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
@@ -229,6 +236,7 @@ async function workList(
     retryDelayMs: o.retryDelayMs,
     timeoutMs: o.timeoutMs,
     pollIntervalMs: o.pollIntervalMs,
+    limits: limitsFromFlags(o),
     // In-flight commands finish on a graceful stop; a second signal is the way to cut it short.
     stopTimeoutMs: MAX_TIMER_MS,
     connection: url ?? {},

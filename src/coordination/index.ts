@@ -24,7 +24,7 @@ export type {
   LeaseManagerOptions,
   WithLeaseOptions,
 } from './lease.js';
-export { RATE_LIMIT_ALGORITHMS } from './rate-limit-algorithms.js';
+export { ALGORITHM_CODE, RATE_LIMIT_ALGORITHMS } from './rate-limit-algorithms.js';
 export type { RateLimitAlgorithm } from './rate-limit-algorithms.js';
 export {
   MAX_LIMITER_NAME_BYTES,

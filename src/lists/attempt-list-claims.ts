@@ -3,6 +3,7 @@ import type pg from 'pg';
 import { ATTEMPT_LIST_LIMITS, checkClaims, checkList } from './attempt-list-limits.js';
 import { unpack, type AttemptListSql } from './attempt-list-sql.js';
 import { IssuedClaim } from './issued-claim.js';
+import { checkClaimLimits } from './attempt-list-settings.js';
 import {
   checkBoolean,
   checkInt,
@@ -32,6 +33,9 @@ import type {
 } from './attempt-list-types.js';
 
 const L = ATTEMPT_LIST_LIMITS;
+
+/** A claim's own tighter limits as statement parameters (null: as stored). */
+type ClaimLimitParams = ReturnType<typeof checkClaimLimits>;
 const NO_LIMIT = L.maxAttempts;
 
 /**
@@ -73,9 +77,9 @@ export class AttemptListClaims {
     checkList(list);
     const o = checkOptions('options', options);
     const limit = checkInt('options.limit', o.limit, { min: 1, max: L.maxClaimLimit });
-    const { leaseMs, maxAttempts, tx } = this.checkClaimOptions(o);
+    const { leaseMs, maxAttempts, tx, limits } = this.checkClaimOptions(o);
     return this.run(tx, (q) =>
-      this.claimOn(q, tx === undefined, list, limit, leaseMs, maxAttempts),
+      this.claimOn(q, tx === undefined, list, limit, leaseMs, maxAttempts, limits),
     );
   }
 
@@ -89,7 +93,7 @@ export class AttemptListClaims {
     const { items, tokens, ctids } = checkClaims(done, 'done');
     const o = checkOptions('options', options);
     const limit = checkInt('options.limit', o.limit, { min: 0, max: L.maxClaimLimit });
-    const { leaseMs, maxAttempts, tx } = this.checkClaimOptions(o);
+    const { leaseMs, maxAttempts, tx, limits } = this.checkClaimOptions(o);
     return this.run(tx, async (q) => {
       const { rows } = await query<ClaimRow>(q, tx === undefined, this.sql.completeAndClaim, [
         list,
@@ -99,11 +103,14 @@ export class AttemptListClaims {
         limit,
         leaseMs,
         maxAttempts,
+        limits.perKey,
+        limits.list,
       ]);
       const row = rows[0]!;
       const claims = toClaims(row);
       this.observe(list, row);
       let died = row.dead.length;
+      let nextMs = row.next_ms;
       // Items retired as dead left gaps in the batch: fill them (bounded, so a list full of
       // dead-on-arrival items cannot keep us here).
       for (let round = 0; died > 0 && claims.length < limit && round < 10; round++) {
@@ -114,12 +121,19 @@ export class AttemptListClaims {
           limit - claims.length,
           leaseMs,
           maxAttempts,
+          limits,
         );
         claims.push(...more.claims);
         died = more.died;
+        nextMs = more.nextMs;
       }
       // The items are distinct (checkClaims), and so are the completed ones among them.
-      return { count: row.completed.length, stale: stale(items, row.completed), claims };
+      return {
+        count: row.completed.length,
+        stale: stale(items, row.completed),
+        claims,
+        nextSlotMs: claims.length < limit && nextMs !== null ? nextMs : undefined,
+      };
     });
   }
 
@@ -177,8 +191,15 @@ export class AttemptListClaims {
     return { count: r.count, stale: r.stale, leaseUntil: r.rows[0]?.run_at ?? undefined };
   }
 
-  private checkClaimOptions(o: { leaseMs?: unknown; maxAttempts?: unknown; tx?: unknown }) {
+  private checkClaimOptions(o: {
+    leaseMs?: unknown;
+    maxAttempts?: unknown;
+    tx?: unknown;
+    perKeyConcurrency?: unknown;
+    concurrency?: unknown;
+  }) {
     return {
+      limits: checkClaimLimits(o),
       leaseMs: checkInt('options.leaseMs', o.leaseMs, { min: 1, max: L.maxLeaseMs }),
       maxAttempts: optionalInt(
         'options.maxAttempts',
@@ -197,10 +218,19 @@ export class AttemptListClaims {
     limit: number,
     leaseMs: number,
     maxAttempts: number,
+    limits: ClaimLimitParams,
   ): Promise<Claim[]> {
     const claims: Claim[] = [];
     for (let round = 0; round < 10 && claims.length < limit; round++) {
-      const r = await this.claimOnce(q, retry, list, limit - claims.length, leaseMs, maxAttempts);
+      const r = await this.claimOnce(
+        q,
+        retry,
+        list,
+        limit - claims.length,
+        leaseMs,
+        maxAttempts,
+        limits,
+      );
       claims.push(...r.claims);
       if (r.died === 0) break;
     }
@@ -214,6 +244,7 @@ export class AttemptListClaims {
     limit: number,
     leaseMs: number,
     maxAttempts: number,
+    limits: ClaimLimitParams,
   ) {
     const { rows } = await query<ClaimRow>(q, retry, this.sql.claim, [
       list,
@@ -223,10 +254,12 @@ export class AttemptListClaims {
       limit,
       leaseMs,
       maxAttempts,
+      limits.perKey,
+      limits.list,
     ]);
     const row = rows[0]!;
     this.observe(list, row);
-    return { claims: toClaims(row), died: row.dead.length };
+    return { claims: toClaims(row), died: row.dead.length, nextMs: row.next_ms };
   }
 
   private async settle(

@@ -9,13 +9,14 @@ import { ValidationError } from '../core/index.js';
 import { dollarQuote, quoteIdent } from '../core/index.js';
 import { withTransaction, type Queryable } from '../core/index.js';
 import { notifyChannel } from './attempt-list-sql.js';
-import { checkInt, describe } from '../core/index.js';
+import { checkInt, checkText, describe } from '../core/index.js';
 import {
   isPlain,
   NO_SCHEDULE,
   type Schedule,
   type ScheduleOptions,
 } from './attempt-list-schedule.js';
+import { checkKey, MAX_KEY_REGEX_BYTES } from './attempt-list-settings.js';
 
 /**
  * Options of {@link AttemptList.import}. The schedule (runAt / delayMs / priority) applies to every
@@ -28,6 +29,17 @@ export interface ImportOptions extends ScheduleOptions {
   chunkSize?: number;
   /** A client inside the caller's transaction (a `pg.PoolClient`/`pg.Client`: COPY needs one connection). */
   tx?: Queryable;
+  /**
+   * Each source string is `key<separator>item`, split at the first separator (say `'\t'`): the
+   * item's key (see {@link AttemptList.setLimits}). A string without the separator is an item
+   * without a key.
+   */
+  keySeparator?: string;
+  /**
+   * A key rule for this import: a PostgreSQL regular expression whose first capture group is the
+   * key of each item given without one. Default: the list's stored rule.
+   */
+  keyRegex?: string;
 }
 
 /** Counts of an import (and of each progress report). */
@@ -81,6 +93,11 @@ export async function importItems(
   options: ImportOptions,
   /** The checked schedule of the new items (AttemptList.import checks it before any SQL). */
   schedule: Schedule = NO_SCHEDULE,
+  /**
+   * The insert statement of keyed items: buildSql's insertScheduled.insertQuiet (list, items,
+   * keys, key rule, runAt, delayMs, priority).
+   */
+  keyedInsertSql?: string,
 ): Promise<ImportResult> {
   const chunkSize =
     options.chunkSize === undefined
@@ -92,6 +109,14 @@ export async function importItems(
       `must be a function, got ${describe(options.onProgress)}`,
     );
   }
+  const separator =
+    options.keySeparator === undefined
+      ? undefined
+      : checkText('options.keySeparator', options.keySeparator, { maxBytes: 16 });
+  const keyRegex =
+    options.keyRegex === undefined
+      ? null
+      : checkText('options.keyRegex', options.keyRegex, { maxBytes: MAX_KEY_REGEX_BYTES });
   const items = toItems(source);
   const t = `${quoteIdent(schema)}.list_items`;
   const plain = isPlain(schedule);
@@ -111,6 +136,26 @@ export async function importItems(
     const insertValues = (chunk: string[]) =>
       plain ? [list, chunk] : [list, chunk, due, schedule.priority];
     const rest = plain ? '' : `\t${due}\t${schedule.priority}`;
+    // A list with a key rule or limits, or keys in the input: every item needs its key, which
+    // COPY cannot derive. Read in this transaction, so a concurrent setLimits waits for it.
+    const { rows } = await client.query(
+      `SELECT 1 FROM ${quoteIdent(schema)}.list_settings WHERE list = $1::text`,
+      [list],
+    );
+    if (rows.length > 0 || separator !== undefined || keyRegex !== null) {
+      if (keyedInsertSql === undefined) throw new Error('importItems: keyed insert SQL missing');
+      const result = await importKeyed(client, list, items, chunkSize, separator, keyRegex, {
+        sql: keyedInsertSql,
+        // One due time for every item, as COPY writes it (a literal; '-infinity' is ready).
+        schedule: [due ?? '-infinity', 0, schedule.priority],
+        onProgress: options.onProgress,
+      });
+      if (result.inserted >= ANALYZE_AFTER_ROWS) await refreshStatistics(client, t);
+      if (result.inserted > 0) {
+        await client.query(`SELECT pg_notify(${notifyChannel(schema)}, '')`, [list]);
+      }
+      return result;
+    }
     const result: ImportResult = { read: 0, inserted: 0 };
     const source = iterate(items);
     let useCopy = true;
@@ -174,6 +219,73 @@ async function dueTime(client: pg.ClientBase, schedule: Schedule): Promise<strin
     [schedule.delayMs],
   );
   return rows[0]!.due;
+}
+
+/**
+ * The import of keyed items: chunks through the keyed INSERT (the server derives keys by the
+ * rule and creates the key rows). Slower than COPY (measured in docs/attempt-lists.md) but the
+ * only way the server applies a key rule to each row.
+ */
+async function importKeyed(
+  client: pg.ClientBase,
+  list: string,
+  source: AsyncIterable<unknown> | Iterable<unknown>,
+  chunkSize: number,
+  separator: string | undefined,
+  keyRegex: string | null,
+  how: {
+    sql: string;
+    /** runAt, delayMs and priority of every item: the statement's $5 to $7. */
+    schedule: [string, number, number];
+    onProgress: ImportOptions['onProgress'];
+  },
+): Promise<ImportResult> {
+  const result: ImportResult = { read: 0, inserted: 0 };
+  const size = Math.min(chunkSize, 20_000);
+  let items: string[] = [];
+  let keys: Array<string | null> = [];
+  const flush = async () => {
+    if (items.length === 0) return;
+    const r = await client.query<{ n: number }>(how.sql, [
+      list,
+      items,
+      separator === undefined ? null : keys,
+      keyRegex,
+      ...how.schedule,
+    ]);
+    result.read += items.length;
+    result.inserted += r.rows[0]?.n ?? 0;
+    items = [];
+    keys = [];
+    how.onProgress?.({ ...result });
+  };
+  let index = 0;
+  const take = (value: unknown) => {
+    const at = index++;
+    if (separator !== undefined && typeof value === 'string') {
+      const cut = value.indexOf(separator);
+      if (cut >= 0) {
+        keys.push(checkKey(value.slice(0, cut), `source line ${at} (key)`));
+        items.push(checkItem(value.slice(cut + separator.length), `source item ${at}`));
+        return;
+      }
+    }
+    items.push(checkItem(value, `source item ${at}`));
+    keys.push(null);
+  };
+  if (Symbol.asyncIterator in source) {
+    for await (const value of source as AsyncIterable<unknown>) {
+      take(value);
+      if (items.length >= size) await flush();
+    }
+  } else {
+    for (const value of source as Iterable<unknown>) {
+      take(value);
+      if (items.length >= size) await flush();
+    }
+  }
+  await flush();
+  return result;
 }
 
 interface SourceItem {

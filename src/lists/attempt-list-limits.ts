@@ -16,6 +16,11 @@ export const ATTEMPT_LIST_LIMITS = Object.freeze({
    * so no item can make an index insert fail.
    */
   maxItemBytes: 2048,
+  /**
+   * Longest key, in UTF-8 bytes: as long as an item, so a key a regex derives from an item always
+   * fits. (list, key) stays well inside a B-tree entry. The empty key is reserved ("no key").
+   */
+  maxKeyBytes: 2048,
   /** Most items in one insertBatch / incrementBatch / deleteBatch / requeue call. */
   maxBatchItems: 1_000_000,
   /** Most entries one getBatch / dead page returns. */
@@ -63,6 +68,14 @@ export function checkItems(value: unknown, argument = 'items'): string[] {
     maxBytes: ATTEMPT_LIST_LIMITS.maxItemBytes,
     maxLength: ATTEMPT_LIST_LIMITS.maxBatchItems,
   });
+}
+
+/** An item to insert with its key ({@link AttemptList.insertBatch}). */
+export interface KeyedItem {
+  /** The item. */
+  item: string;
+  /** Its key (a host, a tenant): 1 to 2,048 bytes. Default: the list's key rule, else none. */
+  key?: string;
 }
 
 /**

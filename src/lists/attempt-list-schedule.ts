@@ -1,4 +1,5 @@
 import { ATTEMPT_LIST_LIMITS, checkItem, checkItems } from './attempt-list-limits.js';
+import { checkKey } from './attempt-list-settings.js';
 import { checkInt, describe, textProblem, ValidationError } from '../core/index.js';
 
 // Scheduling on insert: when an item first becomes claimable (runAt / delayMs) and in which
@@ -27,10 +28,18 @@ export interface ScheduleOptions {
   priority?: number;
 }
 
-/** One item of {@link AttemptList.insertBatch} with its own schedule (overriding the batch's). */
+/**
+ * One item of {@link AttemptList.insertBatch} with its own key and schedule (the schedule
+ * overriding the batch's).
+ */
 export interface InsertItem extends ScheduleOptions {
   /** The item: 1 to {@link ATTEMPT_LIST_LIMITS}.maxItemBytes bytes. */
   item: string;
+  /**
+   * Its key (a host, a tenant: see {@link AttemptList.setLimits}), 1 to
+   * {@link ATTEMPT_LIST_LIMITS}.maxKeyBytes bytes. Default: the list's key rule, else none.
+   */
+  key?: string;
 }
 
 /** A checked schedule: `runAt` as an ISO 8601 text (UTC), or null. */
@@ -44,7 +53,7 @@ export interface Schedule {
 export const NO_SCHEDULE: Schedule = Object.freeze({ runAt: null, delayMs: 0, priority: 0 });
 
 /** The fields an insertBatch item object may have. */
-const ITEM_FIELDS: ReadonlySet<string> = new Set(['item', 'runAt', 'delayMs', 'priority']);
+const ITEM_FIELDS: ReadonlySet<string> = new Set(['item', 'key', 'runAt', 'delayMs', 'priority']);
 
 /** Year 1 to 9999: what both a JS Date and a PostgreSQL timestamptz write as ISO 8601. */
 const MIN_RUN_AT = new Date('0001-01-01T00:00:00.000Z').getTime();
@@ -111,10 +120,14 @@ function checkRunAt(argument: string, value: unknown): string {
   return value.toISOString();
 }
 
-/** A checked insertBatch: one schedule for every item, or one per item. */
-export type InsertRows =
+/**
+ * A checked insertBatch: one schedule for every item, or one per item; and the items' keys
+ * (undefined when none was given, else one per item, null where none).
+ */
+export type InsertRows = { readonly keys?: Array<string | null> | undefined } & (
   | { readonly items: string[]; readonly schedule: Schedule; readonly schedules?: undefined }
-  | { readonly items: string[]; readonly schedules: Schedule[]; readonly schedule?: undefined };
+  | { readonly items: string[]; readonly schedules: Schedule[]; readonly schedule?: undefined }
+);
 
 /**
  * The items of an insertBatch: strings, or {@link InsertItem} objects whose fields override the
@@ -135,6 +148,9 @@ export function checkInsertItems(
   const list = value as unknown[];
   const items: string[] = new Array<string>(list.length);
   const schedules: Schedule[] = new Array<Schedule>(list.length);
+  const keys: Array<string | null> = new Array<string | null>(list.length);
+  // Whether any item has a schedule of its own (else the batch's one schedule serves them all).
+  let scheduled = false;
   for (let i = 0; i < list.length; i++) {
     const v = list[i];
     if (typeof v === 'string') {
@@ -142,12 +158,13 @@ export function checkInsertItems(
       if (problem !== undefined) throw new ValidationError(`${argument}[${i}]`, problem);
       items[i] = v;
       schedules[i] = defaults;
+      keys[i] = null;
       continue;
     }
     if (typeof v !== 'object' || v === null || Array.isArray(v)) {
       throw new ValidationError(
         `${argument}[${i}]`,
-        `must be a string or an object {item, runAt?, delayMs?, priority?}, got ${describe(v)}`,
+        `must be a string or an object {item, key?, runAt?, delayMs?, priority?}, got ${describe(v)}`,
       );
     }
     for (const key of Object.keys(v)) {
@@ -160,7 +177,10 @@ export function checkInsertItems(
     }
     const o = v as InsertItem;
     items[i] = checkItem(o.item, `${argument}[${i}].item`);
+    keys[i] = o.key === undefined ? null : checkKey(o.key, `${argument}[${i}].key`);
     schedules[i] = checkSchedule(o, `${argument}[${i}]`, defaults);
+    if (schedules[i] !== defaults) scheduled = true;
   }
-  return { items, schedules };
+  const keyed = keys.some((k) => k !== null) ? keys : undefined;
+  return scheduled ? { items, schedules, keys: keyed } : { items, schedule: defaults, keys: keyed };
 }

@@ -100,6 +100,17 @@ export interface ClaimOptions extends WriteOptions {
    * of being handed out. Default: the list's `maxAttempts` (no limit unless set).
    */
   maxAttempts?: number;
+  /**
+   * On a list with limits ({@link AttemptList.setLimits}): take an item of a key only while
+   * fewer than this many of the key's items are leased (fleet-wide). Only tightens the stored
+   * per-key concurrency; on a list without limits it is refused. 1 .. 10,000.
+   */
+  perKeyConcurrency?: number;
+  /**
+   * On a list with limits: take items only while fewer than this many of the list's items are
+   * leased. Only tightens the stored list-wide concurrency; refused on a list without limits.
+   */
+  concurrency?: number;
 }
 
 /**
@@ -129,6 +140,13 @@ export interface ExtendResult extends SettleResult {
 export interface CompleteAndClaimResult extends SettleResult {
   /** The next claims. */
   claims: Claim[];
+  /**
+   * On a list with limits, when the claim got fewer than it asked for: milliseconds (server
+   * clock) until a key's slot, rate or delayed item may free up, so a worker can sleep until
+   * then instead of polling. Undefined when the claim was filled, when nothing is scheduled (an
+   * insert or a settlement wakes the list), and on lists without limits.
+   */
+  nextSlotMs?: number;
 }
 
 /**
@@ -156,6 +174,10 @@ export interface CompleteAndClaimOptions extends WriteOptions {
   leaseMs: number;
   /** As in {@link ClaimOptions.maxAttempts}. */
   maxAttempts?: number;
+  /** As in {@link ClaimOptions.perKeyConcurrency}. */
+  perKeyConcurrency?: number;
+  /** As in {@link ClaimOptions.concurrency}. */
+  concurrency?: number;
 }
 
 /** The one row list_complete_and_claim returns (see sql/0001_attempt_lists.sql and 0008). */
@@ -172,4 +194,6 @@ export interface ClaimRow {
   expired: string[];
   /** Items retired at maxAttempts instead of being claimed. */
   dead: string[];
+  /** Milliseconds until the list may have something claimable again (0014), or null. */
+  next_ms: number | null;
 }

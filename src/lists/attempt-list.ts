@@ -18,18 +18,28 @@ import {
 import {
   checkInsertItems,
   checkSchedule,
-  isPlain,
   type InsertItem,
   type InsertRows,
-  type Schedule,
 } from './attempt-list-schedule.js';
+import {
+  checkKey,
+  checkLimits,
+  MAX_KEY_WEIGHT,
+  readLimits,
+  settingsSql,
+  writeLimits,
+  type ListLimits,
+  type StoredListLimits,
+} from './attempt-list-settings.js';
 import { buildSql, type AttemptListSql } from './attempt-list-sql.js';
+import { affected, insertParams, slice } from './attempt-list-insert.js';
 import { InsertNotifications } from './insert-notifications.js';
 import { LiveWorkers, type LiveWorker } from './live-workers.js';
 import {
   checkOptions,
   checkQueryable,
   checkSchemaName,
+  checkInt,
   checkText,
   checkTx,
   DEFAULT_SCHEMA,
@@ -93,6 +103,8 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
   private readonly claiming: AttemptListClaims;
   /** The live-workers table: written by this list's workers, read by workers(). */
   private readonly live: LiveWorkers;
+  /** Keys and limits (migration 0014). */
+  private readonly settings: ReturnType<typeof settingsSql>;
 
   /**
    * @param queryable a `pg.Pool` (or client); never closed by the list.
@@ -114,33 +126,45 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
     this.notifications = new InsertNotifications(queryable, this.sql);
     this.claiming = new AttemptListClaims(queryable, schema, this.sql, maxAttempts, this);
     this.live = new LiveWorkers(this.statements);
+    this.settings = settingsSql(schema);
   }
 
   /**
-   * Inserts one item. Idempotent: an existing item keeps its attempts, schedule and priority
-   * (the options apply to a new item only). Returns 1 if new, else 0.
+   * Inserts one item. Idempotent: an existing item keeps its attempts, key, schedule and
+   * priority (the options apply to a new item only). Returns 1 if new, else 0.
    *
+   * `key`: the item's key (see {@link setLimits}); default the list's key rule, else none.
    * `runAt` or `delayMs` (server clock) keep the item from being claimed before then;
    * `priority` (-32,768 to 32,767, default 0): claims take higher priorities first.
    *
    * @example
    * await list.insertOne('emails', 'welcome:42', { delayMs: 60_000, priority: 10 });
    */
-  async insertOne(list: string, item: string, options?: InsertOptions): Promise<number> {
+  async insertOne(
+    list: string,
+    item: string,
+    options?: InsertOptions & { key?: string },
+  ): Promise<number> {
     checkList(list);
     checkItem(item);
     const o = checkOptions('options', options);
+    const key = o.key === undefined ? undefined : [checkKey(o.key, 'options.key')];
     const tx = checkTx(o.tx);
-    return this.insertRows(tx, list, { items: [item], schedule: checkSchedule(o, 'options') });
+    return this.insertRows(tx, list, {
+      items: [item],
+      keys: key,
+      schedule: checkSchedule(o, 'options'),
+    });
   }
 
   /**
    * Inserts a batch atomically (chunked inside one transaction; up to 1,000,000 items per call).
-   * Existing items keep their attempts, schedule and priority; duplicates in the input count
-   * once (the first one's schedule wins). Returns how many were new.
+   * Existing items keep their attempts, key, schedule and priority; duplicates in the input
+   * count once (the first one's key and schedule win). Returns how many were new.
    *
-   * Items are strings, or `{ item, runAt?, delayMs?, priority? }` objects whose fields replace
-   * the batch-wide ones of `options` for that item (see {@link insertOne}).
+   * Items are strings, or `{ item, key?, runAt?, delayMs?, priority? }` objects: `key` is the
+   * item's key (see {@link setLimits}; default the list's key rule, else none), the schedule
+   * fields replace the batch-wide ones of `options` for that item (see {@link insertOne}).
    */
   async insertBatch(
     list: string,
@@ -161,33 +185,69 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
     list: string,
     rows: InsertRows,
   ): Promise<number> {
-    const { items, schedule, schedules } = rows;
-    let pair: { insert: string; insertQuiet: string } = this.sql;
-    let values: (from: number, to: number) => unknown[];
-    if (schedules !== undefined) {
-      pair = this.sql.insertEach;
-      values = (a, b) => eachValues(list, items, schedules, a, b);
-    } else if (isPlain(schedule)) {
-      values = (a, b) => [list, slice(items, a, b)];
-    } else {
-      pair = this.sql.insertScheduled;
-      values = (a, b) => [
-        list,
-        slice(items, a, b),
-        schedule.runAt,
-        schedule.delayMs,
-        schedule.priority,
-      ];
-    }
+    const { pair, values } = insertParams(this.sql, list, rows);
     const { sql, quiet } = this.notifications.choose(list, tx !== undefined, pair);
     const n = await this.chunked(
       tx,
-      items.length,
-      async (on, a, b) => (await on.query(sql, values(a, b))).rowCount ?? 0,
+      rows.items.length,
+      async (on, a, b) => affected(await on.query(sql, values(a, b))),
       this.sql.table,
     );
     if (quiet) this.notifications.settled(list);
     return n;
+  }
+
+  /**
+   * Stores a list's key rule and limits, replacing what it had (a field left out: no such
+   * limit). Every claim of the list from then on obeys them, in every process: the workers, the
+   * CLI, the HTTP claim routes. Items already leased count toward them. Waits for claims and
+   * inserts in flight on this schema's lists to finish (it is the fence that makes the change
+   * exact); setting limits on a list that already holds items without keys gives those the key
+   * `''` ("no key"), one write per item. See docs/attempt-lists.md, "Keys and limits".
+   *
+   * @example
+   * await list.setLimits('crawl', {
+   *   keyRegex: '^https?://([^/]+)',
+   *   perKey: { concurrency: 2, rate: { limit: 10, periodMs: 1000 } },
+   * });
+   */
+  async setLimits(list: string, limits: ListLimits, options?: WriteOptions): Promise<void> {
+    checkList(list);
+    const resolved = checkLimits(limits);
+    const tx = optionsTx(options);
+    await this.statements.run(
+      (q) => withTransaction(q, (t) => writeLimits(t, this.settings, list, resolved)),
+      { tx },
+    );
+  }
+
+  /** Removes a list's key rule and limits (its items keep their keys). */
+  async clearLimits(list: string, options?: WriteOptions): Promise<void> {
+    return this.setLimits(list, {}, options);
+  }
+
+  /** A list's stored key rule and limits, defaults applied; `{}` when it has none. */
+  async limits(list: string, options?: { tx?: Queryable }): Promise<StoredListLimits> {
+    checkList(list);
+    const tx = optionsTx(options);
+    return this.statements.run((q) => readLimits(q, this.settings, list), { tx });
+  }
+
+  /**
+   * Sets a key's weight: on a list with limits, the key gets up to `weight` items per
+   * round-robin turn where a key of weight 1 gets one. 1 .. 1000; default 1.
+   */
+  async setKeyWeight(
+    list: string,
+    key: string,
+    weight: number,
+    options?: WriteOptions,
+  ): Promise<void> {
+    checkList(list);
+    checkKey(key);
+    checkInt('weight', weight, { min: 1, max: MAX_KEY_WEIGHT });
+    const tx = optionsTx(options);
+    await this.statements.run((q) => q.query(this.settings.weight, [list, key, weight]), { tx });
   }
 
   /** Attempts of an item, or `undefined` when the list or item does not exist (not an error). */
@@ -318,7 +378,16 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
     const o = checkOptions('options', options);
     const schedule = checkSchedule(o, 'options');
     return this.statements.run(
-      (q) => importItems(q, this.statements.schema, list, source, o, schedule),
+      (q) =>
+        importItems(
+          q,
+          this.statements.schema,
+          list,
+          source,
+          o,
+          schedule,
+          this.sql.insertScheduled.insertQuiet,
+        ),
       { tx: o.tx },
     );
   }
@@ -395,10 +464,9 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
     if (items !== undefined) return this.writeBatch(this.sql.requeue, list, items, options);
     checkList(list);
     const tx = optionsTx(options);
-    return this.statements.run(
-      async (q) => (await q.query(this.sql.requeueAll, [list])).rowCount ?? 0,
-      { tx },
-    );
+    return this.statements.run(async (q) => affected(await q.query(this.sql.requeueAll, [list])), {
+      tx,
+    });
   }
 
   /** One item through a one-array statement (insert, increment, delete); returns its rowCount. */
@@ -411,7 +479,7 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
     checkList(list);
     checkItem(item);
     const tx = optionsTx(options);
-    return this.statements.run(async (q) => (await q.query(sql, [list, [item]])).rowCount ?? 0, {
+    return this.statements.run(async (q) => affected(await q.query(sql, [list, [item]])), {
       tx,
     });
   }
@@ -428,10 +496,8 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
     const tx = optionsTx(options);
     if (items.length === 0) return 0;
     const distinct = [...new Set(items)];
-    return this.chunked(
-      tx,
-      distinct.length,
-      async (on, a, b) => (await on.query(sql, [list, slice(distinct, a, b)])).rowCount ?? 0,
+    return this.chunked(tx, distinct.length, async (on, a, b) =>
+      affected(await on.query(sql, [list, slice(distinct, a, b)])),
     );
   }
 
@@ -447,7 +513,7 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
 
   /**
    * Runs `count` items through `once` (items `from` to `to`, exclusive) in chunks, all inside one
-   * transaction; sums what it returns (rowCount).
+   * transaction; sums what it returns (rows touched).
    */
   private chunked(
     tx: Queryable | undefined,
@@ -505,32 +571,6 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
       );
     return worker;
   }
-}
-
-/** Items `from` to `to` of `items` (the array itself when that is all of it). */
-function slice<T>(items: T[], from: number, to: number): T[] {
-  return from === 0 && to === items.length ? items : items.slice(from, to);
-}
-
-/** Parameters of the per-item insert (sql.insertEach) for items `from` to `to`. */
-function eachValues(
-  list: string,
-  items: string[],
-  schedules: Schedule[],
-  from: number,
-  to: number,
-): unknown[] {
-  const n = to - from;
-  const runAt = new Array<string | null>(n);
-  const delayMs = new Array<number>(n);
-  const priority = new Array<number>(n);
-  for (let i = 0; i < n; i++) {
-    const s = schedules[from + i]!;
-    runAt[i] = s.runAt;
-    delayMs[i] = s.delayMs;
-    priority[i] = s.priority;
-  }
-  return [list, slice(items, from, to), runAt, delayMs, priority];
 }
 
 function checkPage(options: PageOptions) {

@@ -5,6 +5,16 @@ export type { ImportOptions, ImportResult } from './attempt-list-import.js';
 export { ATTEMPT_LIST_LIMITS } from './attempt-list-limits.js';
 export type { InsertItem, ScheduleOptions } from './attempt-list-schedule.js';
 export type { LiveWorker } from './live-workers.js';
+export type { KeyedItem } from './attempt-list-limits.js';
+export {
+  DEFAULT_KEY_RATE_ALGORITHM,
+  MAX_KEY_REGEX_BYTES,
+  MAX_KEY_WEIGHT,
+  MAX_LIST_CONCURRENCY,
+  checkLimits,
+  parseKeyRate,
+} from './attempt-list-settings.js';
+export type { KeyRate, ListLimits, StoredListLimits } from './attempt-list-settings.js';
 export type {
   AttemptListEvents,
   AttemptListOptions,

@@ -1,7 +1,14 @@
 // The live-workers table (migration 0013): a row per running Worker, refreshed by the worker,
 // read by AttemptList.workers(), the service and the CLI.
 import os from 'node:os';
-import { quoteIdent, type Queryable, type StatementRunner } from '../core/index.js';
+import type { EventEmitter } from 'node:events';
+import {
+  quoteIdent,
+  reportError,
+  type Logger,
+  type Queryable,
+  type StatementRunner,
+} from '../core/index.js';
 
 /** A running worker, as its row in the live-workers table says ({@link AttemptList.workers}). */
 export interface LiveWorker {
@@ -135,4 +142,81 @@ function buildLiveSql(schema: string) {
       WHERE expires_at > statement_timestamp() AND ($1::text IS NULL OR list = $1::text)
       ORDER BY list, started_at, id`,
   };
+}
+
+/** What a {@link LiveRow} writes and whom it tells. */
+export interface LiveRowOptions {
+  live: LiveWorkers;
+  id: string;
+  list: string;
+  concurrency: number;
+  /** Handlers running now (read at each refresh). */
+  inFlight: () => number;
+  ttlMs: number;
+  intervalMs: number;
+  /** The worker: gets 'live' after each refresh, and the reported errors. */
+  emitter: EventEmitter;
+  logger: Logger;
+}
+
+/**
+ * One worker's live row: written at start and every `intervalMs` (pruning expired rows with
+ * it), deleted at stop. Off the claim path; a failed refresh is reported and left to the next.
+ */
+export class LiveRow {
+  private timer: ReturnType<typeof setInterval> | undefined;
+  private writing: Promise<void> | undefined;
+  /** When the row was first written (server clock), kept if it must be written again. */
+  private startedAt: Date | undefined;
+
+  constructor(private readonly o: LiveRowOptions) {}
+
+  /** Writes the row now and then every `intervalMs`. */
+  start(): void {
+    this.startedAt = undefined;
+    this.refresh();
+    this.timer = setInterval(() => this.refresh(), this.o.intervalMs);
+    // The claim loop holds the process while the worker runs; this timer need not.
+    this.timer.unref();
+  }
+
+  /** Stops refreshing and deletes the row (a failure is reported: it expires after ttlMs). */
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    this.timer = undefined;
+    // After the last refresh has landed, so none can write the row again once it is gone.
+    await this.writing;
+    try {
+      await this.o.live.remove(this.o.id);
+    } catch (err) {
+      reportError(this.o.emitter, this.o.logger, err, 'worker could not delete its live row', {
+        list: this.o.list,
+      });
+    }
+  }
+
+  private refresh(): void {
+    if (this.writing) return;
+    const o = this.o;
+    this.writing = (async () => {
+      try {
+        const r = await o.live.beat({
+          id: o.id,
+          list: o.list,
+          concurrency: o.concurrency,
+          inFlight: o.inFlight(),
+          ttlMs: o.ttlMs,
+          startedAt: this.startedAt,
+        });
+        this.startedAt ??= r.startedAt;
+        o.emitter.emit('live', { pruned: r.pruned });
+      } catch (err) {
+        reportError(o.emitter, o.logger, err, 'worker could not refresh its live row', {
+          list: o.list,
+        });
+      } finally {
+        this.writing = undefined;
+      }
+    })();
+  }
 }

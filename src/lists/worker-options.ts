@@ -15,7 +15,9 @@ import {
   type LoggerInput,
 } from '../core/index.js';
 import { Listener } from '../listen/index.js';
+import type { Claim } from './attempt-list-types.js';
 import { ATTEMPT_LIST_LIMITS } from './attempt-list-limits.js';
+import { checkLimits, type ListLimits, type StoredListLimits } from './attempt-list-settings.js';
 
 /** Default items in flight per worker. */
 export const DEFAULT_WORKER_CONCURRENCY = 10;
@@ -135,6 +137,13 @@ export interface WorkerOptions {
   connection?: ConnectionInput;
   /** Where background failures go when nobody listens for 'error'. Default: nowhere. */
   logger?: LoggerInput;
+  /**
+   * Limits of the list ({@link AttemptList.setLimits}): stored on the list when the worker
+   * starts, if they differ (a field left out keeps its stored value), before its first claim.
+   * They bind every worker of the list, so give every worker the same (or none). Default: the
+   * stored limits as they are.
+   */
+  limits?: ListLimits;
 }
 
 /** {@link WorkerOptions} resolved: every default applied, frozen. */
@@ -156,6 +165,7 @@ export interface ResolvedWorkerOptions {
   readonly listener: Listener | undefined;
   readonly connection: ConnectionInput | undefined;
   readonly logger: Logger;
+  readonly limits: StoredListLimits | undefined;
 }
 
 /** Validates {@link WorkerOptions} and applies the defaults. */
@@ -275,6 +285,7 @@ export function resolveWorkerOptions(options: WorkerOptions = {}): ResolvedWorke
     listener: o.listener,
     connection: o.connection,
     logger: resolveLogger(o.logger),
+    limits: o.limits === undefined ? undefined : checkLimits(o.limits, 'options.limits'),
   });
 }
 
@@ -290,4 +301,15 @@ function clampDelay(ms: number): number {
  */
 export function workChannel(schema: string, list: string): string {
   return `pgcoord_work_${createHash('md5').update(`${schema}.${list}`).digest('hex')}`;
+}
+
+/** What a handler gets for `claim`. */
+export function workItem(list: string, claim: Claim): WorkItem {
+  return {
+    list,
+    item: claim.item,
+    attempts: claim.attempts,
+    token: claim.token,
+    leaseUntil: claim.leaseUntil,
+  };
 }

@@ -10,68 +10,22 @@ import {
 import { Listener } from '../listen/index.js';
 import type { Claim } from './attempt-list-types.js';
 import type { AttemptList } from './attempt-list.js';
-import type { LiveWorkers } from './live-workers.js';
+import { LiveRow, type LiveWorkers } from './live-workers.js';
+import type { WorkerEvents, WorkerMetrics } from './worker-events.js';
+import { applyLimits, CLAIM_RETRY_BASE_MS } from './worker-limits.js';
 import { subscribeWake } from './worker-wakeups.js';
 import {
   PermanentError,
   resolveWorkerOptions,
   workChannel,
+  workItem,
   type ResolvedWorkerOptions,
   type WorkHandler,
   type WorkItem,
   type WorkerOptions,
 } from './worker-options.js';
 
-/** Delay before claiming again after a failed claim: first, and cap, in ms. */
-const CLAIM_RETRY_BASE_MS = 50;
-
-/** Counters of a {@link Worker} since it was made. */
-export interface WorkerMetrics {
-  /** Items handed to this worker by claims. */
-  claimed: number;
-  /** Handlers started. */
-  started: number;
-  /** Items completed. */
-  completed: number;
-  /** Failures recorded (retried later), dead ones included. */
-  failed: number;
-  /** Items retired to dead. */
-  dead: number;
-  /** Handlers aborted by their timeout. */
-  timedOut: number;
-  /** Items whose lease was lost while their handler ran. */
-  leaseLost: number;
-  /** Items given back without an attempt counted (on stop). */
-  released: number;
-  /**
-   * Completions refused because the item's token was no longer current: its lease was lost
-   * before the completion arrived (someone else may hold it now), or an earlier send was applied
-   * but its reply was lost. Never applied.
-   */
-  staleCompletions: number;
-  /** Claim round trips (each also carried the completions so far). */
-  claims: number;
-  /** Handlers running now. */
-  inFlight: number;
-}
-
-/** Events of a {@link Worker}. */
-export interface WorkerEvents {
-  'item:start': [WorkItem];
-  'item:complete': [WorkItem];
-  'item:fail': [WorkItem & { error: unknown; retryDelayMs: number }];
-  'item:dead': [WorkItem & { error: unknown }];
-  'lease:lost': [WorkItem];
-  /** Nothing claimable and nothing in flight: the worker waits for a notification or the poll. */
-  idle: [];
-  /**
-   * The worker's live row ({@link AttemptList.workers}) was written; `pruned` rows of workers
-   * that died without stopping were deleted with it.
-   */
-  live: [{ pruned: number }];
-  stopped: [];
-  error: [Error];
-}
+export type { WorkerEvents, WorkerMetrics } from './worker-events.js';
 
 interface Queued {
   claim: Claim;
@@ -128,13 +82,10 @@ export class Worker extends EventEmitter<WorkerEvents> {
   private loop: Promise<void> | undefined;
   private heartbeat: ReturnType<typeof setInterval> | undefined;
   private heartbeating: Promise<void> | undefined;
-  private readonly live: LiveWorkers;
-  private liveTimer: ReturnType<typeof setInterval> | undefined;
+  /** This worker's row in the live-workers table ({@link AttemptList.workers}). */
+  private readonly liveRow: LiveRow;
   /** Removes this worker from the shared listener's wake-ups (when given a `listener`). */
   private unsubscribeWake: (() => void) | undefined;
-  private liveWriting: Promise<void> | undefined;
-  /** When the live row was first written (server clock), kept if it must be written again. */
-  private liveStartedAt: Date | undefined;
   private wakeResolve: (() => void) | undefined;
   private woken = false;
   /** Wakes from outside the claim loop so far (a claim started before the last one is stale). */
@@ -149,6 +100,8 @@ export class Worker extends EventEmitter<WorkerEvents> {
   /** Consecutive failed claims, and when (performance.now()) the next may go. */
   private failures = 0;
   private retryAt = 0;
+  /** When (performance.now()) the list's limits may let a short claim have more (see run). */
+  private nextSlotAt: number | undefined;
   private stopping = false;
   private ownListener: Listener | undefined;
   private onSignal: (() => void) | undefined;
@@ -164,9 +117,19 @@ export class Worker extends EventEmitter<WorkerEvents> {
     live: LiveWorkers,
   ) {
     super();
-    this.live = live;
     this.handler = checkFunction<WorkHandler>('handler', handler);
     this.options = resolveWorkerOptions(options);
+    this.liveRow = new LiveRow({
+      live,
+      id: this.id,
+      list,
+      concurrency: this.options.concurrency,
+      inFlight: () => this.running.size,
+      ttlMs: this.options.liveTtlMs,
+      intervalMs: this.options.liveIntervalMs,
+      emitter: this,
+      logger: this.options.logger,
+    });
     this.attemptList = attemptList;
     this.list = list;
     this.channel = workChannel(schema, list);
@@ -237,11 +200,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
       process.once('SIGINT', this.onSignal);
     }
     this.heartbeat = setInterval(() => this.beat(), this.options.heartbeatMs);
-    this.liveStartedAt = undefined;
-    this.refreshLive();
-    this.liveTimer = setInterval(() => this.refreshLive(), this.options.liveIntervalMs);
-    // The claim loop holds the process while the worker runs; this timer need not.
-    this.liveTimer.unref();
+    this.liveRow.start();
     this.loop = this.run();
   }
 
@@ -270,17 +229,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
     await this.heartbeating;
     await Promise.all([...this.settles]);
     await this.flush();
-    clearInterval(this.liveTimer);
-    // After the last refresh has landed, so none can write the row again once it is gone.
-    await this.liveWriting;
-    try {
-      await this.live.remove(this.id);
-    } catch (err) {
-      // It stops counting as live after liveTtlMs anyway.
-      reportError(this, this.options.logger, err, 'worker could not delete its live row', {
-        list: this.list,
-      });
-    }
+    await this.liveRow.stop();
     if (this.onSignal) {
       process.removeListener('SIGTERM', this.onSignal);
       process.removeListener('SIGINT', this.onSignal);
@@ -301,6 +250,11 @@ export class Worker extends EventEmitter<WorkerEvents> {
     const { concurrency, pollIntervalMs } = this.options;
     // The handlers started when 'idle' was last emitted: once per quiet spell, not per poll.
     let idleAt = -1;
+    await applyLimits(this.attemptList, this.list, this.options, {
+      emitter: this,
+      stopping: () => this.stopping,
+      signal: this.lifecycle.signal,
+    });
     while (!this.stopping) {
       this.startQueued();
       this.launchClaims();
@@ -315,7 +269,13 @@ export class Worker extends EventEmitter<WorkerEvents> {
       }
       const waitMs = Math.max(0, this.retryAt - performance.now());
       const free = this.running.size + this.queued.length + this.reserved < concurrency;
-      await this.waitForWake(waitMs > 0 ? waitMs : free ? pollIntervalMs : undefined);
+      // When the list's limits left the last claim short: how long until a slot may free (server
+      // clock), so the worker looks again then rather than at the poll.
+      const slotMs =
+        this.nextSlotAt === undefined
+          ? pollIntervalMs
+          : Math.min(pollIntervalMs, Math.max(1, Math.ceil(this.nextSlotAt - performance.now())));
+      await this.waitForWake(waitMs > 0 ? waitMs : free ? slotMs : undefined);
     }
     await Promise.all([...this.claiming]);
     // Claimed ahead but never started: give them back without counting an attempt.
@@ -376,6 +336,13 @@ export class Worker extends EventEmitter<WorkerEvents> {
         this.counters.staleCompletions += r.stale.length;
         claims = r.claims;
         this.failures = 0;
+        // Short under the list's limits: a slot may free in nextSlotMs (server clock).
+        if (limit > 0) {
+          this.nextSlotAt =
+            claims.length < limit && r.nextSlotMs !== undefined
+              ? performance.now() + r.nextSlotMs
+              : undefined;
+        }
       } catch (err) {
         // Completions may or may not have been applied: sending them again is safe (a
         // completed item's token is stale, never applied twice).
@@ -538,34 +505,6 @@ export class Worker extends EventEmitter<WorkerEvents> {
     })();
   }
 
-  /**
-   * Writes this worker's live row (in flight now) and prunes expired rows: one statement, off
-   * the claim path. A failure is reported and left to the next refresh; it never stops the worker.
-   */
-  private refreshLive(): void {
-    if (this.liveWriting) return;
-    this.liveWriting = (async () => {
-      try {
-        const r = await this.live.beat({
-          id: this.id,
-          list: this.list,
-          concurrency: this.options.concurrency,
-          inFlight: this.running.size,
-          ttlMs: this.options.liveTtlMs,
-          startedAt: this.liveStartedAt,
-        });
-        this.liveStartedAt ??= r.startedAt;
-        this.emit('live', { pruned: r.pruned });
-      } catch (err) {
-        reportError(this, this.options.logger, err, 'worker could not refresh its live row', {
-          list: this.list,
-        });
-      } finally {
-        this.liveWriting = undefined;
-      }
-    })();
-  }
-
   /** A claimed-ahead item's lease is gone: drop it if still waiting, else lose its handler's. */
   private loseAhead(q: Queued): void {
     const i = this.queued.indexOf(q);
@@ -651,15 +590,4 @@ export class Worker extends EventEmitter<WorkerEvents> {
     this.wakeResolve = undefined;
     this.woken = false;
   }
-}
-
-/** What a handler gets for `claim`. */
-function workItem(list: string, claim: Claim): WorkItem {
-  return {
-    list,
-    item: claim.item,
-    attempts: claim.attempts,
-    token: claim.token,
-    leaseUntil: claim.leaseUntil,
-  };
 }

@@ -1,5 +1,6 @@
 import { AttemptList } from '../lists/index.js';
 import type { Claim, InsertItem, ListEntry, PageOptions, ScheduleOptions } from '../lists/index.js';
+import { MAX_LIST_CONCURRENCY } from '../lists/index.js';
 import { ATTEMPT_LIST_LIMITS as L } from '../lists/index.js';
 import { NotFoundError } from '../core/index.js';
 import { errorSchema } from './http-errors.js';
@@ -40,6 +41,7 @@ const scheduleFields = {
     description: `Claims take higher priorities first, ${L.minPriority} to ${L.maxPriority}; default 0`,
   },
 };
+/** An insert's items: strings, or objects with their own key (migration 0014) and schedule. */
 const insertBody = {
   type: 'object',
   required: ['items'],
@@ -54,11 +56,11 @@ const insertBody = {
             type: 'object',
             required: ['item'],
             additionalProperties: false,
-            properties: { item: { type: 'string' }, ...scheduleFields },
+            properties: { item: { type: 'string' }, key: { type: 'string' }, ...scheduleFields },
           },
         ],
       },
-      description: `Items (strings, or objects with their own schedule), each 1 to ${L.maxItemBytes} bytes; at most ${L.maxBatchItems} per call`,
+      description: `Items (strings, or objects with their own key and schedule), each 1 to ${L.maxItemBytes} bytes, a key 1 to ${L.maxKeyBytes} bytes; at most ${L.maxBatchItems} per call`,
     },
     ...scheduleFields,
   },
@@ -69,6 +71,7 @@ interface JsonSchedule {
   delayMs?: number;
   priority?: number;
 }
+const concurrencyLimit = { type: 'integer', minimum: 1, maximum: MAX_LIST_CONCURRENCY };
 /** JSON's runAt text as the Date the list takes (an unreadable text: an invalid Date, refused there). */
 function toSchedule<T extends JsonSchedule>(o: T): Omit<T, 'runAt'> & ScheduleOptions {
   const { runAt, ...rest } = o;
@@ -102,6 +105,7 @@ const settleReply = {
     dead: { type: 'array', items: { type: 'string' } },
     leaseUntil: { type: 'string', format: 'date-time' },
     claims: { type: 'array', items: claimSchema },
+    nextSlotMs: { type: 'number' },
   },
 };
 const leaseMs = {
@@ -120,6 +124,14 @@ function claimOptions(minLimit: number) {
       limit: { type: 'integer', minimum: minLimit, maximum: L.maxClaimLimit },
       leaseMs,
       maxAttempts: { type: 'integer', minimum: 1, maximum: L.maxAttempts },
+      perKeyConcurrency: {
+        ...concurrencyLimit,
+        description: "On a list with limits: this claim's tighter per-key concurrency",
+      },
+      concurrency: {
+        ...concurrencyLimit,
+        description: "On a list with limits: this claim's tighter list-wide concurrency",
+      },
     },
   };
 }
@@ -242,13 +254,13 @@ export const listRoutes: RouteFamily = (app, ctx) => {
 
   app.post<{
     Params: ListParams;
-    Body: JsonSchedule & { items: Array<string | (JsonSchedule & { item: string })> };
+    Body: JsonSchedule & { items: Array<string | (JsonSchedule & { item: string; key?: string })> };
   }>(
     '/v1/lists/:list/items',
     {
       schema: routeSchema({
         summary:
-          'Insert items, optionally scheduled (runAt / delayMs) and with a priority (idempotent: existing items keep their attempts and schedule)',
+          'Insert items, optionally keyed, scheduled (runAt / delayMs) and with a priority (idempotent: existing items keep their attempts, key and schedule)',
         tags,
         params: listParams,
         body: insertBody,
@@ -335,23 +347,43 @@ export const listRoutes: RouteFamily = (app, ctx) => {
     );
   }
 
-  app.post<{ Params: ListParams; Body: { limit: number; leaseMs: number; maxAttempts?: number } }>(
+  app.post<{
+    Params: ListParams;
+    Body: {
+      limit: number;
+      leaseMs: number;
+      maxAttempts?: number;
+      perKeyConcurrency?: number;
+      concurrency?: number;
+    };
+  }>(
     '/v1/lists/:list/claims',
     {
       schema: routeSchema({
-        summary: 'Claim up to `limit` items for `leaseMs` (each item to exactly one claimer)',
+        summary:
+          'Claim up to `limit` items for `leaseMs` (each item to exactly one claimer, within the list limits)',
         tags,
         params: listParams,
         body: claimOptions(1),
         response: {
-          200: { type: 'object', properties: { claims: { type: 'array', items: claimSchema } } },
+          200: {
+            type: 'object',
+            properties: {
+              claims: { type: 'array', items: claimSchema },
+              nextSlotMs: {
+                type: 'number',
+                description:
+                  'On a list with limits, when the claim came short: ms until a slot may free',
+              },
+            },
+          },
           ...errors,
         },
       }),
     },
     async (request) => {
-      const claims = await lists.claim(request.params.list, request.body);
-      return { claims: claims.map(claimJson) };
+      const r = await lists.completeAndClaim(request.params.list, [], request.body);
+      return { claims: r.claims.map(claimJson), nextSlotMs: r.nextSlotMs };
     },
   );
 
@@ -359,7 +391,13 @@ export const listRoutes: RouteFamily = (app, ctx) => {
     Params: ListParams;
     Body: {
       claims: Array<{ item: string; token: string }>;
-      next?: { limit: number; leaseMs: number; maxAttempts?: number };
+      next?: {
+        limit: number;
+        leaseMs: number;
+        maxAttempts?: number;
+        perKeyConcurrency?: number;
+        concurrency?: number;
+      };
     };
   }>(
     '/v1/lists/:list/claims/complete',
@@ -386,7 +424,12 @@ export const listRoutes: RouteFamily = (app, ctx) => {
       const { claims, next } = request.body;
       if (next) {
         const r = await lists.completeAndClaim(list, claims, next);
-        return { count: r.count, stale: r.stale, claims: r.claims.map(claimJson) };
+        return {
+          count: r.count,
+          stale: r.stale,
+          claims: r.claims.map(claimJson),
+          nextSlotMs: r.nextSlotMs,
+        };
       }
       return lists.complete(list, claims);
     },

@@ -13,6 +13,7 @@ import { useJsonBodyParser } from './json-body.js';
 import { kvRoutes } from './kv-routes.js';
 import { leaseRoutes } from './lease-routes.js';
 import { limitRoutes } from './limit-routes.js';
+import { listLimitsRoutes } from './list-limits-routes.js';
 import { listRoutes } from './list-routes.js';
 import { notifyRoutes } from './notify-routes.js';
 import { workerRoutes } from './worker-routes.js';
@@ -239,6 +240,7 @@ export async function createServer(options: ServerOptions): Promise<PgcoordServe
     healthRoutes,
     listRoutes,
     workerRoutes,
+    listLimitsRoutes,
     iidyRoutes,
     kvRoutes,
     limitRoutes,

@@ -1,0 +1,212 @@
+// lists-limits: a Zipf-skewed backlog over many keys (100,000 items over 1,000 keys; --quick
+// 10,000 over 100), 4 workers x 100 in flight, claim + complete with no work in between.
+// pgcoord with a per-key concurrency of 2, pgcoord with no limit (same items, same loop), and
+// pg-boss with groupConcurrency 2, alternating round by round. Also measures fairness: in each
+// second, among the keys that still had items waiting at its end, the most claims one key got
+// over the fewest.
+import { AttemptList, migrate, type ClaimRef } from '../../src/index.js';
+import { itemName, zipfKeys, zipfSizes, type AnchorResult } from '../anchors/lists-anchor.js';
+import {
+  packageVersion,
+  quantile,
+  requireAnchorNode,
+  runAnchor,
+  type BenchResult,
+  type Scenario,
+  type ScenarioContext,
+} from '../lib.js';
+import { roundRatio, spread } from '../lists-workers.js';
+
+const WORKERS = 4;
+const BATCH = 100;
+const PER_KEY = 2;
+
+interface Drain {
+  rate: number;
+  /** Items per second over the first half of the items (before the biggest keys' tail). */
+  firstHalfRate: number;
+  /** Max/min claims per key in each full second, among keys still waiting at its end. */
+  fairness: number[];
+}
+
+/**
+ * `WORKERS` loops of completeAndClaim until every item is done. A claim that comes back empty
+ * while items remain (every key with items is at its limit, held by the other workers) waits for
+ * the next slot the claim reports, at most 2 ms, then tries again.
+ */
+async function drain(list: AttemptList, name: string, keys: string[]): Promise<Drain> {
+  const count = keys.length;
+  const keyOf = (item: string) => keys[Number(item.slice(5))]!;
+  const left = new Map<string, number>();
+  for (const k of keys) left.set(k, (left.get(k) ?? 0) + 1);
+  let done = 0;
+  let halfAt = 0;
+  // Claims per key in the current second, and the fairness of each full second.
+  let second = 0;
+  let perKey = new Map<string, number>();
+  const fairness: number[] = [];
+  await Promise.all(Array.from({ length: WORKERS }, () => list.count('warm-up')));
+  const t0 = performance.now();
+  const closeSecond = () => {
+    const waiting = [...left].filter(([, n]) => n > 0).map(([k]) => k);
+    if (waiting.length >= 2) {
+      const counts = waiting.map((k) => perKey.get(k) ?? 0);
+      fairness.push(Math.max(...counts) / Math.max(Math.min(...counts), 1e-9));
+    }
+    perKey = new Map();
+  };
+  await Promise.all(
+    Array.from({ length: WORKERS }, async () => {
+      let held: ClaimRef[] = [];
+      for (;;) {
+        const r = await list.completeAndClaim(name, held, { limit: BATCH, leaseMs: 60_000 });
+        done += r.count;
+        if (halfAt === 0 && done >= count / 2) halfAt = performance.now();
+        const now = Math.floor((performance.now() - t0) / 1000);
+        while (second < now) {
+          closeSecond();
+          second++;
+        }
+        for (const c of r.claims) {
+          const k = keyOf(c.item);
+          perKey.set(k, (perKey.get(k) ?? 0) + 1);
+          left.set(k, left.get(k)! - 1);
+        }
+        held = r.claims;
+        if (held.length > 0) continue;
+        if (done >= count) return;
+        await new Promise((resolve) => setTimeout(resolve, Math.min(r.nextSlotMs ?? 2, 2)));
+      }
+    }),
+  );
+  const ms = performance.now() - t0;
+  if (done !== count) throw new Error(`${count - done} items were not processed`);
+  return {
+    rate: (count / ms) * 1000,
+    firstHalfRate: (count / 2 / (halfAt - t0)) * 1000,
+    fairness,
+  };
+}
+
+async function pgcoordRound(
+  ctx: ScenarioContext,
+  label: string,
+  keys: string[],
+  limited: boolean,
+): Promise<Drain> {
+  const url = await ctx.freshDatabase(label);
+  const pool = ctx.pool({ connectionString: url, max: WORKERS + 1 });
+  await migrate(pool);
+  const list = new AttemptList(pool);
+  if (limited) await list.setLimits('bench', { perKey: { concurrency: PER_KEY } });
+  await list.insertBatch(
+    'bench',
+    keys.map((key, i) => ({ item: itemName(i), key })),
+  );
+  await pool.query('VACUUM ANALYZE pgcoord.list_items');
+  await pool.query('VACUUM ANALYZE pgcoord.list_keys');
+  const r = await drain(list, 'bench', keys);
+  await pool.end();
+  return r;
+}
+
+const fmt = (x: number) => Math.round(x).toLocaleString('en-US');
+
+const scenario: Scenario = {
+  name: 'lists-limits',
+  description:
+    'claim + complete a Zipf backlog (100,000 items over 1,000 keys; --quick 10,000 over 100), 4 workers x 100: pgcoord with per-key concurrency 2 vs without limits vs pg-boss groupConcurrency 2; fairness per second',
+  async run(ctx) {
+    requireAnchorNode();
+    const n = ctx.quick ? 10_000 : 100_000;
+    const keyCount = ctx.quick ? 100 : 1_000;
+    // pg-boss's groupConcurrency drains 100,000 items in about 20 minutes here: a full run of 3
+    // rounds takes an hour. LISTS_LIMITS_ROUNDS picks fewer.
+    const rounds = ctx.quick ? 1 : Number(process.env.LISTS_LIMITS_ROUNDS ?? 3);
+    const keys = zipfKeys(n, keyCount);
+    const sizes = zipfSizes(n, keyCount);
+    const size = `${fmt(n)} items over ${fmt(keyCount)} keys (Zipf: ${fmt(sizes[0]!)} .. ${fmt(sizes.at(-1)!)} per key), ${WORKERS} workers x ${BATCH}`;
+    const limited: Drain[] = [];
+    const plain: Drain[] = [];
+    const boss: number[] = [];
+    for (let round = 0; round < rounds; round++) {
+      limited.push(await pgcoordRound(ctx, 'lists_limits_limited', keys, true));
+      plain.push(await pgcoordRound(ctx, 'lists_limits_plain', keys, false));
+      ctx.log(
+        `round ${round + 1}: limited ${fmt(limited[round]!.rate)} (first half ${fmt(limited[round]!.firstHalfRate)}), no limit ${fmt(plain[round]!.rate)} (first half ${fmt(plain[round]!.firstHalfRate)}) items/s; pg-boss next`,
+      );
+      const url = await ctx.freshDatabase('lists_limits_pgboss');
+      // pg-boss's groupConcurrency takes 10-20 minutes over the full backlog here (its tail:
+      // the biggest groups, 2 jobs at a time, one poll each).
+      const r = await runAnchor<AnchorResult>(
+        'bench/anchors/pg-boss-groups.ts',
+        [url, String(n), String(keyCount), String(PER_KEY)],
+        3_600_000,
+      );
+      boss.push(r.items_per_s);
+      ctx.log(
+        `round ${round + 1}: limited ${fmt(limited[round]!.rate)}, no limit ${fmt(plain[round]!.rate)}, pg-boss ${fmt(r.items_per_s)} items/s`,
+      );
+    }
+    const rates = (d: Drain[]) => d.map((x) => x.rate);
+    const fairnessOf = (d: Drain[]) => d.flatMap((x) => x.fairness);
+    const within2 = (f: number[]) => f.filter((x) => x <= 2).length / Math.max(f.length, 1);
+    const describeFairness = (f: number[]) =>
+      `${f.length} seconds: median ${quantile(f, 0.5).toFixed(2)}, worst ${Math.max(...f).toFixed(2)}, ${(within2(f) * 100).toFixed(0)}% within 2x`;
+    const results: BenchResult[] = [
+      {
+        system: 'pgcoord (per-key limit)',
+        metric: 'items_per_s',
+        value: quantile(rates(limited), 0.5),
+        note: `${size}, perKey.concurrency ${PER_KEY}; median of ${rounds} (${spread(rates(limited))})`,
+      },
+      {
+        system: 'pgcoord (no limit)',
+        metric: 'items_per_s',
+        value: quantile(rates(plain), 0.5),
+        note: `same items and loop, no limits; median of ${rounds} (${spread(rates(plain))})`,
+      },
+      {
+        system: 'pg-boss',
+        metric: 'items_per_s',
+        value: quantile(boss, 0.5),
+        note: `pg-boss ${packageVersion('pg-boss')}: groupConcurrency ${PER_KEY} (a group per key), batchSize 100, localConcurrency 4, burstWhenBatchFull; Node ${process.versions.node}; median of ${rounds} (${spread(boss)})`,
+      },
+      roundRatio(rates(limited), rates(plain), 'pgcoord (no limit)'),
+      roundRatio(rates(limited), boss, 'pg-boss'),
+      {
+        system: 'pgcoord (per-key limit), first half',
+        metric: 'items_per_s',
+        value: quantile(
+          limited.map((x) => x.firstHalfRate),
+          0.5,
+        ),
+        note: 'the first 50% of the items: before the biggest keys are all that is left and the limit itself bounds the rate (2 in flight per key)',
+      },
+      {
+        system: 'pgcoord (no limit), first half',
+        metric: 'items_per_s',
+        value: quantile(
+          plain.map((x) => x.firstHalfRate),
+          0.5,
+        ),
+        note: 'the first 50% of the items',
+      },
+      {
+        system: 'pgcoord (per-key limit)',
+        metric: 'fairness_max_over_min',
+        value: quantile(fairnessOf(limited), 0.5),
+        note: `claims per key per second, among keys with items waiting: ${describeFairness(fairnessOf(limited))}`,
+      },
+      {
+        system: 'pgcoord (no limit)',
+        metric: 'fairness_max_over_min',
+        value: quantile(fairnessOf(plain), 0.5),
+        note: `same measure without limits (claims in insert order): ${describeFairness(fairnessOf(plain))}`,
+      },
+    ];
+    return results;
+  },
+};
+
+export default scenario;
