@@ -96,7 +96,7 @@ $fn$;
 
 -- Sets (or clears, with every argument NULL) a list's key rule and limits. Takes the fence
 -- described at the top, and when the list goes from no limits to limits, gives its keyless items
--- the key '' and rebuilds the key rows and their lease entries from the live leases.
+-- their key by the key rule (else '') and rebuilds the key rows and their lease entries from the live leases.
 CREATE FUNCTION {{schema}}.list_set_limits(
   p_list text,
   p_key_regex text,
@@ -133,7 +133,9 @@ BEGIN
     key_rate_algorithm = EXCLUDED.key_rate_algorithm, key_rate_burst = EXCLUDED.key_rate_burst,
     concurrency = EXCLUDED.concurrency;
   IF v_now AND NOT v_was THEN
-    UPDATE {{schema}}.list_items SET key = '' WHERE list = p_list AND key IS NULL;
+    -- Keyless items take the key the list's rule gives them (as an insert would now), else ''.
+    UPDATE {{schema}}.list_items SET key = coalesce(substring(item FROM p_key_regex), '')
+    WHERE list = p_list AND key IS NULL;
     v_clock := clock_timestamp();
     INSERT INTO {{schema}}.list_keys AS k (list, key, next_at)
       SELECT p_list, d.key, v_clock FROM (

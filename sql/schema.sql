@@ -804,7 +804,9 @@ BEGIN
     key_rate_algorithm = EXCLUDED.key_rate_algorithm, key_rate_burst = EXCLUDED.key_rate_burst,
     concurrency = EXCLUDED.concurrency;
   IF v_now AND NOT v_was THEN
-    UPDATE "pgcoord".list_items SET key = '' WHERE list = p_list AND key IS NULL;
+    -- Keyless items take the key the list's rule gives them (as an insert would now), else ''.
+    UPDATE "pgcoord".list_items SET key = coalesce(substring(item FROM p_key_regex), '')
+    WHERE list = p_list AND key IS NULL;
     v_clock := clock_timestamp();
     INSERT INTO "pgcoord".list_keys AS k (list, key, next_at)
       SELECT p_list, d.key, v_clock FROM (

@@ -34,7 +34,7 @@ const PINNED: Readonly<Record<string, string>> = {
     'da6579ffa09f5fbf9efb3c6d6bfd2237b77b8e618e5722001e7c56df812567ed',
   '0013_list_workers.sql': '4f5c88569b083cbed6aa997c7b794e2ef4b9a63408d96b46d2c616669b35c468',
   '0014_attempt_list_limits.sql':
-    'bd6742ebd6c03e69e377b78810e706cbf5346a1400ea1c29b645d6a1d360cf74',
+    'c63e9921cf7cd5e67ff3fc94d7b4a65db3365c820d213fed8e820b27f63f73ce',
 };
 
 const SQL_DIR = path.resolve('sql');

@@ -308,6 +308,21 @@ describe('attempt list limits: keys, fairness, settlements', () => {
     return m;
   };
 
+  it("limits set on a filled list key its items by the list's key rule, not all as ''", async () => {
+    const list = new AttemptList(db.pool);
+    const l = fresh('late-rule');
+    await list.insertBatch(l, ['a.example/1', 'a.example/2', 'b.example/1', 'c.example/1', 'x']);
+    await list.setLimits(l, { keyRegex: '^([^/]+)/', perKey: { concurrency: 1 } });
+    const claims = await claimAll(list, l, 10);
+    // One per key: a.example, b.example, c.example, and 'x' (no match: the key '').
+    expect(claims.map((c) => c.item).sort()).toEqual([
+      'a.example/1',
+      'b.example/1',
+      'c.example/1',
+      'x',
+    ]);
+  });
+
   it('round-robin: a key with 900 items waiting does not starve one with 10', async () => {
     const list = new AttemptList(db.pool);
     const l = fresh('fair');
