@@ -102,7 +102,7 @@ export {
   MAX_KEY_WEIGHT,
   MAX_LIST_CONCURRENCY,
 } from './lists/index.js';
-export type { KeyRate, KeyedItem, ListLimits, StoredListLimits } from './lists/index.js';
+export type { KeyRate, KeyStats, KeyedItem, ListLimits, StoredListLimits } from './lists/index.js';
 export type { ImportOptions, ImportResult } from './lists/index.js';
 export type { InsertItem, InsertOptions, ScheduleOptions } from './lists/index.js';
 export {

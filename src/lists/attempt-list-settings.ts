@@ -195,6 +195,14 @@ export function settingsSql(schema: string) {
     weight: `INSERT INTO ${s}.list_keys AS k (list, key, next_at, weight)
       VALUES ($1::text, $2::text, 'infinity', $3::int)
       ON CONFLICT (list, key) DO UPDATE SET weight = EXCLUDED.weight`,
+    // Per-key counts of a list with keys, biggest keys first. O(items of the list).
+    keyStats: `SELECT key, count(*) AS total,
+        count(*) FILTER (WHERE run_at <= statement_timestamp()
+          AND (leased_until IS NULL OR leased_until <= statement_timestamp())) AS claimable,
+        count(*) FILTER (WHERE token IS NOT NULL
+          AND coalesce(leased_until, run_at) > statement_timestamp()) AS leased
+      FROM ${s}.list_items WHERE list = $1::text AND key IS NOT NULL
+      GROUP BY key ORDER BY count(*) DESC, key LIMIT $2::int`,
     // The regex is compiled by the server that will apply it: a bad one fails here, before the
     // fence of list_set_limits.
     checkRegex: `SELECT '' ~ $1::text AS ok`,
@@ -259,4 +267,28 @@ export async function readLimits(
   }
   if (r.concurrency !== null) out.concurrency = r.concurrency;
   return out;
+}
+
+/** One key of a list: its items, how many are claimable now and how many are leased. */
+export interface KeyStats {
+  key: string;
+  total: number;
+  claimable: number;
+  leased: number;
+}
+
+/** The `count` biggest keys of a list (none on a list whose items have no keys). */
+export async function readKeyStats(
+  q: Queryable,
+  sql: ReturnType<typeof settingsSql>,
+  list: string,
+  count: number,
+): Promise<KeyStats[]> {
+  const { rows } = await q.query<Record<keyof KeyStats, string>>(sql.keyStats, [list, count]);
+  return rows.map((r) => ({
+    key: r.key,
+    total: Number(r.total),
+    claimable: Number(r.claimable),
+    leased: Number(r.leased),
+  }));
 }

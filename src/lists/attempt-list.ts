@@ -25,7 +25,9 @@ import {
   checkKey,
   checkLimits,
   MAX_KEY_WEIGHT,
+  readKeyStats,
   readLimits,
+  type KeyStats,
   settingsSql,
   writeLimits,
   type ListLimits,
@@ -231,6 +233,14 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
     checkList(list);
     const tx = optionsTx(options);
     return this.statements.run((q) => readLimits(q, this.settings, list), { tx });
+  }
+
+  /** The `count` (1..1000, default 100) biggest keys of a list, with their counts. O(list size). */
+  async keyStats(list: string, options?: { count?: number; tx?: Queryable }): Promise<KeyStats[]> {
+    checkList(list);
+    const count = optionalInt('options.count', options?.count, { min: 1, max: 1000 }, 100);
+    const tx = optionsTx(options);
+    return this.statements.run((q) => readKeyStats(q, this.settings, list, count), { tx });
   }
 
   /**

@@ -14,7 +14,7 @@ export {
   checkLimits,
   parseKeyRate,
 } from './attempt-list-settings.js';
-export type { KeyRate, ListLimits, StoredListLimits } from './attempt-list-settings.js';
+export type { KeyRate, KeyStats, ListLimits, StoredListLimits } from './attempt-list-settings.js';
 export type {
   AttemptListEvents,
   AttemptListOptions,

@@ -1,6 +1,6 @@
 import { ChangeCapture } from '../changes/index.js';
 import { LeaseManager } from '../coordination/index.js';
-import { AttemptList } from '../lists/index.js';
+import { AttemptList, type StoredListLimits } from '../lists/index.js';
 import type {
   ConsoleChanges,
   ConsoleInstanceRow,
@@ -12,6 +12,8 @@ import type { ServicePool } from './route-context.js';
 
 /** Lists shown (by name): counting is O(rows), so the console bounds it. */
 export const CONSOLE_MAX_LISTS = 50;
+/** Most keys per list in a snapshot (the biggest). */
+export const CONSOLE_MAX_KEYS = 20;
 /** Groups whose dead letters are read, and dead letters read per group. */
 const MAX_DEAD_GROUPS = 20;
 const DEAD_PER_GROUP = 20;
@@ -77,9 +79,17 @@ export class ConsoleCollector {
       while (next < names.length) {
         const i = next++;
         const list = names[i]!;
-        // Keys and their limits (issue 16) go in `keys` here once the lists block reports them;
-        // the page renders the key table only for rows that have it.
-        rows[i] = { list, ...(await this.lists.stats(list)) };
+        const [stats, limits, keys] = await Promise.all([
+          this.lists.stats(list),
+          this.lists.limits(list),
+          this.lists.keyStats(list, { count: CONSOLE_MAX_KEYS }),
+        ]);
+        rows[i] = { list, ...stats };
+        // The page renders the key table only for rows that have keys.
+        if (keys.length > 0) {
+          const limit = describeKeyLimit(limits);
+          rows[i]!.keys = keys.map((k) => (limit === undefined ? k : { ...k, limit }));
+        }
       }
     };
     await Promise.all(Array.from({ length: STATS_CONCURRENCY }, lane));
@@ -175,4 +185,14 @@ export class ConsoleCollector {
 function summarize(change: Record<string, unknown>): string {
   const { schema, table, op } = change as { schema?: unknown; table?: unknown; op?: unknown };
   return [schema, table].filter((p) => typeof p === 'string').join('.') + ` ${String(op ?? '')}`;
+}
+
+/** A list's per-key limit as the console shows it, e.g. "2 in flight, 10 per 1000 ms". */
+function describeKeyLimit(limits: StoredListLimits): string | undefined {
+  const parts: string[] = [];
+  if (limits.perKey?.concurrency !== undefined)
+    parts.push(`${limits.perKey.concurrency} in flight`);
+  const rate = limits.perKey?.rate;
+  if (rate !== undefined) parts.push(`${rate.limit} per ${rate.periodMs} ms`);
+  return parts.length > 0 ? parts.join(', ') : undefined;
 }

@@ -321,6 +321,12 @@ describe('attempt list limits: keys, fairness, settlements', () => {
       'c.example/1',
       'x',
     ]);
+    expect(await list.keyStats(l)).toEqual([
+      { key: 'a.example', total: 2, claimable: 1, leased: 1 },
+      { key: '', total: 1, claimable: 0, leased: 1 },
+      { key: 'b.example', total: 1, claimable: 0, leased: 1 },
+      { key: 'c.example', total: 1, claimable: 0, leased: 1 },
+    ]);
   });
 
   it('round-robin: a key with 900 items waiting does not starve one with 10', async () => {

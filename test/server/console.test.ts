@@ -173,6 +173,9 @@ describe.skipIf(!hasChromium)('the console in a browser', () => {
       Array.from({ length: 40 }, (_, i) => `images/${String(i).padStart(4, '0')}.jpg`),
     );
     await lists.claim('thumbnails', { limit: 6, leaseMs: 600_000 });
+    // A list with keys and a per-key limit: the page's key table.
+    await lists.setLimits('crawl', { keyRegex: '^([^/]+)/', perKey: { concurrency: 2 } });
+    await lists.insertBatch('crawl', ['a.example/1', 'a.example/2', 'a.example/3', 'b.example/1']);
     // A live worker, its two handlers held until the screenshots are taken.
     await lists.insertBatch('resize', ['r1', 'r2', 'r3']);
     let open!: () => void;
@@ -202,6 +205,13 @@ describe.skipIf(!hasChromium)('the console in a browser', () => {
       await page.locator('#limits').getByText('alice: denied', { exact: false }).first().waitFor();
       await waitFor(async () => (await cell(page, 'thumbnails', 'leased')) === '6');
       await page.locator('#workers').getByText('resize').waitFor();
+      const keyRow = page.getByRole('table', { name: 'Keys and limits' }).getByRole('row', {
+        name: /a\.example/,
+      });
+      await keyRow.getByText('2 in flight').waitFor();
+      expect(await keyRow.getByRole('cell').allTextContents()).toEqual(
+        expect.arrayContaining(['crawl', '3', '2 in flight']),
+      );
       // Usable at this width: the page itself never scrolls sideways (wide tables scroll inside).
       const overflow = await page.evaluate<number>(
         'document.documentElement.scrollWidth - document.documentElement.clientWidth',
