@@ -11,7 +11,8 @@ import {
   FinalityTracker,
   type FetchRow,
 } from './change-position.js';
-import { subscribeWakeups, wakeChannel } from './change-wakeups.js';
+import { wakeChannel } from './change-wakeups.js';
+import { subscribeWakeups } from '../listen/index.js';
 import { toChange } from './change.js';
 import {
   resolveChangeConsumerOptions,

@@ -19,3 +19,4 @@ export {
   purgeListenerPayloads,
 } from './notify.js';
 export type { JsonValue, NotifierOptions, NotifyOptions } from './notify.js';
+export { subscribeWakeups } from './shared-wakeups.js';

@@ -7,13 +7,12 @@ import {
   reportError,
   TimeoutError,
 } from '../core/index.js';
-import { Listener } from '../listen/index.js';
+import { Listener, subscribeWakeups } from '../listen/index.js';
 import type { Claim } from './attempt-list-types.js';
 import type { AttemptList } from './attempt-list.js';
 import { LiveRow, type LiveWorkers } from './live-workers.js';
 import type { WorkerEvents, WorkerMetrics } from './worker-events.js';
 import { applyLimits, CLAIM_RETRY_BASE_MS } from './worker-limits.js';
-import { subscribeWake } from './worker-wakeups.js';
 import {
   PermanentError,
   resolveWorkerOptions,
@@ -185,7 +184,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
     const { listener, handleSignals } = this.options;
     const wake = () => this.wake();
     if (listener) {
-      this.unsubscribeWake = subscribeWake(listener, this.channel, wake);
+      this.unsubscribeWake = subscribeWakeups(listener, this.channel, wake);
     } else if (this.ownListener) {
       // Connects in the background (and keeps retrying); polling covers the meantime.
       this.ownListener
