@@ -1,5 +1,5 @@
 // lists-limits: a Zipf-skewed backlog over many keys (100,000 items over 1,000 keys; --quick
-// 10,000 over 100), 4 workers x 100 in flight, claim + complete with no work in between.
+// 3,000 over 30), 4 workers x 100 in flight, claim + complete with no work in between.
 // pgcoord with a per-key concurrency of 2, pgcoord with no limit (same items, same loop), and
 // pg-boss with groupConcurrency 2, alternating round by round. Also measures fairness: in each
 // second, among the keys that still had items waiting at its end, the most claims one key got
@@ -115,11 +115,11 @@ const fmt = (x: number) => Math.round(x).toLocaleString('en-US');
 const scenario: Scenario = {
   name: 'lists-limits',
   description:
-    'claim + complete a Zipf backlog (100,000 items over 1,000 keys; --quick 10,000 over 100), 4 workers x 100: pgcoord with per-key concurrency 2 vs without limits vs pg-boss groupConcurrency 2; fairness per second',
+    'claim + complete a Zipf backlog (100,000 items over 1,000 keys; --quick 3,000 over 30), 4 workers x 100: pgcoord with per-key concurrency 2 vs without limits vs pg-boss groupConcurrency 2; fairness per second',
   async run(ctx) {
     requireAnchorNode();
-    const n = ctx.quick ? 10_000 : 100_000;
-    const keyCount = ctx.quick ? 100 : 1_000;
+    const n = ctx.quick ? 3_000 : 100_000;
+    const keyCount = ctx.quick ? 30 : 1_000;
     // pg-boss's groupConcurrency drains 100,000 items in about 20 minutes here: a full run of 3
     // rounds takes an hour. LISTS_LIMITS_ROUNDS picks fewer.
     const rounds = ctx.quick ? 1 : Number(process.env.LISTS_LIMITS_ROUNDS ?? 3);
