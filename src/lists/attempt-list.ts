@@ -47,6 +47,7 @@ import {
   DEFAULT_SCHEMA,
   optionalInt,
   optionsTx,
+  preparedQuery,
   reportError,
   StatementRunner,
   withTransaction,
@@ -192,7 +193,9 @@ export class AttemptList extends EventEmitter<AttemptListEvents> {
     const n = await this.chunked(
       tx,
       rows.items.length,
-      async (on, a, b) => affected(await on.query(sql, values(a, b))),
+      // Named on a pool: the statement (key rule, insert, key rows) costs more to plan than to
+      // run; the helper falls back to unnamed behind a pooler that cannot keep it.
+      async (on, a, b) => affected(await preparedQuery(on, sql, values(a, b), true)),
       this.sql.table,
     );
     if (quiet) this.notifications.settled(list);
