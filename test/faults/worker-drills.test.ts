@@ -98,7 +98,8 @@ describe('worker fault drills', () => {
         expect(ids.every((id) => typeof id === 'string')).toBe(true);
         await waitFor(async () => (await list.workers(name)).length === 3, { timeoutMs: 15_000 });
 
-        // Items arrive throughout the storm, 5 every 100 ms: pacing of the workload.
+        // Items arrive throughout the storm, 5 at a time, each batch once the list is down to
+        // a small backlog again (paced by the workers' progress, not by a clock).
         let storming = true;
         const inserted: string[] = [];
         const feeding = (async () => {
@@ -106,7 +107,9 @@ describe('worker fault drills', () => {
             const items = Array.from({ length: 5 }, (_, i) => `b${batch}-${i}`);
             await list.insertBatch(name, items);
             inserted.push(...items);
-            await new Promise((r) => setTimeout(r, 100));
+            await waitFor(async () => !storming || (await list.count(name)) < 20, {
+              timeoutMs: 120_000,
+            });
           }
         })();
         const exitedEarly = () => children.some((c) => c.child.exitCode !== null);
