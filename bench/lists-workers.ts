@@ -138,10 +138,15 @@ export function spread(rates: number[]): string {
  * same machine), as one `round_ratio` row: the median ratio, with every round's in the note. On a
  * machine whose speed swings within seconds this is steadier than the ratio of the two medians.
  */
-export function roundRatio(ours: number[], reference: number[], against: string): BenchResult {
+export function roundRatio(
+  ours: number[],
+  reference: number[],
+  against: string,
+  label = 'pgcoord',
+): BenchResult {
   const ratios = ours.map((x, i) => x / reference[i]!);
   return {
-    system: `pgcoord / ${against}`,
+    system: `${label} / ${against}`,
     metric: 'round_ratio',
     value: quantile(ratios, 0.5),
     note: `median of ${ratios.length} rounds (${ratios.map((r) => r.toFixed(2)).join(' / ')})`,

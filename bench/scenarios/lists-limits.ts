@@ -110,6 +110,41 @@ async function pgcoordRound(
   return r;
 }
 
+/**
+ * One key alone, one loop: how fast a key drains at per-key concurrency 2 when nothing else runs.
+ * Its items go one claim -> complete round trip after another, 2 at a time, whatever the
+ * scheduler: so the biggest key of the backlog cannot drain faster than this, and no drain of
+ * the whole backlog under this limit can finish before the biggest key does. `limited` false:
+ * the same chain on a list without limits, each call asking for 2 (what the chain would cost if
+ * keeping the limit were free).
+ */
+async function chainRound(ctx: ScenarioContext, items: number, limited: boolean): Promise<number> {
+  const url = await ctx.freshDatabase('lists_limits_chain');
+  const pool = ctx.pool({ connectionString: url, max: 2 });
+  await migrate(pool);
+  const list = new AttemptList(pool);
+  if (limited) await list.setLimits('chain', { perKey: { concurrency: PER_KEY } });
+  await list.insertBatch(
+    'chain',
+    Array.from({ length: items }, (_, i) => ({ item: itemName(i), key: 'k' })),
+  );
+  await pool.query('VACUUM ANALYZE pgcoord.list_items');
+  let done = 0;
+  let held: ClaimRef[] = [];
+  const t0 = performance.now();
+  while (done < items) {
+    const r = await list.completeAndClaim('chain', held, {
+      limit: limited ? BATCH : PER_KEY,
+      leaseMs: 60_000,
+    });
+    done += r.count;
+    held = r.claims;
+  }
+  const ms = performance.now() - t0;
+  await pool.end();
+  return (items / ms) * 1000;
+}
+
 const fmt = (x: number) => Math.round(x).toLocaleString('en-US');
 
 const scenario: Scenario = {
@@ -129,7 +164,12 @@ const scenario: Scenario = {
     const limited: Drain[] = [];
     const plain: Drain[] = [];
     const boss: number[] = [];
+    const chain: number[] = [];
+    const bareChain: number[] = [];
+    const chainItems = ctx.quick ? 200 : 2_000;
     for (let round = 0; round < rounds; round++) {
+      chain.push(await chainRound(ctx, chainItems, true));
+      bareChain.push(await chainRound(ctx, chainItems, false));
       limited.push(await pgcoordRound(ctx, 'lists_limits_limited', keys, true));
       plain.push(await pgcoordRound(ctx, 'lists_limits_plain', keys, false));
       ctx.log(
@@ -149,6 +189,12 @@ const scenario: Scenario = {
       );
     }
     const rates = (d: Drain[]) => d.map((x) => x.rate);
+    // The most any drain under the limit could reach in each round: all n items in the time the
+    // biggest key alone needs at that round's chain rate (capped by the unlimited drain).
+    const ceilingAt = (rates: number[]) =>
+      rates.map((c, i) => Math.min(n / (sizes[0]! / c), plain[i]!.rate));
+    const ceiling = ceilingAt(chain);
+    const bareCeiling = ceilingAt(bareChain);
     const fairnessOf = (d: Drain[]) => d.flatMap((x) => x.fairness);
     const within2 = (f: number[]) => f.filter((x) => x <= 2).length / Math.max(f.length, 1);
     const describeFairness = (f: number[]) =>
@@ -173,6 +219,33 @@ const scenario: Scenario = {
         note: `pg-boss ${packageVersion('pg-boss')}: groupConcurrency ${PER_KEY} (a group per key), batchSize 100, localConcurrency 4, burstWhenBatchFull; Node ${process.versions.node}; median of ${rounds} (${spread(boss)})`,
       },
       roundRatio(rates(limited), rates(plain), 'pgcoord (no limit)'),
+      {
+        system: 'pgcoord (per-key limit), one key alone',
+        metric: 'items_per_s',
+        value: quantile(chain, 0.5),
+        note: `${fmt(chainItems)} items of one key, one loop, perKey.concurrency ${PER_KEY}: each item a claim -> complete round trip, ${PER_KEY} at a time; median of ${rounds} (${spread(chain)})`,
+      },
+      {
+        system: 'ceiling under the limit',
+        metric: 'items_per_s',
+        value: quantile(ceiling, 0.5),
+        note: `${fmt(n)} items in the time the biggest key (${fmt(sizes[0]!)} items) needs at the one-key rate: no scheduler can drain this backlog under per-key concurrency ${PER_KEY} faster; median of ${rounds} (${spread(ceiling)})`,
+      },
+      {
+        system: 'one key alone, no limit logic',
+        metric: 'items_per_s',
+        value: quantile(bareChain, 0.5),
+        note: `the same chain on a list without limits, ${PER_KEY} items per claim -> complete round trip; median of ${rounds} (${spread(bareChain)})`,
+      },
+      {
+        system: 'ceiling with a free limiter',
+        metric: 'items_per_s',
+        value: quantile(bareCeiling, 0.5),
+        note: `as the ceiling under the limit, at the chain rate without limit logic: what any drain could reach if keeping the limit cost nothing; median of ${rounds} (${spread(bareCeiling)})`,
+      },
+      roundRatio(ceiling, rates(plain), 'pgcoord (no limit)', 'ceiling under the limit'),
+      roundRatio(bareCeiling, rates(plain), 'pgcoord (no limit)', 'ceiling with a free limiter'),
+      roundRatio(rates(limited), ceiling, 'ceiling under the limit'),
       roundRatio(rates(limited), boss, 'pg-boss'),
       {
         system: 'pgcoord (per-key limit), first half',

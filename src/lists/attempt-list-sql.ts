@@ -183,7 +183,7 @@ export function buildSql(schema: string) {
     lists: `SELECT list, count(*) AS size FROM ${t} GROUP BY list ORDER BY list`,
     // Every item goes, and with them their leases: the key rows and list-wide lease entries too.
     nuke: `WITH keys AS (DELETE FROM ${s}.list_keys),
-        leases AS (UPDATE ${s}.list_settings SET lease_hashes = '{}', lease_ends = '{}')
+        leases AS (UPDATE ${s}.list_settings SET lease_items = '{}', lease_tokens = '{}')
       DELETE FROM ${t}`,
     table: t,
     claim: claimFn,

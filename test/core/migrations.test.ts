@@ -35,6 +35,8 @@ const PINNED: Readonly<Record<string, string>> = {
   '0013_list_workers.sql': '4f5c88569b083cbed6aa997c7b794e2ef4b9a63408d96b46d2c616669b35c468',
   '0014_attempt_list_limits.sql':
     'c63e9921cf7cd5e67ff3fc94d7b4a65db3365c820d213fed8e820b27f63f73ce',
+  '0015_attempt_list_limits_item_entries.sql':
+    'cc3e821a746ad98379628a7e5424afd1237663e50922b9c46dba857d3278279d',
 };
 
 const SQL_DIR = path.resolve('sql');

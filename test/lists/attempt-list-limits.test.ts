@@ -395,6 +395,56 @@ describe('attempt list limits: keys, fairness, settlements', () => {
     expect(await claimAll(list, l, 10)).toHaveLength(0);
   });
 
+  it('a completion neither locks nor waits for its key row: a claim in flight on the key does not hold it up (0015)', async () => {
+    const list = new AttemptList(db.pool);
+    const l = fresh('nowait');
+    await list.setLimits(l, { perKey: { concurrency: 1 } });
+    await list.insertBatch(l, keyedItems('n', [3]));
+    const [held] = await claimAll(list, l, 10);
+    // A transaction holding the key row, as a claim in flight does.
+    const locker = await db.pool.connect();
+    const events: string[] = [];
+    try {
+      await locker.query('BEGIN');
+      const { rows } = await locker.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+      await locker.query('SELECT 1 FROM pgcoord.list_keys WHERE list = $1 FOR UPDATE', [l]);
+      const done = list.complete(l, [held!]).then((r) => {
+        events.push('completed');
+        return r;
+      });
+      // Whichever comes first: the completion ends, or it is seen waiting on the locker.
+      await waitFor(async () => {
+        if (events.length > 0) return true;
+        const w = await db.pool.query<{ blocked: boolean }>(
+          `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+             WHERE $1::int = ANY (pg_blocking_pids(pid))) AS blocked`,
+          [rows[0]!.pid],
+        );
+        return w.rows[0]!.blocked;
+      });
+      events.push('checked');
+      await locker.query('COMMIT');
+      expect((await done).count).toBe(1);
+    } finally {
+      locker.release();
+    }
+    expect(events).toEqual(['completed', 'checked']);
+    // The slot it freed is taken by the next claim.
+    expect(await claimAll(list, l, 10)).toHaveLength(1);
+  });
+
+  it('a leased item deleted frees its slot; one incremented keeps it', async () => {
+    const list = new AttemptList(db.pool);
+    const l = fresh('delinc');
+    await list.setLimits(l, { perKey: { concurrency: 1 } });
+    await list.insertBatch(l, keyedItems('d', [4]));
+    const [a] = await claimAll(list, l, 10);
+    expect(await list.incrementOne(l, a!.item)).toBe(1);
+    expect(await claimAll(list, l, 10)).toHaveLength(0);
+    expect(await list.deleteBatch(l, [a!.item])).toBe(1);
+    expect(await claimAll(list, l, 10)).toHaveLength(1);
+  });
+
   it('a claim tightens the stored limits, never loosens them; on a list without limits it is refused', async () => {
     const list = new AttemptList(db.pool);
     const l = fresh('tight');
