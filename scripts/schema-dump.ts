@@ -1,4 +1,4 @@
-// Writes sql/schema.sql: the schema a fresh database has after every migration (tables, indexes,
+// Writes docs/schema.sql: the schema a fresh database has after every migration (tables, indexes,
 // functions with their bodies), so the current SQL of every object reads in one file instead of
 // across every migration that redefined it. `npm run schema:dump` regenerates it; a test runs the
 // same dump on a freshly migrated database and fails when the file is stale.
@@ -14,7 +14,7 @@ import { latestMigrationId, migrate } from '../src/index.js';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 /** The checked-in dump. */
-export const SCHEMA_FILE = path.join(root, 'sql', 'schema.sql');
+export const SCHEMA_FILE = path.join(root, 'docs', 'schema.sql');
 
 /**
  * The schema `schema` of the database at `url`, read from the server's own catalog: sequences,
@@ -131,12 +131,12 @@ async function main(): Promise<void> {
     const current = fs.existsSync(SCHEMA_FILE) ? fs.readFileSync(SCHEMA_FILE, 'utf8') : '';
     if (process.argv.includes('--check')) {
       if (text !== current) {
-        console.error('sql/schema.sql is stale: run npm run schema:dump');
+        console.error('docs/schema.sql is stale: run npm run schema:dump');
         process.exitCode = 1;
       }
     } else if (text !== current) {
       fs.writeFileSync(SCHEMA_FILE, text);
-      console.error('wrote sql/schema.sql');
+      console.error('wrote docs/schema.sql');
     }
   } finally {
     await admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);

@@ -88,9 +88,9 @@ describe('migrations', () => {
     ).toEqual(onDisk);
   });
 
-  it('sql/schema.sql is the schema of a freshly migrated database', async () => {
+  it('docs/schema.sql is the schema of a freshly migrated database', async () => {
     const fresh = renderSchemaFile(await dumpSchema(db.url));
     const checkedIn = fs.readFileSync(SCHEMA_FILE, 'utf8');
-    expect(checkedIn, 'sql/schema.sql is stale: run npm run schema:dump').toBe(fresh);
+    expect(checkedIn, 'docs/schema.sql is stale: run npm run schema:dump').toBe(fresh);
   });
 });
