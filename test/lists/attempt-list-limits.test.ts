@@ -433,6 +433,46 @@ describe('attempt list limits: keys, fairness, settlements', () => {
     expect(await claimAll(list, l, 10)).toHaveLength(1);
   });
 
+  it('under a list-wide limit a completion takes the list row before its items, as claims and extends do (no deadlock with an extend)', async () => {
+    const list = new AttemptList(db.pool);
+    const l = fresh('listfirst');
+    await list.setLimits(l, { concurrency: 5 });
+    await list.insertBatch(l, keyedItems('lf', [3]));
+    const [held] = await claimAll(list, l, 1);
+    // A transaction holding the list row, as an extend or a claim in flight does.
+    const locker = await db.pool.connect();
+    const events: string[] = [];
+    try {
+      await locker.query('BEGIN');
+      const { rows } = await locker.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+      await locker.query('SELECT 1 FROM pgcoord.list_settings WHERE list = $1 FOR UPDATE', [l]);
+      const done = list.complete(l, [held!]).then((r) => {
+        events.push('completed');
+        return r;
+      });
+      await waitFor(async () => {
+        if (events.length > 0) return true;
+        const w = await db.pool.query<{ blocked: boolean }>(
+          `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+             WHERE $1::int = ANY (pg_blocking_pids(pid))) AS blocked`,
+          [rows[0]!.pid],
+        );
+        return w.rows[0]!.blocked;
+      });
+      // The completion waits for the list row and holds no lock on its item meanwhile.
+      await locker.query(
+        'SELECT 1 FROM pgcoord.list_items WHERE list = $1 AND item = $2 FOR UPDATE NOWAIT',
+        [l, held!.item],
+      );
+      events.push('item free while waiting');
+      await locker.query('COMMIT');
+      expect((await done).count).toBe(1);
+    } finally {
+      locker.release();
+    }
+    expect(events).toEqual(['item free while waiting', 'completed']);
+  });
+
   it('a leased item deleted frees its slot; one incremented keeps it', async () => {
     const list = new AttemptList(db.pool);
     const l = fresh('delinc');
