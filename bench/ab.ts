@@ -8,6 +8,8 @@
 // lists-work (import, then list.work with a no-op handler at the lists-work scenario's settings),
 // lists-work-1ms (the same with 1 ms of async work per item, 50 in flight),
 // lists-insert (8 callers, insertOne: one transaction each),
+// lists-limits (a Zipf backlog over keys, per-key concurrency 2, 4 workers completeAndClaim in
+// batches of 100: the limited claim and settlement of migrations 0014+),
 // ratelimit (16 callers, fixed window, 1,000 keys), kv (16 callers, set then get). Writes
 // bench/results/ab/<workload>.json.
 import { execFileSync } from 'node:child_process';
@@ -17,6 +19,7 @@ import { pathToFileURL } from 'node:url';
 import pg from 'pg';
 import { createDatabase, databaseUrl, dropDatabase } from '../test/helpers/db.js';
 import { root, type BenchResult } from './lib.js';
+import { itemName, zipfKeys } from './anchors/lists-anchor.js';
 import { items } from './lists-workers.js';
 import { FAST_WORKER, SLOW_WORKER } from './scenarios/lists-work.js';
 
@@ -26,14 +29,22 @@ const args = process.argv.slice(2);
 const oldDir = args.find((a) => !a.startsWith('--'));
 if (!oldDir || !fs.existsSync(path.join(oldDir, 'src/index.ts'))) {
   console.error(
-    'usage: npm run bench:ab -- <old-checkout> [lists-claim|lists-work|lists-work-1ms|lists-insert|ratelimit|kv ...] [--rounds N] [--quick]',
+    'usage: npm run bench:ab -- <old-checkout> [lists-claim|lists-work|lists-work-1ms|lists-insert|lists-limits|ratelimit|kv ...] [--rounds N] [--quick]',
   );
   process.exit(2);
 }
 const quick = args.includes('--quick');
 const roundsArg = args.indexOf('--rounds');
 const rounds = roundsArg >= 0 ? Number(args[roundsArg + 1]) : quick ? 2 : 4;
-const known = ['lists-claim', 'lists-work', 'lists-work-1ms', 'lists-insert', 'ratelimit', 'kv'];
+const known = [
+  'lists-claim',
+  'lists-work',
+  'lists-work-1ms',
+  'lists-insert',
+  'lists-limits',
+  'ratelimit',
+  'kv',
+];
 const wanted = args.filter((a, i) => known.includes(a) && args[i - 1] !== '--rounds');
 const workloads = wanted.length > 0 ? wanted : known;
 
@@ -103,6 +114,36 @@ const run: Record<string, (p: Pgcoord, pool: pg.Pool) => Promise<number>> = {
     const list = new p.AttemptList(pool);
     await list.insertOne('ab', 'warm');
     return drive(8, quick ? 5_000 : 20_000, (i) => list.insertOne('ab', `item-${i}`));
+  },
+  async 'lists-limits'(p, pool) {
+    const n = quick ? 6_000 : 30_000;
+    const keys = zipfKeys(n, quick ? 60 : 300);
+    await p.migrate(pool);
+    const list = new p.AttemptList(pool);
+    await list.setLimits('ab', { perKey: { concurrency: 2 } });
+    await list.insertBatch(
+      'ab',
+      keys.map((key, i) => ({ item: itemName(i), key })),
+    );
+    await pool.query('VACUUM ANALYZE pgcoord.list_items');
+    let done = 0;
+    const t0 = performance.now();
+    await Promise.all(
+      Array.from({ length: 4 }, async () => {
+        let held: Awaited<ReturnType<typeof list.claim>> = [];
+        for (;;) {
+          const r = await list.completeAndClaim('ab', held, { limit: 100, leaseMs: 60_000 });
+          done += r.count;
+          held = r.claims;
+          if (held.length > 0) continue;
+          if (done >= n) return;
+          // Every key with items is full (held by the other loops): wait for a slot, at most 2 ms.
+          await new Promise((resolve) => setTimeout(resolve, Math.min(r.nextSlotMs ?? 2, 2)));
+        }
+      }),
+    );
+    if (done !== n) throw new Error(`${n - done} items were not processed`);
+    return (n / (performance.now() - t0)) * 1000;
   },
   async ratelimit(p, pool) {
     await p.migrate(pool);
